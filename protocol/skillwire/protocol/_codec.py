@@ -1,0 +1,80 @@
+"""Encoders and decoders, created once and reused (msgspec's fast path)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, TypeVar
+
+import msgspec
+
+from ._errors import BadRequest, ValidationError
+from ._models import ErrorBody, ErrorEnvelope, Event, Task
+
+__all__ = [
+    "decode_event",
+    "decode_json",
+    "decode_task",
+    "encode",
+    "error_envelope",
+    "to_builtins",
+    "validate",
+]
+
+T = TypeVar("T")
+
+_encoder = msgspec.json.Encoder()
+_any_decoder = msgspec.json.Decoder()
+_task_decoder = msgspec.json.Decoder(Task)
+_event_decoder = msgspec.json.Decoder(Event)
+_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+
+
+def encode(obj: Any) -> bytes:
+    """JSON bytes of any wire object or builtin."""
+    return _encoder.encode(obj)
+
+
+def decode_json(data: bytes | str) -> Any:
+    """Parse JSON, raising ``BadRequest`` (400) when it is malformed."""
+    try:
+        return _any_decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"malformed JSON: {exc}") from exc
+
+
+def decode_task(data: bytes | str) -> Task:
+    return _task_decoder.decode(data)
+
+
+def decode_event(data: bytes | str) -> Event:
+    return _event_decoder.decode(data)
+
+
+def to_builtins(obj: Any) -> Any:
+    return msgspec.to_builtins(obj)
+
+
+def validate(obj: Any, type_: type[T], *, prefix: str = "", strict: bool = True) -> T:
+    """Convert decoded JSON to ``type_`` or raise ``ValidationError`` naming the field.
+
+    ``prefix`` is prepended to the field path (``requests[0]``), so the client learns
+    which item of a list was wrong.
+    """
+    try:
+        return msgspec.convert(obj, type_, strict=strict)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        match = _PATH.search(text)
+        path = match.group("path") if match else ""
+        constraint = text[: match.start()] if match else text
+        field = (prefix + path).lstrip(".")
+        raise ValidationError(
+            f"invalid `{field}`: {constraint}" if field else constraint,
+            details={"field": field, "constraint": constraint},
+        ) from exc
+
+
+def error_envelope(code: str, message: str, details: dict[str, Any], request_id: str | None) -> bytes:
+    return _encoder.encode(
+        ErrorEnvelope(ErrorBody(code=code, message=message, details=details, request_id=request_id))
+    )

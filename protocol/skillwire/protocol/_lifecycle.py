@@ -1,0 +1,196 @@
+"""The task and sub-request lifecycles: every rule that changes a task lives in this file.
+
+A task changes only by appending events to its log. ``append`` takes a task as it is, the
+event a worker (or the engine) wants to append, and returns the events actually appended,
+after mutating the task to match them. It adds the events the rules imply: ``task.started``
+before the first ``request.started``, and the terminal task event after the last request
+ends. Backbones call it under whatever makes one task's appends atomic (the event loop for
+the memory backbone; a Lua script mirrors it on Redis).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from ._errors import Conflict, IllegalTransition
+from ._models import (
+    ErrorDetail,
+    Event,
+    EventType,
+    RequestState,
+    RequestStatus,
+    Task,
+    TaskLinks,
+    TaskStatus,
+)
+
+__all__ = [
+    "REQUEST_TRANSITIONS",
+    "TASK_TERMINAL_EVENTS",
+    "TERMINAL_REQUEST_STATUSES",
+    "TERMINAL_TASK_STATUSES",
+    "append",
+    "cancel",
+    "new_task",
+    "task_view",
+]
+
+TERMINAL_TASK_STATUSES = frozenset(
+    {TaskStatus.COMPLETED, TaskStatus.PARTIAL, TaskStatus.FAILED, TaskStatus.CANCELLED}
+)
+TERMINAL_REQUEST_STATUSES = frozenset(
+    {RequestStatus.COMPLETED, RequestStatus.FAILED, RequestStatus.CANCELLED}
+)
+
+# event type -> (request statuses it may follow, the status it leaves the request in).
+# A request.started on a running request is a re-delivery (at-least-once work): it runs again.
+REQUEST_TRANSITIONS: dict[EventType, tuple[frozenset[RequestStatus], RequestStatus]] = {
+    EventType.REQUEST_QUEUED: (
+        frozenset({RequestStatus.QUEUED, RequestStatus.RUNNING}),
+        RequestStatus.QUEUED,
+    ),
+    EventType.REQUEST_STARTED: (
+        frozenset({RequestStatus.QUEUED, RequestStatus.RUNNING}),
+        RequestStatus.RUNNING,
+    ),
+    EventType.REQUEST_PROGRESS: (frozenset({RequestStatus.RUNNING}), RequestStatus.RUNNING),
+    EventType.REQUEST_OUTPUT: (frozenset({RequestStatus.RUNNING}), RequestStatus.RUNNING),
+    EventType.REQUEST_COMPLETED: (frozenset({RequestStatus.RUNNING}), RequestStatus.COMPLETED),
+    EventType.REQUEST_FAILED: (
+        frozenset({RequestStatus.QUEUED, RequestStatus.RUNNING}),
+        RequestStatus.FAILED,
+    ),
+}
+
+TASK_TERMINAL_EVENTS: dict[TaskStatus, EventType] = {
+    TaskStatus.COMPLETED: EventType.TASK_COMPLETED,
+    TaskStatus.PARTIAL: EventType.TASK_PARTIAL,
+    TaskStatus.FAILED: EventType.TASK_FAILED,
+    TaskStatus.CANCELLED: EventType.TASK_CANCELLED,
+}
+
+
+def new_task(
+    task_id: str, app: str, skill: str, n_requests: int, metadata: dict[str, Any], now: str
+) -> tuple[Task, Event]:
+    """A queued task with ``n_requests`` queued requests, and its first event (seq 1)."""
+    task = Task(
+        task_id=task_id,
+        app=app,
+        skill=skill,
+        status=TaskStatus.QUEUED,
+        created_at=now,
+        updated_at=now,
+        finished_at=None,
+        requests=[RequestState(index=i) for i in range(n_requests)],
+        previews=[],
+        error=None,
+        last_seq=1,
+        metadata=metadata,
+        links=TaskLinks(
+            self=f"/api/v1/tasks/{task_id}", events=f"/api/v1/tasks/{task_id}/events"
+        ),
+    )
+    return task, Event(task_id=task_id, seq=1, type=EventType.TASK_QUEUED, time=now, data={})
+
+
+def task_view(task: Task) -> Task:
+    """The task as clients see it: ``previews`` filled from the requests' outputs in order."""
+    previews: list[Any] = []
+    for request in task.requests:
+        previews.extend(request.output)
+    return msgspec.structs.replace(
+        task, requests=[msgspec.structs.replace(r, output=list(r.output)) for r in task.requests],
+        previews=previews,
+    )
+
+
+def _event(task: Task, type_: EventType, now: str, data: Any, index: int | None) -> Event:
+    task.last_seq += 1
+    task.updated_at = now
+    return Event(task_id=task.task_id, seq=task.last_seq, type=type_, time=now, data=data, index=index)
+
+
+def _finish(task: Task, status: TaskStatus, now: str) -> Event:
+    task.status = status
+    task.finished_at = now
+    if status is TaskStatus.FAILED and task.error is None:
+        task.error = next((r.error for r in task.requests if r.error is not None), None)
+    task.last_seq += 1
+    task.updated_at = now
+    return Event(
+        task_id=task.task_id,
+        seq=task.last_seq,
+        type=TASK_TERMINAL_EVENTS[status],
+        time=now,
+        data=task_view(task),
+    )
+
+
+def _final_status(task: Task) -> TaskStatus:
+    statuses = {r.status for r in task.requests}
+    if statuses == {RequestStatus.COMPLETED}:
+        return TaskStatus.COMPLETED
+    if statuses == {RequestStatus.FAILED}:
+        return TaskStatus.FAILED
+    return TaskStatus.PARTIAL
+
+
+def append(task: Task, type_: EventType, index: int, data: Any, now: str) -> list[Event]:
+    """Apply one ``request.*`` event to ``task``; return the events appended (maybe none).
+
+    Nothing is appended to a finished task, nor to a finished request: work that outlives a
+    cancel, or a duplicate delivery, is discarded here, in one place.
+    """
+    rule = REQUEST_TRANSITIONS.get(type_)
+    if rule is None:
+        raise IllegalTransition(f"{type_} is not a request event")
+    if not 0 <= index < len(task.requests):
+        raise IllegalTransition(f"request index {index} out of range")
+    if task.status in TERMINAL_TASK_STATUSES:
+        return []
+    request = task.requests[index]
+    if request.status in TERMINAL_REQUEST_STATUSES:
+        return []
+    allowed_from, to = rule
+    if request.status not in allowed_from:
+        raise IllegalTransition(
+            f"{type_} cannot follow request status {request.status}",
+            details={"index": index, "status": request.status},
+        )
+    events: list[Event] = []
+    if type_ is EventType.REQUEST_STARTED and task.status is TaskStatus.QUEUED:
+        task.status = TaskStatus.RUNNING
+        events.append(_event(task, EventType.TASK_STARTED, now, {}, None))
+    request.status = to
+    if type_ is EventType.REQUEST_STARTED:
+        request.output = []
+        request.progress = 0.0
+    elif type_ is EventType.REQUEST_PROGRESS:
+        request.progress = float(data.get("progress", request.progress))
+    elif type_ is EventType.REQUEST_OUTPUT:
+        request.output.append(data)
+    elif type_ is EventType.REQUEST_COMPLETED:
+        request.progress = 1.0
+    elif type_ is EventType.REQUEST_FAILED:
+        request.error = msgspec.convert(data["error"], ErrorDetail)
+    events.append(_event(task, type_, now, data, index))
+    if to in TERMINAL_REQUEST_STATUSES and all(
+        r.status in TERMINAL_REQUEST_STATUSES for r in task.requests
+    ):
+        events.append(_finish(task, _final_status(task), now))
+    return events
+
+
+def cancel(task: Task, now: str) -> Event:
+    """Cancel ``task``: unfinished requests become cancelled; returns ``task.cancelled``."""
+    if task.status in TERMINAL_TASK_STATUSES:
+        raise Conflict(
+            f"task {task.task_id} is already {task.status}", details={"status": task.status}
+        )
+    for request in task.requests:
+        if request.status not in TERMINAL_REQUEST_STATUSES:
+            request.status = RequestStatus.CANCELLED
+    return _finish(task, TaskStatus.CANCELLED, now)

@@ -1,0 +1,191 @@
+"""The wire objects of API v1 as msgspec Structs.
+
+Schema evolution follows msgspec's rules: a new field always gets a default and a field's
+type never changes, so old peers keep decoding new messages. Inbound structs tolerate
+unknown fields (msgspec's default).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+__all__ = [
+    "AppSkills",
+    "AppsList",
+    "CallBody",
+    "ErrorBody",
+    "ErrorDetail",
+    "ErrorEnvelope",
+    "Event",
+    "EventType",
+    "HealthStatus",
+    "ReadyStatus",
+    "RequestState",
+    "RequestStatus",
+    "Skill",
+    "SkillMode",
+    "Task",
+    "TaskLinks",
+    "TaskList",
+    "TaskStatus",
+    "Ticket",
+    "WebhookPayload",
+]
+
+Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,64}$")]
+
+
+class TaskStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class RequestStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class EventType(StrEnum):
+    TASK_QUEUED = "task.queued"
+    TASK_STARTED = "task.started"
+    REQUEST_QUEUED = "request.queued"
+    REQUEST_STARTED = "request.started"
+    REQUEST_PROGRESS = "request.progress"
+    REQUEST_OUTPUT = "request.output"
+    REQUEST_COMPLETED = "request.completed"
+    REQUEST_FAILED = "request.failed"
+    TASK_SNAPSHOT = "task.snapshot"
+    TASK_COMPLETED = "task.completed"
+    TASK_PARTIAL = "task.partial"
+    TASK_FAILED = "task.failed"
+    TASK_CANCELLED = "task.cancelled"
+
+
+class SkillMode(StrEnum):
+    QUICK = "quick"
+    LONG = "long"
+
+
+class ErrorDetail(msgspec.Struct):
+    """An error as it appears inside a task (``request.failed``, ``Task.error``)."""
+
+    code: str
+    message: str
+    details: dict[str, Any] = {}
+
+
+class ErrorBody(msgspec.Struct):
+    code: str
+    message: str
+    details: dict[str, Any] = {}
+    request_id: str | None = None
+
+
+class ErrorEnvelope(msgspec.Struct):
+    """The body of every non-2xx JSON response."""
+
+    error: ErrorBody
+
+
+class RequestState(msgspec.Struct):
+    index: int
+    status: RequestStatus = RequestStatus.QUEUED
+    progress: float = 0.0
+    output: list[Any] = []
+    error: ErrorDetail | None = None
+
+
+class TaskLinks(msgspec.Struct):
+    self: str
+    events: str
+
+
+class Task(msgspec.Struct):
+    task_id: str
+    app: str
+    skill: str
+    status: TaskStatus
+    created_at: str
+    updated_at: str
+    finished_at: str | None
+    requests: list[RequestState]
+    previews: list[Any]
+    error: ErrorDetail | None
+    last_seq: int
+    metadata: dict[str, Any]
+    links: TaskLinks
+
+
+class Event(msgspec.Struct, omit_defaults=True):
+    """One entry of a task's log. ``index`` is present on ``request.*`` events only."""
+
+    task_id: str
+    seq: int
+    type: EventType
+    time: str
+    data: Any
+    index: int | None = None
+
+
+class Skill(msgspec.Struct):
+    app: str
+    skill: str
+    description: str
+    mode: SkillMode
+    input_schema: dict[str, Any]
+    max_requests: int
+
+
+class AppSkills(msgspec.Struct):
+    app: str
+    skills: list[Skill]
+
+
+class AppsList(msgspec.Struct):
+    items: list[AppSkills]
+
+
+class TaskList(msgspec.Struct):
+    items: list[Task]
+    total: int
+    limit: int
+    offset: int
+
+
+class CallBody(msgspec.Struct):
+    """The body of ``POST /api/v1/apps/{app}/{skill}``; each request is checked per skill."""
+
+    requests: Annotated[list[dict[str, Any]], msgspec.Meta(min_length=1)]
+    webhook_url: str | None = None
+    metadata: dict[str, Any] = {}
+    version: str = "1"
+
+
+class Ticket(msgspec.Struct):
+    ticket: str
+    expires_in: int
+
+
+class HealthStatus(msgspec.Struct):
+    status: Literal["ok"] = "ok"
+
+
+class ReadyStatus(msgspec.Struct):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str]
+
+
+class WebhookPayload(msgspec.Struct):
+    type: str
+    timestamp: str
+    data: Task

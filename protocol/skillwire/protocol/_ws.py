@@ -1,0 +1,182 @@
+"""WebSocket messages (subprotocol ``skillwire.v1``): a tagged union on ``op``.
+
+Client messages are decoded here, with errors that name the offending field; server
+messages are encoded once. Inbound messages tolerate unknown fields.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+import msgspec
+
+from ._errors import BadRequest, SkillwireError, ValidationError
+from ._models import ErrorBody, Event
+
+__all__ = [
+    "SUBPROTOCOL",
+    "Accepted",
+    "AuthOp",
+    "Authenticated",
+    "CallOp",
+    "CancelOp",
+    "ClientMessage",
+    "ErrorMessage",
+    "EventMessage",
+    "Heartbeat",
+    "InvalidClientMessage",
+    "Ok",
+    "PingOp",
+    "Pong",
+    "ServerMessage",
+    "SubscribeOp",
+    "Subscribed",
+    "UnsubscribeOp",
+    "decode_client_message",
+    "decode_server_message",
+    "encode_client_message",
+    "encode_server_message",
+]
+
+SUBPROTOCOL = "skillwire.v1"
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class AuthOp(msgspec.Struct, tag_field="op", tag="auth"):
+    token: str
+    ref: str | None = None
+
+
+class CallOp(msgspec.Struct, tag_field="op", tag="call"):
+    app: str
+    skill: str
+    requests: list[dict[str, Any]]
+    ref: str | None = None
+    webhook_url: str | None = None
+    metadata: dict[str, Any] = {}
+
+
+class SubscribeOp(msgspec.Struct, tag_field="op", tag="subscribe"):
+    task_id: str
+    ref: str | None = None
+    after: NonNegative = 0
+    snapshot: bool = False
+
+
+class UnsubscribeOp(msgspec.Struct, tag_field="op", tag="unsubscribe"):
+    task_id: str
+    ref: str | None = None
+
+
+class CancelOp(msgspec.Struct, tag_field="op", tag="cancel"):
+    task_id: str
+    ref: str | None = None
+
+
+class PingOp(msgspec.Struct, tag_field="op", tag="ping"):
+    ref: str | None = None
+
+
+ClientMessage = AuthOp | CallOp | SubscribeOp | UnsubscribeOp | CancelOp | PingOp
+
+
+class Accepted(msgspec.Struct, tag_field="op", tag="accepted", omit_defaults=True):
+    task_id: str
+    ref: str | None = None
+
+
+class Subscribed(msgspec.Struct, tag_field="op", tag="subscribed", omit_defaults=True):
+    task_id: str
+    ref: str | None = None
+
+
+class Ok(msgspec.Struct, tag_field="op", tag="ok", omit_defaults=True):
+    ref: str | None = None
+
+
+class Pong(msgspec.Struct, tag_field="op", tag="pong", omit_defaults=True):
+    ref: str | None = None
+
+
+class Authenticated(msgspec.Struct, tag_field="op", tag="authenticated", omit_defaults=True):
+    principal: str
+    ref: str | None = None
+
+
+class EventMessage(msgspec.Struct, tag_field="op", tag="event"):
+    event: Event
+
+
+class Heartbeat(msgspec.Struct, tag_field="op", tag="heartbeat"):
+    time: str
+
+
+class ErrorMessage(msgspec.Struct, tag_field="op", tag="error"):
+    error: ErrorBody
+    ref: str | None = None
+
+
+ServerMessage = (
+    Accepted | Subscribed | Ok | Pong | Authenticated | EventMessage | Heartbeat | ErrorMessage
+)
+
+_CLIENT_OPS = {"auth", "call", "subscribe", "unsubscribe", "cancel", "ping"}
+_encoder = msgspec.json.Encoder()
+_any_decoder = msgspec.json.Decoder()
+_server_decoder = msgspec.json.Decoder(ServerMessage)
+_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+
+
+class InvalidClientMessage(Exception):
+    """A client frame that could not be decoded: carries the error and the frame's ``ref``."""
+
+    def __init__(self, error: SkillwireError, ref: str | None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.ref = ref
+
+
+def _validation_error(exc: msgspec.ValidationError) -> ValidationError:
+    text = str(exc)
+    match = _PATH.search(text)
+    field = match.group("path") if match else ""
+    constraint = text[: match.start()] if match else text
+    return ValidationError(
+        f"invalid field `{field}`: {constraint}" if field else constraint,
+        details={"field": field, "constraint": constraint},
+    )
+
+
+def decode_client_message(frame: str | bytes) -> ClientMessage:
+    """Decode one client frame, or raise ``InvalidClientMessage`` saying what is wrong."""
+    try:
+        raw = _any_decoder.decode(frame)
+    except msgspec.DecodeError as exc:
+        raise InvalidClientMessage(BadRequest(f"frame is not valid JSON: {exc}"), None) from exc
+    if not isinstance(raw, dict):
+        raise InvalidClientMessage(BadRequest("a message must be a JSON object"), None)
+    ref = raw.get("ref")
+    ref = ref if isinstance(ref, str) else None
+    op = raw.get("op")
+    if op not in _CLIENT_OPS:
+        raise InvalidClientMessage(
+            BadRequest(f"unknown op {op!r}", details={"field": "op", "allowed": sorted(_CLIENT_OPS)}),
+            ref,
+        )
+    try:
+        return msgspec.convert(raw, ClientMessage)  # type: ignore[arg-type]
+    except msgspec.ValidationError as exc:
+        raise InvalidClientMessage(_validation_error(exc), ref) from exc
+
+
+def encode_client_message(message: ClientMessage) -> bytes:
+    return _encoder.encode(message)
+
+
+def encode_server_message(message: ServerMessage) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode_server_message(frame: str | bytes) -> ServerMessage:
+    return _server_decoder.decode(frame)

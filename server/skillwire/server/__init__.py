@@ -1,0 +1,14 @@
+"""skillwire.server: the gateway, its engine and its backbones.
+
+    from skillwire.server import App, Context, create_app
+"""
+
+from __future__ import annotations
+
+from skillwire.protocol import SkillError
+
+from ._config import Config, load_config
+from .engine import App, Context
+from .http import create_app
+
+__all__ = ["App", "Config", "Context", "SkillError", "create_app", "load_config"]

@@ -1,0 +1,108 @@
+"""The ``skillwire`` command: ``serve`` (HTTP + workers) and ``worker`` (workers only)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ._config import Config, load_config
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="skillwire", description="skillwire: a real-time streaming gateway for skills"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the HTTP and WebSocket API")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default 8000; 0 picks a free one)")
+    serve.add_argument("--config", help="TOML configuration file")
+    serve.add_argument(
+        "--apps", nargs="+", default=[], metavar="MODULE:ATTR", help="apps to load"
+    )
+    serve.add_argument(
+        "--no-workers", action="store_true", help="run no sub-requests here (redis backbone)"
+    )
+    serve.add_argument("--no-demo", action="store_true", help="do not load the demo app")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if args.host is not None:
+        overrides["host"] = args.host
+    if args.port is not None:
+        overrides["port"] = args.port
+    if args.no_workers:
+        overrides["workers"] = False
+    if args.no_demo:
+        overrides["demo"] = False
+    return overrides
+
+
+def _configure_logging(config: Config) -> None:
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def serve(config: Config, apps: Sequence[str]) -> None:
+    import asyncio
+
+    import uvicorn
+
+    from .http import create_app
+
+    app = create_app(config, apps)
+    runtime = app.state.skillwire
+    if runtime.keys.generated_key:
+        print(f"API key: {runtime.keys.generated_key}", flush=True)
+        runtime.key_announced = True
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            ws_max_size=config.ws_max_message,
+        )
+    )
+
+    async def run() -> None:
+        startup = asyncio.create_task(server.serve())
+        while not server.started and not startup.done():
+            await asyncio.sleep(0.05)
+        if server.started:
+            for sock in (s for srv in server.servers for s in srv.sockets):
+                host, port = sock.getsockname()[:2]
+                shown = f"[{host}]" if ":" in host else host
+                print(f"skillwire listening on http://{shown}:{port}", flush=True)
+                break
+        await startup
+
+    asyncio.run(run())
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config, overrides=_overrides(args))
+    except Exception as exc:  # a bad config file or variable: say which, exit 2
+        print(f"skillwire: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    _configure_logging(config)
+    if args.command == "serve":
+        serve(config, args.apps)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Configuration: a TOML file, then ``SKILLWIRE_`` environment variables, then CLI flags.
+
+Each environment variable names a key of the file: ``SKILLWIRE_HEARTBEAT_INTERVAL`` is
+``heartbeat_interval``, and ``__`` nests (``SKILLWIRE_WEBHOOKS__SECRET`` is ``[webhooks]
+secret``). Lists in the environment are comma-separated.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from skillwire.protocol import ValidationError, validate
+
+__all__ = ["Config", "CorsConfig", "KeyConfig", "WebhooksConfig", "load_config"]
+
+ENV_PREFIX = "SKILLWIRE_"
+
+
+class KeyConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """One API key: the secret comes from a digest, an environment variable or (dev) inline."""
+
+    name: str
+    role: str = "user"
+    key_sha256: str | None = None
+    key_env: str | None = None
+    key: str | None = None
+    scopes: list[str] | None = None
+    rate_limit: str | None = None
+
+
+class WebhooksConfig(msgspec.Struct, forbid_unknown_fields=True):
+    secret: str | None = None
+    urls: list[str] = []
+    allow_private: bool = False
+    allow_hosts: list[str] = []
+    retry_delays: list[float] = msgspec.field(default_factory=lambda: [5.0, 30.0, 300.0])
+    timeout: float = 10.0
+
+
+class CorsConfig(msgspec.Struct, forbid_unknown_fields=True):
+    allow_origins: list[str] = []
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = None
+    backbone: Literal["memory", "redis"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    heartbeat_interval: float = 15.0
+    retention: float = 86400.0
+    max_body: int = 1024 * 1024
+    rate_limit: str = "600/minute"
+    quick_wait: float = 10.0
+    max_wait: float = 60.0
+    max_requests: int = 5
+    max_parallel: int = 5
+    concurrency: int = 64
+    skill_timeout: float = 300.0
+    max_events: int = 10_000
+    send_queue: int = 1024
+    ws_max_message: int = 1024 * 1024
+    demo: bool = True
+    workers: bool = True
+    apps: list[str] = []
+    log_level: str = "info"
+    keys: list[KeyConfig] = []
+    roles: dict[str, list[str]] = {}
+    skill_timeouts: dict[str, float] = {}
+    webhooks: WebhooksConfig = msgspec.field(default_factory=WebhooksConfig)
+    cors: CorsConfig = msgspec.field(default_factory=CorsConfig)
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    for part in path[:-1]:
+        child = tree.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ValidationError(f"configuration key {part!r} is not a table")
+        tree = child
+    tree[path[-1]] = value
+
+
+def _field_type(path: list[str]) -> Any:
+    struct: Any = Config
+    for part in path:
+        info = msgspec.inspect.type_info(struct)
+        if not isinstance(info, msgspec.inspect.StructType):
+            return None
+        match = next((f for f in info.fields if f.name == part), None)
+        if match is None:
+            return None
+        struct = match.type
+        if isinstance(struct, msgspec.inspect.StructType):
+            struct = struct.cls
+    return struct
+
+
+def _env_value(path: list[str], text: str) -> Any:
+    """Environment strings become lists where the key is a list; msgspec converts the rest."""
+    kind = _field_type(path)
+    if isinstance(kind, msgspec.inspect.ListType):
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return text
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        if _field_type(path) is None:
+            continue  # not one of ours (e.g. SKILLWIRE_TESTS_TIMEOUT_FACTOR)
+        _set_path(tree, path, _env_value(path, value))
+    return tree
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """The effective configuration: file < environment < ``overrides`` (CLI flags)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    data = _merge(data, _env_overrides(os.environ if environ is None else environ))
+    if overrides:
+        data = _merge(data, overrides)
+    # Non-strict: environment values arrive as strings ("15", "true").
+    return validate(data, Config, strict=False)

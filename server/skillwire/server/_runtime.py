@@ -1,0 +1,86 @@
+"""Everything one skillwire application holds, built from its config; lives on app.state."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .auth import KeyStore
+from .backbone import Backbone, MemoryBackbone
+from ._config import Config
+from .engine import App, Registry, TaskService, WorkerPool, demo
+
+__all__ = ["Runtime"]
+
+log = logging.getLogger("skillwire")
+
+
+def make_backbone(config: Config) -> Backbone:
+    if config.backbone == "redis":
+        from .backbone.redis import RedisBackbone
+
+        return RedisBackbone(
+            config.redis_url, max_events=config.max_events, retention=config.retention
+        )
+    return MemoryBackbone(max_events=config.max_events, retention=config.retention)
+
+
+@dataclass
+class Runtime:
+    config: Config
+    keys: KeyStore
+    registry: Registry
+    backbone: Backbone
+    tasks: TaskService
+    workers: WorkerPool | None
+    draining: bool = False
+    key_announced: bool = False
+    stream_count: int = field(default=0)
+
+    @classmethod
+    def build(cls, config: Config, apps: Sequence[App | str]) -> Runtime:
+        sources: list[App | str] = [demo] if config.demo else []
+        sources.extend(apps)
+        sources.extend(config.apps)
+        registry = Registry.from_sources(
+            sources, max_requests=config.max_requests, entry_point_group="skillwire.apps"
+        )
+        backbone = make_backbone(config)
+        tasks = TaskService(
+            backbone, registry, retention=config.retention, max_parallel=config.max_parallel
+        )
+        workers = (
+            WorkerPool(
+                backbone,
+                registry,
+                concurrency=config.concurrency,
+                default_timeout=config.skill_timeout,
+                timeouts=config.skill_timeouts,
+            )
+            if config.workers
+            else None
+        )
+        return cls(
+            config=config,
+            keys=KeyStore.from_config(config),
+            registry=registry,
+            backbone=backbone,
+            tasks=tasks,
+            workers=workers,
+        )
+
+    async def start(self) -> None:
+        await self.backbone.start()
+        if self.workers is not None:
+            await self.workers.start()
+        if self.keys.generated_key and not self.key_announced:
+            log.warning("no API key configured; generated one for this run")
+            print(f"API key: {self.keys.generated_key}", flush=True)
+            self.key_announced = True
+
+    async def stop(self) -> None:
+        self.draining = True
+        if self.workers is not None:
+            await self.workers.stop()
+        await self.backbone.close()

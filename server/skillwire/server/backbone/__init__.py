@@ -1,0 +1,25 @@
+"""Backbones: where tasks, event logs, the work queue and control signals live."""
+
+from __future__ import annotations
+
+from ._base import (
+    Backbone,
+    CancelListener,
+    Claim,
+    EventListener,
+    LogSlice,
+    StoredTask,
+    WorkItem,
+)
+from ._memory import MemoryBackbone
+
+__all__ = [
+    "Backbone",
+    "CancelListener",
+    "Claim",
+    "EventListener",
+    "LogSlice",
+    "MemoryBackbone",
+    "StoredTask",
+    "WorkItem",
+]

@@ -1,0 +1,176 @@
+"""The backbone interface: everything that several server and worker processes must share.
+
+Two implementations: ``MemoryBackbone`` (one process, the embedded default) and the Redis
+backbone. Channels, the engine and the HTTP layer talk only to this interface.
+
+What a backbone promises:
+- ``append`` is atomic per task: seq numbers are assigned without gaps, the lifecycle rules of
+  ``skillwire.protocol.lifecycle`` are applied, and nothing is appended to a finished task.
+- Every appended event is kept in the task's log (at least the last ``max_events``) before
+  it is handed to live listeners, and listeners of one process see one task's events in seq
+  order. A listener registered before a log read therefore misses nothing that the read
+  does not return (subscribe-then-replay, see ``channels._subscription``).
+- Work items are delivered at least once; a claimed item not acked is delivered again.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from skillwire.protocol import EncodedEvent, Event, EventType, Task, TaskStatus
+
+__all__ = [
+    "Backbone",
+    "CancelListener",
+    "Claim",
+    "EventListener",
+    "LogSlice",
+    "StoredTask",
+    "WorkItem",
+]
+
+EventListener = Callable[[EncodedEvent], None]
+CancelListener = Callable[[str], None]
+
+
+class WorkItem(msgspec.Struct):
+    """A chain of sub-requests of one task, run one after another by one worker.
+
+    A call's requests are split into ``max_parallel`` chains, so at most that many of them run
+    at once without any shared counter.
+    """
+
+    task_id: str
+    app: str
+    skill: str
+    owner: str
+    indices: list[int]
+    inputs: list[Any]
+
+
+class Claim(msgspec.Struct):
+    """A work item handed to one worker, to be acked when done."""
+
+    item: WorkItem
+    token: str = ""
+    deliveries: int = 1
+
+
+class StoredTask(msgspec.Struct):
+    task: Task
+    owner: str
+    webhook_url: str | None = None
+
+
+class LogSlice(msgspec.Struct):
+    """Events after some seq, and where the log stands."""
+
+    events: list[EncodedEvent]
+    first_seq: int  # the oldest seq still kept
+    last_seq: int  # the task's last seq
+    finished: bool
+
+
+class Backbone(abc.ABC):
+    """Task records, event logs, live fan-out, the work queue and control signals."""
+
+    name: str = "abstract"
+
+    # -- life ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def start(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def check(self) -> None:
+        """Return when the backbone answers; raise ``BackboneUnavailable`` otherwise."""
+
+    @abc.abstractmethod
+    async def id_secret(self) -> bytes:
+        """The secret that signs task ids; the same in every process of one deployment."""
+
+    # -- tasks ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def create_task(
+        self,
+        task: Task,
+        first_event: Event,
+        *,
+        owner: str,
+        webhook_url: str | None,
+        work: list[WorkItem],
+    ) -> None:
+        """Store a new task with its first event, then queue its work."""
+
+    @abc.abstractmethod
+    async def get_task(self, task_id: str) -> StoredTask | None:
+        """The task as clients see it (previews filled), or None when not stored."""
+
+    @abc.abstractmethod
+    async def list_tasks(
+        self,
+        *,
+        owner: str | None,
+        status: TaskStatus | None,
+        app: str | None,
+        skill: str | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[Task], int]:
+        """Newest first; ``owner=None`` lists every owner's tasks."""
+
+    @abc.abstractmethod
+    async def append(
+        self, task_id: str, type_: EventType, index: int, data: Any
+    ) -> list[EncodedEvent]:
+        """Append a ``request.*`` event; returns what was appended (empty if discarded)."""
+
+    @abc.abstractmethod
+    async def cancel(self, task_id: str) -> Task:
+        """Cancel a task everywhere: raises NotFound, or Conflict when already finished."""
+
+    # -- log and fan-out -----------------------------------------------------------------
+    @abc.abstractmethod
+    async def read_events(self, task_id: str, after: int, limit: int) -> LogSlice | None:
+        """Up to ``limit`` events with seq > ``after`` (None when the task is not stored)."""
+
+    @abc.abstractmethod
+    async def listen(self, task_id: str, listener: EventListener) -> Callable[[], None]:
+        """Call ``listener`` with each event appended from now on; returns the undo."""
+
+    # -- work ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def claim(self, consumer: str, timeout: float) -> Claim | None:
+        """The next work item, waiting up to ``timeout`` seconds."""
+
+    @abc.abstractmethod
+    async def ack(self, claim: Claim) -> None: ...
+
+    @abc.abstractmethod
+    async def requeue(self, claim: Claim) -> None:
+        """Give a claimed item back (a worker shutting down before it finished)."""
+
+    # -- control -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def add_cancel_listener(self, listener: CancelListener) -> None:
+        """``listener(task_id)`` is called in every process when a task is cancelled."""
+
+    # -- small shared state --------------------------------------------------------------
+    @abc.abstractmethod
+    async def put_ticket(self, ticket: str, principal: str, ttl: float) -> None: ...
+
+    @abc.abstractmethod
+    async def take_ticket(self, ticket: str) -> str | None:
+        """The principal's name, once: a ticket is spent by its first use."""
+
+    @abc.abstractmethod
+    async def remember_idempotency(
+        self, key: str, fingerprint: str, task_id: str, ttl: float
+    ) -> tuple[str, str] | None:
+        """Store key -> (task_id, fingerprint) unless present; return the earlier pair if so."""

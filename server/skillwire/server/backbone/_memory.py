@@ -1,0 +1,242 @@
+"""The embedded backbone: everything in this process's memory, on its event loop.
+
+Single-threaded asyncio makes each method atomic as long as it does not await in the middle,
+which is how ``append`` keeps seq order and subscribe-then-replay stays gap-free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from skillwire.protocol import (
+    Conflict,
+    EncodedEvent,
+    Event,
+    EventType,
+    NotFound,
+    Task,
+    TaskStatus,
+    format_time,
+    lifecycle,
+    parse_time,
+)
+
+from ._base import Backbone, CancelListener, Claim, EventListener, LogSlice, StoredTask, WorkItem
+
+__all__ = ["MemoryBackbone"]
+
+
+@dataclass(slots=True)
+class _Record:
+    task: Task
+    owner: str
+    webhook_url: str | None
+    log: list[EncodedEvent]
+    first_seq: int = 1
+    listeners: list[EventListener] = field(default_factory=list)
+
+
+class MemoryBackbone(Backbone):
+    name = "memory"
+
+    def __init__(
+        self, *, max_events: int = 10_000, retention: float = 86_400.0, sweep_interval: float = 60.0
+    ) -> None:
+        self._max_events = max_events
+        self._retention = retention
+        self._sweep_interval = sweep_interval
+        self._records: dict[str, _Record] = {}
+        self._queue: asyncio.Queue[WorkItem] = asyncio.Queue()
+        self._cancel_listeners: list[CancelListener] = []
+        self._tickets: dict[str, tuple[str, float]] = {}
+        self._idempotency: dict[str, tuple[str, str, float]] = {}
+        self._secret = secrets.token_bytes(32)
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # -- life ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="skillwire-memory-sweeper")
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    async def check(self) -> None:
+        return None
+
+    async def id_secret(self) -> bytes:
+        return self._secret
+
+    # -- tasks ---------------------------------------------------------------------------
+    async def create_task(
+        self,
+        task: Task,
+        first_event: Event,
+        *,
+        owner: str,
+        webhook_url: str | None,
+        work: list[WorkItem],
+    ) -> None:
+        self._records[task.task_id] = _Record(
+            task=task, owner=owner, webhook_url=webhook_url, log=[EncodedEvent.of(first_event)]
+        )
+        for item in work:
+            self._queue.put_nowait(item)
+
+    async def get_task(self, task_id: str) -> StoredTask | None:
+        record = self._records.get(task_id)
+        if record is None:
+            return None
+        return StoredTask(lifecycle.task_view(record.task), record.owner, record.webhook_url)
+
+    async def list_tasks(
+        self,
+        *,
+        owner: str | None,
+        status: TaskStatus | None,
+        app: str | None,
+        skill: str | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[Task], int]:
+        matches = [
+            r
+            for r in reversed(self._records.values())
+            if (owner is None or r.owner == owner)
+            and (status is None or r.task.status == status)
+            and (app is None or r.task.app == app)
+            and (skill is None or r.task.skill == skill)
+        ]
+        page = matches[offset : offset + limit]
+        return [lifecycle.task_view(r.task) for r in page], len(matches)
+
+    async def append(
+        self, task_id: str, type_: EventType, index: int, data: Any
+    ) -> list[EncodedEvent]:
+        record = self._records.get(task_id)
+        if record is None:
+            return []
+        events = lifecycle.append(record.task, type_, index, data, format_time(time.time()))
+        return self._publish(record, events)
+
+    async def cancel(self, task_id: str) -> Task:
+        record = self._records.get(task_id)
+        if record is None:
+            raise NotFound(f"task {task_id} not found")
+        event = lifecycle.cancel(record.task, format_time(time.time()))
+        self._publish(record, [event])
+        for listener in list(self._cancel_listeners):
+            listener(task_id)
+        return event.data  # type: ignore[no-any-return]
+
+    def _publish(self, record: _Record, events: list[Event]) -> list[EncodedEvent]:
+        encoded = [EncodedEvent.of(e) for e in events]
+        record.log.extend(encoded)
+        overflow = len(record.log) - self._max_events
+        if overflow > self._max_events // 4:  # trim in chunks: amortised O(1) per append
+            del record.log[:overflow]
+            record.first_seq = record.log[0].seq
+        for event in encoded:
+            for listener in list(record.listeners):
+                listener(event)
+        return encoded
+
+    # -- log and fan-out -----------------------------------------------------------------
+    async def read_events(self, task_id: str, after: int, limit: int) -> LogSlice | None:
+        record = self._records.get(task_id)
+        if record is None:
+            return None
+        start = max(after + 1 - record.first_seq, 0)
+        return LogSlice(
+            events=record.log[start : start + limit],
+            first_seq=record.first_seq,
+            last_seq=record.task.last_seq,
+            finished=record.task.status in lifecycle.TERMINAL_TASK_STATUSES,
+        )
+
+    async def listen(self, task_id: str, listener: EventListener) -> Callable[[], None]:
+        record = self._records.get(task_id)
+        if record is None:
+            return lambda: None
+        record.listeners.append(listener)
+
+        def undo() -> None:
+            with contextlib.suppress(ValueError):
+                record.listeners.remove(listener)
+
+        return undo
+
+    def listener_count(self) -> int:
+        """Live listeners across all tasks (tests check that streams clean up)."""
+        return sum(len(r.listeners) for r in self._records.values())
+
+    # -- work ----------------------------------------------------------------------------
+    async def claim(self, consumer: str, timeout: float) -> Claim | None:
+        try:
+            item = await asyncio.wait_for(self._queue.get(), timeout)
+        except TimeoutError:
+            return None
+        return Claim(item=item)
+
+    async def ack(self, claim: Claim) -> None:
+        return None
+
+    async def requeue(self, claim: Claim) -> None:
+        self._queue.put_nowait(claim.item)
+
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    # -- control -------------------------------------------------------------------------
+    def add_cancel_listener(self, listener: CancelListener) -> None:
+        self._cancel_listeners.append(listener)
+
+    # -- small shared state --------------------------------------------------------------
+    async def put_ticket(self, ticket: str, principal: str, ttl: float) -> None:
+        self._tickets[ticket] = (principal, time.monotonic() + ttl)
+
+    async def take_ticket(self, ticket: str) -> str | None:
+        entry = self._tickets.pop(ticket, None)
+        if entry is None or entry[1] < time.monotonic():
+            return None
+        return entry[0]
+
+    async def remember_idempotency(
+        self, key: str, fingerprint: str, task_id: str, ttl: float
+    ) -> tuple[str, str] | None:
+        now = time.monotonic()
+        existing = self._idempotency.get(key)
+        if existing is not None and existing[2] > now:
+            return existing[0], existing[1]
+        self._idempotency[key] = (task_id, fingerprint, now + ttl)
+        return None
+
+    # -- retention -----------------------------------------------------------------------
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_interval)
+            self.sweep(time.time())
+
+    def sweep(self, now: float) -> None:
+        """Forget finished tasks past the retention window, spent tickets and keys."""
+        cutoff = now - self._retention
+        for task_id in [
+            t
+            for t, r in self._records.items()
+            if r.task.finished_at is not None and parse_time(r.task.finished_at) < cutoff
+        ]:
+            del self._records[task_id]
+        mono = time.monotonic()
+        for ticket in [t for t, (_, exp) in self._tickets.items() if exp < mono]:
+            del self._tickets[ticket]
+        for key in [k for k, v in self._idempotency.items() if v[2] < mono]:
+            del self._idempotency[key]

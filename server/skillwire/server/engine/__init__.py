@@ -1,0 +1,22 @@
+"""The engine: apps and skills, the worker pool, and task operations."""
+
+from __future__ import annotations
+
+from ._app import App, SkillSpec
+from ._context import Context
+from ._demo import demo
+from ._registry import Registry, load_app
+from ._tasks import CallResult, TaskService
+from ._worker import WorkerPool
+
+__all__ = [
+    "App",
+    "CallResult",
+    "Context",
+    "Registry",
+    "SkillSpec",
+    "TaskService",
+    "WorkerPool",
+    "demo",
+    "load_app",
+]

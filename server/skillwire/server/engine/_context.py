@@ -1,0 +1,45 @@
+"""What a running skill sees of its sub-request: ids, progress and outputs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from skillwire.protocol import EventType, to_builtins
+
+if TYPE_CHECKING:
+    from ..backbone import Backbone
+
+__all__ = ["Context", "Discarded"]
+
+
+class Discarded(Exception):
+    """The task finished (cancelled) under a running skill: stop, nothing more is kept."""
+
+
+class Context:
+    """Passed to a skill that asks for it (a parameter annotated ``Context``)."""
+
+    __slots__ = ("_backbone", "app", "index", "principal", "skill", "task_id")
+
+    def __init__(
+        self, backbone: Backbone, task_id: str, index: int, app: str, skill: str, principal: str
+    ) -> None:
+        self._backbone = backbone
+        self.task_id = task_id
+        self.index = index
+        self.app = app
+        self.skill = skill
+        self.principal = principal
+
+    async def progress(self, fraction: float, message: str = "") -> None:
+        """Report progress (0.0 to 1.0) as a ``request.progress`` event."""
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        await self._append(EventType.REQUEST_PROGRESS, {"progress": fraction, "message": message})
+
+    async def output(self, item: Any) -> None:
+        """Emit one output item now (what returning or yielding a value does too)."""
+        await self._append(EventType.REQUEST_OUTPUT, to_builtins(item))
+
+    async def _append(self, type_: EventType, data: Any) -> None:
+        if not await self._backbone.append(self.task_id, type_, self.index, data):
+            raise Discarded(self.task_id)

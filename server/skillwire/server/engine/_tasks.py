@@ -1,0 +1,192 @@
+"""Task operations shared by every channel: call, get, wait, list and cancel.
+
+Visibility and retention live here, once: a task is shown only to its owner and admins
+(404 to anyone else), and an id past the retention window answers 410, told apart from an
+id never issued (404) by the time and signature the id carries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from typing import Any
+
+from skillwire.protocol import (
+    CallBody,
+    Conflict,
+    Expired,
+    NotFound,
+    Task,
+    TaskStatus,
+    ValidationError,
+    encode,
+    lifecycle,
+    new_task_id,
+    task_id_time,
+    validate,
+    format_time,
+)
+
+from ..auth import Principal
+from ..backbone import Backbone, StoredTask, WorkItem
+from ._app import SkillSpec
+from ._registry import Registry
+
+__all__ = ["CallResult", "TaskService"]
+
+
+class CallResult:
+    __slots__ = ("replayed", "task")
+
+    def __init__(self, task: Task, *, replayed: bool) -> None:
+        self.task = task
+        self.replayed = replayed
+
+
+def _chains(indices: list[int], inputs: list[Any], width: int) -> list[tuple[list[int], list[Any]]]:
+    """Split requests round-robin into ``width`` chains (at most ``width`` run at once)."""
+    return [(indices[i::width], inputs[i::width]) for i in range(min(width, len(indices)))]
+
+
+class TaskService:
+    def __init__(
+        self,
+        backbone: Backbone,
+        registry: Registry,
+        *,
+        retention: float,
+        max_parallel: int,
+    ) -> None:
+        self.backbone = backbone
+        self.registry = registry
+        self.retention = retention
+        self.max_parallel = max_parallel
+
+    # -- calls ---------------------------------------------------------------------------
+    def validate_requests(self, spec: SkillSpec, requests: list[dict[str, Any]]) -> list[Any]:
+        """Check each request against the skill's input schema (422 naming the item)."""
+        limit = self.registry.max_requests(spec)
+        if len(requests) > limit:
+            raise ValidationError(
+                f"too many requests: {len(requests)} (at most {limit})",
+                details={"field": "requests", "constraint": f"at most {limit} items"},
+            )
+        for i, request in enumerate(requests):
+            validate(request, spec.input_type, prefix=f"requests[{i}]")
+        return list(requests)
+
+    async def call(
+        self,
+        principal: Principal,
+        spec: SkillSpec,
+        body: CallBody,
+        *,
+        idempotency_key: str | None = None,
+    ) -> CallResult:
+        inputs = self.validate_requests(spec, body.requests)
+        secret = await self.backbone.id_secret()
+        now = time.time()
+        task_id = new_task_id(secret, now)
+        if idempotency_key is not None:
+            fingerprint = hashlib.sha256(
+                encode([spec.app, spec.name, body.requests, body.webhook_url, body.metadata])
+            ).hexdigest()
+            earlier = await self.backbone.remember_idempotency(
+                f"{principal.name}:{idempotency_key}", fingerprint, task_id, self.retention
+            )
+            if earlier is not None:
+                return await self._replay(principal, earlier, fingerprint)
+        task, first = lifecycle.new_task(
+            task_id, spec.app, spec.name, len(inputs), body.metadata, format_time(now)
+        )
+        work = [
+            WorkItem(task_id, spec.app, spec.name, principal.name, indices, chain_inputs)
+            for indices, chain_inputs in _chains(list(range(len(inputs))), inputs, self.max_parallel)
+        ]
+        await self.backbone.create_task(
+            task, first, owner=principal.name, webhook_url=body.webhook_url, work=work
+        )
+        return CallResult(lifecycle.task_view(task), replayed=False)
+
+    async def _replay(
+        self, principal: Principal, earlier: tuple[str, str], fingerprint: str
+    ) -> CallResult:
+        task_id, earlier_fingerprint = earlier
+        if earlier_fingerprint != fingerprint:
+            raise Conflict(
+                "this Idempotency-Key was used with another request body",
+                details={"task_id": task_id},
+            )
+        deadline = time.monotonic() + 2.0
+        while True:  # the first call may still be storing its task
+            stored = await self.backbone.get_task(task_id)
+            if stored is not None or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.02)
+        return CallResult(self._visible(principal, task_id, stored).task, replayed=True)
+
+    # -- reading -------------------------------------------------------------------------
+    async def _absent(self, task_id: str) -> NotFound | Expired:
+        created = task_id_time(await self.backbone.id_secret(), task_id)
+        if created is not None and created + self.retention < time.time():
+            return Expired(f"task {task_id} is past the retention window", details={"task_id": task_id})
+        return NotFound(f"task {task_id} not found", details={"task_id": task_id})
+
+    def _visible(self, principal: Principal, task_id: str, stored: StoredTask | None) -> StoredTask:
+        if stored is None or not principal.may_see(stored.owner):
+            raise NotFound(f"task {task_id} not found", details={"task_id": task_id})
+        return stored
+
+    async def get(self, principal: Principal, task_id: str) -> StoredTask:
+        stored = await self.backbone.get_task(task_id)
+        if stored is None:
+            raise await self._absent(task_id)
+        return self._visible(principal, task_id, stored)
+
+    async def wait(self, principal: Principal, task_id: str, timeout: float) -> Task:
+        """The task once it is finished, or as it is after ``timeout`` seconds."""
+        stored = await self.get(principal, task_id)
+        if timeout <= 0 or stored.task.status in lifecycle.TERMINAL_TASK_STATUSES:
+            return stored.task
+        finished = asyncio.get_running_loop().create_future()
+
+        def on_event(event: Any) -> None:
+            if event.terminal and not finished.done():
+                finished.set_result(None)
+
+        undo = await self.backbone.listen(task_id, on_event)
+        try:
+            stored = await self.get(principal, task_id)
+            if stored.task.status not in lifecycle.TERMINAL_TASK_STATUSES:
+                try:
+                    await asyncio.wait_for(finished, timeout)
+                except TimeoutError:
+                    pass
+                stored = await self.get(principal, task_id)
+        finally:
+            undo()
+        return stored.task
+
+    async def list(
+        self,
+        principal: Principal,
+        *,
+        status: TaskStatus | None,
+        app: str | None,
+        skill: str | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[Task], int]:
+        return await self.backbone.list_tasks(
+            owner=None if principal.is_admin else principal.name,
+            status=status,
+            app=app,
+            skill=skill,
+            limit=limit,
+            offset=offset,
+        )
+
+    async def cancel(self, principal: Principal, task_id: str) -> Task:
+        await self.get(principal, task_id)
+        return await self.backbone.cancel(task_id)

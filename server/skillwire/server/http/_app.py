@@ -1,0 +1,107 @@
+"""``create_app``: a plain ASGI application serving API v1."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from skillwire.protocol import MethodNotAllowed, NotFound, SkillwireError
+
+from .._config import Config, load_config
+from .._runtime import Runtime
+from ..engine import App
+from ._middleware import RequestContextMiddleware, request_id_of
+from ._responses import error_response
+from ._routes_health import health, ready
+from ._routes_skills import call_skill, get_skill, list_apps
+from ._routes_tasks import cancel_task, get_task, list_tasks
+
+__all__ = ["create_app"]
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+async def _skillwire_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SkillwireError)
+    return error_response(exc, request_id_of(request.scope))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    request_id = request_id_of(request.scope)
+    if exc.status_code == 404:
+        return error_response(NotFound(f"no route for {request.url.path}"), request_id)
+    if exc.status_code == 405:
+        allow = dict(exc.headers or {})
+        return error_response(
+            MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}"),
+            request_id,
+            headers=allow,
+        )
+    error = SkillwireError(exc.detail)
+    error.status = exc.status_code  # type: ignore[misc]
+    return error_response(error, request_id)
+
+
+def _by_method(**handlers: Endpoint) -> Endpoint:
+    """One endpoint for several methods, so a 405 lists every allowed method."""
+
+    async def dispatch(request: Request) -> Response:
+        return await handlers[request.method](request)
+
+    return dispatch
+
+
+def _routes() -> list[BaseRoute]:
+    from ..channels import channel_routes
+
+    return [
+        Route("/health", health, methods=["GET"]),
+        Route("/healthz", health, methods=["GET"]),
+        Route("/readyz", ready, methods=["GET"]),
+        Route("/api/v1/apps", list_apps, methods=["GET"]),
+        Route(
+            "/api/v1/apps/{app}/{skill}",
+            _by_method(GET=get_skill, HEAD=get_skill, POST=call_skill),
+            methods=["GET", "POST"],
+        ),
+        Route("/api/v1/tasks", list_tasks, methods=["GET"]),
+        Route(
+            "/api/v1/tasks/{task_id}",
+            _by_method(GET=get_task, HEAD=get_task, DELETE=cancel_task),
+            methods=["GET", "DELETE"],
+        ),
+        *channel_routes(),
+    ]
+
+
+def create_app(config: Config | None = None, apps: Sequence[App | str] = ()) -> Starlette:
+    """A skillwire ASGI app; ``config=None`` reads the environment (``SKILLWIRE_*``).
+
+    Run it under any ASGI server, or mount it in a Starlette or FastAPI application.
+    """
+    runtime = Runtime.build(config if config is not None else load_config(), apps)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = Starlette(
+        routes=_routes(),
+        middleware=[Middleware(RequestContextMiddleware)],
+        exception_handlers={SkillwireError: _skillwire_error, HTTPException: _http_error},
+        lifespan=lifespan,
+    )
+    app.state.skillwire = runtime
+    return app

@@ -1,0 +1,77 @@
+"""The outermost layer: request ids, the access log line, and the last-resort 500.
+
+Pure ASGI (no BaseHTTPMiddleware), so streaming responses pass through untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from skillwire.protocol import InternalError
+
+from ._responses import error_response
+
+__all__ = ["RequestContextMiddleware", "request_id_of"]
+
+log = logging.getLogger("skillwire.access")
+errors = logging.getLogger("skillwire.errors")
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+
+
+def request_id_of(scope: Scope) -> str | None:
+    state = scope.get("state")
+    return state.get("request_id") if isinstance(state, dict) else None
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode(
+            "latin-1"
+        )
+        request_id = given if _SANE_ID.match(given) else "req_" + secrets.token_hex(8)
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 0
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode("latin-1")),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            errors.exception("unhandled error; request_id=%s", request_id)
+            if scope["type"] == "http" and not response_started:
+                response = error_response(InternalError("internal error"), request_id)
+                await response(scope, receive, send_with_id)
+        finally:
+            if scope["type"] == "http":
+                state = scope.get("state", {})
+                log.info(
+                    "%s %s %d %.1fms request_id=%s principal=%s",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    (time.perf_counter() - started) * 1000,
+                    request_id,
+                    state.get("principal", "-"),
+                )

@@ -1,0 +1,90 @@
+"""Query-parameter and header parsing; anything malformed is a 400 BAD_REQUEST."""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+from typing import TypeVar
+
+from starlette.datastructures import QueryParams
+
+from skillwire.protocol import BadRequest
+
+__all__ = ["Prefer", "enum_param", "float_param", "int_param", "parse_prefer"]
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def int_param(
+    params: QueryParams, name: str, default: int, *, low: int = 0, high: int | None = None
+) -> int:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit():
+        raise BadRequest(
+            f"query parameter {name!r} must be a non-negative integer", details={"field": name}
+        )
+    value = int(raw)
+    if value < low or (high is not None and value > high):
+        bounds = f"{low}..{high}" if high is not None else f">= {low}"
+        raise BadRequest(f"query parameter {name!r} must be {bounds}", details={"field": name})
+    return value
+
+
+def float_param(params: QueryParams, name: str) -> float | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise BadRequest(
+            f"query parameter {name!r} must be a non-negative number", details={"field": name}
+        )
+    return value
+
+
+def enum_param(params: QueryParams, name: str, enum: type[E]) -> E | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return enum(raw)
+    except ValueError:
+        allowed = [e.value for e in enum]
+        raise BadRequest(
+            f"query parameter {name!r} must be one of {allowed}",
+            details={"field": name, "allowed": allowed},
+        ) from None
+
+
+class Prefer:
+    __slots__ = ("respond_async", "wait")
+
+    def __init__(self, respond_async: bool = False, wait: float | None = None) -> None:
+        self.respond_async = respond_async
+        self.wait = wait
+
+
+def parse_prefer(header: str | None) -> Prefer:
+    """``Prefer: respond-async`` and ``Prefer: wait=N`` (RFC 7240); unknown preferences pass."""
+    prefer = Prefer()
+    if not header:
+        return prefer
+    for token in header.replace(";", ",").split(","):
+        name, _, value = token.strip().partition("=")
+        name = name.strip().lower()
+        if name == "respond-async":
+            prefer.respond_async = True
+        elif name == "wait":
+            try:
+                wait = float(value.strip().strip('"'))
+            except ValueError:
+                raise BadRequest("Prefer: wait=N needs a number of seconds") from None
+            if not math.isfinite(wait) or wait < 0:
+                raise BadRequest("Prefer: wait=N needs a non-negative number of seconds")
+            prefer.wait = wait
+    return prefer

@@ -1,0 +1,90 @@
+"""Skills: list them, describe one, and call one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from skillwire.protocol import (
+    CallBody,
+    Forbidden,
+    SkillMode,
+    UnsupportedVersion,
+    lifecycle,
+    validate,
+)
+
+from ..auth import Permission
+from ._auth import require, runtime_of
+from ._body import read_json
+from ._params import parse_prefer
+from ._responses import JSONResponse
+
+__all__ = ["call_skill", "get_skill", "list_apps"]
+
+
+async def list_apps(request: Request) -> Response:
+    await require(request, Permission.READ)
+    return JSONResponse(runtime_of(request).registry.describe())
+
+
+async def get_skill(request: Request) -> Response:
+    await require(request, Permission.READ)
+    runtime = runtime_of(request)
+    spec = runtime.registry.get(request.path_params["app"], request.path_params["skill"])
+    return JSONResponse(spec.describe(runtime.config.max_requests))
+
+
+def _check_version(raw: Any) -> None:
+    if isinstance(raw, dict) and "version" in raw and raw["version"] != "1":
+        raise UnsupportedVersion(
+            f"version {raw['version']!r} is not supported; use \"1\"",
+            details={"field": "version", "supported": ["1"]},
+        )
+
+
+async def call_skill(request: Request) -> Response:
+    principal = await require(request, Permission.CALL)
+    runtime = runtime_of(request)
+    app, skill = request.path_params["app"], request.path_params["skill"]
+    spec = runtime.registry.get(app, skill)
+    if not principal.may_call(app, skill):
+        raise Forbidden(f"this key may not call {app}/{skill}", details={"skill": f"{app}.{skill}"})
+    prefer = parse_prefer(request.headers.get("prefer"))
+    raw = await read_json(request, runtime.config.max_body)
+    _check_version(raw)
+    body = validate(raw, CallBody)
+
+    stream = _stream_format(request)
+    result = await runtime.tasks.call(
+        principal, spec, body, idempotency_key=request.headers.get("idempotency-key")
+    )
+    task = result.task
+    if stream is not None:
+        from ..channels import stream_response
+
+        return await stream_response(request, principal, task.task_id, stream, after=0)
+    if result.replayed:
+        wait = 0.0
+    elif prefer.respond_async:
+        wait = 0.0
+    elif prefer.wait is not None:
+        wait = min(prefer.wait, runtime.config.max_wait)
+    else:
+        wait = runtime.config.quick_wait if spec.mode is SkillMode.QUICK else 0.0
+    if wait > 0:
+        task = await runtime.tasks.wait(principal, task.task_id, wait)
+    if task.status in lifecycle.TERMINAL_TASK_STATUSES:
+        return JSONResponse(task, status_code=200)
+    return JSONResponse(task, status_code=202, headers={"Location": task.links.self})
+
+
+def _stream_format(request: Request) -> str | None:
+    accept = request.headers.get("accept", "")
+    if "text/event-stream" in accept:
+        return "sse"
+    if "application/x-ndjson" in accept or request.query_params.get("stream") == "true":
+        return "ndjson"
+    return None

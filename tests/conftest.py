@@ -1,0 +1,162 @@
+"""Shared fixtures: a real uvicorn server on a free port, running a skillwire app."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from skillwire.server import App, create_app, load_config
+
+TIMEOUT_FACTOR = float(os.environ.get("SKILLWIRE_TESTS_TIMEOUT_FACTOR", "1"))
+
+ADMIN_KEY = "sk_test_admin"
+USER_KEY = "sk_test_user"
+OTHER_KEY = "sk_test_other"
+SCOPED_KEY = "sk_test_scoped"
+READER_KEY = "sk_test_reader"
+
+TEST_KEYS: list[dict[str, Any]] = [
+    {"name": "user", "key": USER_KEY, "role": "user"},
+    {"name": "other", "key": OTHER_KEY, "role": "user"},
+    {"name": "scoped", "key": SCOPED_KEY, "role": "user", "scopes": ["demo.echo"]},
+    {"name": "reader", "key": READER_KEY, "role": "reader"},
+]
+TEST_ROLES = {"reader": ["read"]}
+
+
+def scaled(seconds: float) -> float:
+    """A time limit stretched by SKILLWIRE_TESTS_TIMEOUT_FACTOR for slow machines."""
+    return seconds * TIMEOUT_FACTOR
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class RunningServer:
+    """A skillwire app served by uvicorn in a thread of this process."""
+
+    url: str
+    app: Any
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://", 1)
+
+    @property
+    def runtime(self) -> Any:
+        return self.app.state.skillwire
+
+    def client(self, key: str | None = ADMIN_KEY, **kwargs: Any) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=scaled(30), **kwargs)
+
+    def async_client(self, key: str | None = ADMIN_KEY, **kwargs: Any) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=scaled(30), **kwargs)
+
+    def call_soon(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the server's event loop and return its result (for inspection)."""
+        loop: asyncio.AbstractEventLoop = self.server_loop
+        done = threading.Event()
+        box: list[Any] = []
+
+        def run() -> None:
+            box.append(fn())
+            done.set()
+
+        loop.call_soon_threadsafe(run)
+        done.wait(scaled(10))
+        return box[0]
+
+    server_loop: Any = None
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(scaled(15))
+
+
+def start_server(overrides: dict[str, Any] | None = None, apps: Sequence[App | str] = ()) -> RunningServer:
+    settings: dict[str, Any] = {
+        "api_key": ADMIN_KEY,
+        "keys": TEST_KEYS,
+        "roles": TEST_ROLES,
+        "host": "127.0.0.1",
+        "port": free_port(),
+    }
+    settings.update(overrides or {})
+    config = load_config(environ={}, overrides=settings)
+    app = create_app(config, apps)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=config.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            ws_max_size=config.ws_max_message,
+        )
+    )
+    running = RunningServer(f"http://127.0.0.1:{config.port}", app, server, None)  # type: ignore[arg-type]
+
+    def run() -> None:
+        loop = asyncio.new_event_loop()
+        running.server_loop = loop
+        loop.run_until_complete(server.serve())
+        loop.close()
+
+    running.thread = threading.Thread(target=run, name="uvicorn-test", daemon=True)
+    running.thread.start()
+    deadline = time.monotonic() + scaled(15)
+    while not server.started:
+        if time.monotonic() > deadline or not running.thread.is_alive():
+            raise RuntimeError("test server did not start")
+        time.sleep(0.01)
+    return running
+
+
+@pytest.fixture
+def server_factory() -> Iterator[Callable[..., RunningServer]]:
+    """Start servers with config overrides; all are stopped after the test."""
+    started: list[RunningServer] = []
+
+    def factory(overrides: dict[str, Any] | None = None, apps: Sequence[App | str] = ()) -> RunningServer:
+        running = start_server(overrides, apps)
+        started.append(running)
+        return running
+
+    yield factory
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture
+def server(server_factory: Callable[..., RunningServer]) -> RunningServer:
+    """A server with the demo app, test keys and a short heartbeat."""
+    return server_factory({"heartbeat_interval": 0.5})
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.02) -> None:
+    """Poll ``predicate`` until it holds, failing after ``timeout`` (scaled) seconds."""
+    deadline = time.monotonic() + scaled(timeout)
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(interval)
