@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,7 +37,9 @@ class Runtime:
     workers: WorkerPool | None
     draining: bool = False
     key_announced: bool = False
-    stream_count: int = field(default=0)
+    open_streams: int = 0
+    open_sockets: int = 0
+    shutdown: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
     def build(cls, config: Config, apps: Sequence[App | str]) -> Runtime:
@@ -79,8 +82,13 @@ class Runtime:
             print(f"API key: {self.keys.generated_key}", flush=True)
             self.key_announced = True
 
-    async def stop(self) -> None:
+    def begin_drain(self) -> None:
+        """Stop taking new work: streams end, WebSockets close with 1012, new requests 503."""
         self.draining = True
+        self.shutdown.set()
+
+    async def stop(self) -> None:
+        self.begin_drain()
         if self.workers is not None:
             await self.workers.stop()
         await self.backbone.close()

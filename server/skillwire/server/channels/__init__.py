@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-__all__ = ["channel_routes"]
+from ._streams import EventStreamResponse, events_endpoint, stream_response
+from ._subscription import SlowConsumer, Subscription
+from ._tickets import issue_ticket
+from ._websocket import websocket_endpoint
+
+__all__ = [
+    "EventStreamResponse",
+    "SlowConsumer",
+    "Subscription",
+    "channel_routes",
+    "stream_response",
+]
 
 
 def channel_routes() -> list[BaseRoute]:
-    return []
+    return [
+        Route("/api/v1/tasks/{task_id}/events", events_endpoint, methods=["GET"]),
+        Route("/api/v1/tickets", issue_ticket, methods=["POST"]),
+        WebSocketRoute("/api/v1/ws", websocket_endpoint),
+    ]

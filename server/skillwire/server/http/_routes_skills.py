@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -81,7 +81,7 @@ async def call_skill(request: Request) -> Response:
     return JSONResponse(task, status_code=202, headers={"Location": task.links.self})
 
 
-def _stream_format(request: Request) -> str | None:
+def _stream_format(request: Request) -> Literal["sse", "ndjson"] | None:
     accept = request.headers.get("accept", "")
     if "text/event-stream" in accept:
         return "sse"

@@ -1,0 +1,179 @@
+"""SSE and NDJSON: one task's events as a streaming HTTP response.
+
+Each stream is one group of tasks: the subscription (log replay, then live events), the
+writer (batches whatever is queued into one write, or a heartbeat after an idle interval),
+the disconnect listener and the shutdown listener. The first to finish ends the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from skillwire.protocol import (
+    NDJSON_HEARTBEAT,
+    SSE_HEARTBEAT,
+    BadRequest,
+    EncodedEvent,
+    sse_retry,
+)
+
+from .._runtime import Runtime
+from ..auth import Permission, Principal
+from ..http._auth import require, runtime_of
+from ._outbox import Outbox, OutboxClosed
+from ._subscription import SlowConsumer, Subscription
+
+__all__ = ["EventStreamResponse", "events_endpoint", "parse_after", "stream_format", "stream_response"]
+
+StreamFormat = Literal["sse", "ndjson"]
+SSE_RETRY_MS = 2000
+
+
+def stream_format(request: Request) -> StreamFormat:
+    """NDJSON when asked for by Accept (or ``?stream=true``); SSE otherwise."""
+    accept = request.headers.get("accept", "")
+    if "application/x-ndjson" in accept and "text/event-stream" not in accept:
+        return "ndjson"
+    return "sse"
+
+
+def _non_negative(value: str, name: str) -> int:
+    value = value.strip()
+    if not value.isdigit():
+        raise BadRequest(f"{name} must be a non-negative integer", details={"field": name})
+    return int(value)
+
+
+def parse_after(request: Request) -> int:
+    """The seq to resume after: the larger of ``?after=`` and ``Last-Event-ID``."""
+    after = 0
+    if (raw := request.query_params.get("after")) is not None:
+        after = _non_negative(raw, "after")
+    if (header := request.headers.get("last-event-id")) is not None and header.strip():
+        after = max(after, _non_negative(header, "Last-Event-ID"))
+    return after
+
+
+async def _first_done(*jobs: Callable[[], Awaitable[None]]) -> None:
+    tasks = [asyncio.create_task(job()) for job in jobs]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+    for task in done:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            if not isinstance(exc, (SlowConsumer, OutboxClosed)):
+                raise exc
+
+
+class EventStreamResponse(Response):
+    """Streams a task's events; ends after the terminal event, on disconnect or shutdown."""
+
+    def __init__(
+        self, runtime: Runtime, task_id: str, after: int, fmt: StreamFormat, *, snapshot: bool
+    ) -> None:
+        self.runtime = runtime
+        self.task_id = task_id
+        self.after = after
+        self.fmt = fmt
+        self.snapshot = snapshot
+        media = b"text/event-stream; charset=utf-8" if fmt == "sse" else b"application/x-ndjson"
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [
+            (b"content-type", media),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        runtime = self.runtime
+        config = runtime.config
+        outbox = Outbox(config.send_queue)
+        frame: Callable[[EncodedEvent], bytes] = (
+            (lambda e: e.sse) if self.fmt == "sse" else (lambda e: e.ndjson)
+        )
+        heartbeat = SSE_HEARTBEAT if self.fmt == "sse" else NDJSON_HEARTBEAT
+        subscription = Subscription(
+            runtime.backbone,
+            self.task_id,
+            self.after,
+            outbox=outbox,
+            frame=frame,
+            snapshot=self.snapshot,
+            buffer_limit=config.send_queue,
+        )
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        if self.fmt == "sse":
+            await send(
+                {"type": "http.response.body", "body": sse_retry(SSE_RETRY_MS), "more_body": True}
+            )
+
+        async def produce() -> None:
+            try:
+                await subscription.run()
+            finally:
+                outbox.close()
+            await asyncio.Future()  # finished: wait for the writer to drain and end the group
+
+        async def write() -> None:
+            while True:
+                try:
+                    items = await outbox.take(config.heartbeat_interval)
+                except OutboxClosed:
+                    return
+                body = b"".join(items) if items else heartbeat
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+
+        async def disconnected() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        async def shutdown() -> None:
+            await runtime.shutdown.wait()
+
+        runtime.open_streams += 1
+        try:
+            await _first_done(produce, write, disconnected, shutdown)
+        finally:
+            runtime.open_streams -= 1
+        # A reader that stopped reading may never take the last chunk: do not wait on it.
+        with contextlib.suppress(OSError, RuntimeError, TimeoutError):
+            async with asyncio.timeout(1.0):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def stream_response(
+    request: Request, principal: Principal, task_id: str, fmt: StreamFormat, *, after: int,
+    snapshot: bool = False,
+) -> Response:
+    runtime = runtime_of(request)
+    await runtime.tasks.get(principal, task_id)  # 404 / 410 before any byte is streamed
+    return EventStreamResponse(runtime, task_id, after, fmt, snapshot=snapshot)
+
+
+async def events_endpoint(request: Request) -> Response:
+    principal = await require(request, Permission.READ, allow_ticket=True)
+    after = parse_after(request)
+    snapshot = request.query_params.get("snapshot", "false").lower()
+    if snapshot not in ("true", "false", "1", "0"):
+        raise BadRequest("snapshot must be true or false", details={"field": "snapshot"})
+    return await stream_response(
+        request,
+        principal,
+        request.path_params["task_id"],
+        stream_format(request),
+        after=after,
+        snapshot=snapshot in ("true", "1"),
+    )

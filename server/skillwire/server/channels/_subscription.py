@@ -1,0 +1,175 @@
+"""Subscribe-then-replay: a task's events after some seq, in order, exactly once.
+
+1. Register a live listener first, so nothing appended from now on can be missed.
+2. Read the log after ``after`` (in pages), pushing each event into the outbox.
+3. Hand over to live delivery: events the listener buffered meanwhile are drained, skipping
+   any seq already sent; from then on the listener pushes straight into the outbox.
+
+A gap in live events (a seq more than one past the last sent, e.g. pub/sub lost a message)
+sends the subscription back to the log for the missing part. When ``after`` is older than
+the oldest event the log keeps, or a snapshot is asked for, a ``task.snapshot`` event
+carrying the task as of seq N comes first, then the events after N.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+
+from skillwire.protocol import (
+    EncodedEvent,
+    Event,
+    EventType,
+    NotFound,
+    format_time,
+    lifecycle,
+)
+
+from ..backbone import Backbone
+from ._outbox import Outbox
+
+__all__ = ["SlowConsumer", "Subscription"]
+
+Frame = Callable[[EncodedEvent], bytes]
+PAGE = 500
+
+
+class SlowConsumer(Exception):
+    """The reader fell further behind than its send queue allows."""
+
+
+class Subscription:
+    def __init__(
+        self,
+        backbone: Backbone,
+        task_id: str,
+        after: int,
+        *,
+        outbox: Outbox,
+        frame: Frame,
+        snapshot: bool = False,
+        buffer_limit: int = 1024,
+    ) -> None:
+        self._backbone = backbone
+        self.task_id = task_id
+        self.last = after
+        self._outbox = outbox
+        self._frame = frame
+        self._snapshot = snapshot
+        self._buffer_limit = buffer_limit
+        self._pending: deque[EncodedEvent] = deque()
+        self._wake = asyncio.Event()
+        self._direct = False
+        self.finished = False
+        self._failed = False
+
+    # -- live side (called synchronously by the backbone) --------------------------------
+    def _on_live(self, event: EncodedEvent) -> None:
+        if self.finished or self._failed:
+            return
+        if self._direct:
+            if event.seq <= self.last:
+                return
+            if event.seq == self.last + 1:
+                if not self._outbox.push(self._frame(event)):
+                    self._fail()
+                    return
+                self.last = event.seq
+                if event.terminal:
+                    self._finish()
+                return
+            self._direct = False  # a gap: the run loop fills it from the log
+        if len(self._pending) >= self._buffer_limit:
+            self._fail()
+            return
+        self._pending.append(event)
+        self._wake.set()
+
+    def _fail(self) -> None:
+        self._failed = True
+        self._wake.set()
+
+    def _finish(self) -> None:
+        self.finished = True
+        self._wake.set()
+
+    # -- the run loop --------------------------------------------------------------------
+    async def run(self) -> None:
+        """Deliver until the terminal event is queued; raises SlowConsumer or NotFound."""
+        undo = await self._backbone.listen(self.task_id, self._on_live)
+        try:
+            await self._catch_up(first=True)
+            while not self.finished:
+                if self._failed:
+                    raise SlowConsumer(self.task_id)
+                if self._pending:
+                    await self._drain_pending()
+                    continue
+                self._wake.clear()
+                self._direct = True  # no await since the check: nothing slips in between
+                await self._wake.wait()
+                if self._failed:
+                    raise SlowConsumer(self.task_id)
+        finally:
+            undo()
+
+    async def _emit(self, event: EncodedEvent) -> None:
+        await self._outbox.put(self._frame(event))
+        self.last = event.seq
+        if event.terminal:
+            self.finished = True
+
+    async def _drain_pending(self) -> None:
+        while self._pending and not self.finished:
+            event = self._pending.popleft()
+            if event.seq <= self.last:
+                continue
+            if event.seq > self.last + 1:
+                self._pending.appendleft(event)
+                await self._catch_up(first=False)
+                continue
+            await self._emit(event)
+
+    async def _catch_up(self, *, first: bool) -> None:
+        while not self.finished:
+            page = await self._backbone.read_events(self.task_id, self.last, PAGE)
+            if page is None:
+                raise NotFound(f"task {self.task_id} not found", details={"task_id": self.task_id})
+            missed = self.last + 1 < page.first_seq
+            if (first and self._snapshot) or missed:
+                first = False
+                if await self._send_snapshot():
+                    return
+                continue
+            first = False
+            for event in page.events:
+                if event.seq > self.last:
+                    await self._emit(event)
+                    if self.finished:
+                        return
+            if not page.events or self.last >= page.last_seq:
+                if page.finished and self.last >= page.last_seq:
+                    self.finished = True
+                return
+
+    async def _send_snapshot(self) -> bool:
+        """Queue a ``task.snapshot``; True when the task was finished (nothing follows)."""
+        stored = await self._backbone.get_task(self.task_id)
+        if stored is None:
+            raise NotFound(f"task {self.task_id} not found", details={"task_id": self.task_id})
+        task = stored.task
+        event = Event(
+            task_id=self.task_id,
+            seq=task.last_seq,
+            type=EventType.TASK_SNAPSHOT,
+            time=format_time(time.time()),
+            data=task,
+        )
+        await self._outbox.put(self._frame(EncodedEvent.of(event)))
+        self.last = task.last_seq
+        if task.status in lifecycle.TERMINAL_TASK_STATUSES:
+            self.finished = True
+            return True
+        return False

@@ -1,0 +1,277 @@
+"""The WebSocket channel (``/api/v1/ws``, subprotocol ``skillwire.v1``): multiplexed ops.
+
+One connection is a reader loop (ops in), a writer (everything queued goes out as one
+frame of newline-separated messages, or a heartbeat after an idle interval), and one
+subscription task per followed task. An op error never closes the connection; only failed
+authentication (4401), a frame over the limit (1009), a client too slow to keep up (1013)
+and a server shutdown (1012) do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from skillwire.protocol import (
+    SUBPROTOCOL,
+    Accepted,
+    Authenticated,
+    AuthOp,
+    BadRequest,
+    CallBody,
+    CallOp,
+    CancelOp,
+    CloseCode,
+    ErrorBody,
+    ErrorMessage,
+    Forbidden,
+    InvalidClientMessage,
+    Ok,
+    PingOp,
+    Pong,
+    ServerMessage,
+    SkillwireError,
+    SubscribeOp,
+    Subscribed,
+    Unauthorized,
+    UnsubscribeOp,
+    encode_server_message,
+    format_time,
+    ws_heartbeat,
+)
+from skillwire.protocol import (
+    decode_client_message as decode,
+)
+
+from .._runtime import Runtime
+from ..auth import Permission, Principal
+from ..http._auth import authenticate
+from ._outbox import Outbox, OutboxClosed
+from ._subscription import SlowConsumer, Subscription
+
+__all__ = ["websocket_endpoint"]
+
+log = logging.getLogger("skillwire.ws")
+AUTH_TIMEOUT = 10.0
+
+
+class _Close(Exception):
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class WebSocketSession:
+    def __init__(self, websocket: WebSocket, runtime: Runtime) -> None:
+        self.ws = websocket
+        self.runtime = runtime
+        self.outbox = Outbox(runtime.config.send_queue)
+        self.principal: Principal | None = None
+        self.subscriptions: dict[str, asyncio.Task[None]] = {}
+        self.close_code: int = CloseCode.NORMAL
+        self.close_reason = ""
+
+    # -- sending -------------------------------------------------------------------------
+    def reply(self, message: ServerMessage) -> None:
+        if not self.outbox.push(encode_server_message(message)):
+            self._too_slow()
+
+    def reply_error(self, ref: str | None, error: SkillwireError) -> None:
+        body = ErrorBody(code=error.code, message=error.message, details=error.details)
+        self.reply(ErrorMessage(error=body, ref=ref))
+
+    def _too_slow(self) -> None:
+        self.close_code, self.close_reason = CloseCode.TRY_AGAIN_LATER, "client too slow"
+        self.outbox.close()
+
+    async def writer(self) -> None:
+        interval = self.runtime.config.heartbeat_interval
+        while True:
+            try:
+                items = await self.outbox.take(interval)
+            except OutboxClosed:
+                return
+            frame = b"\n".join(items) if items else ws_heartbeat(format_time(time.time()))
+            await self.ws.send_text(frame.decode("utf-8"))
+
+    # -- receiving -----------------------------------------------------------------------
+    async def reader(self) -> None:
+        limit = self.runtime.config.ws_max_message
+        deadline = time.monotonic() + AUTH_TIMEOUT
+        while True:
+            timeout = None if self.principal else max(deadline - time.monotonic(), 0.0)
+            try:
+                async with asyncio.timeout(timeout):
+                    message = await self.ws.receive()
+            except TimeoutError:
+                raise _Close(CloseCode.UNAUTHENTICATED, "authentication timed out") from None
+            if message["type"] == "websocket.disconnect":
+                return
+            text, data = message.get("text"), message.get("bytes")
+            size = len(text.encode("utf-8")) if text is not None else len(data or b"")
+            if size > limit:
+                raise _Close(CloseCode.MESSAGE_TOO_BIG, "message too big")
+            if text is None:
+                self.reply_error(None, BadRequest("binary frames are not accepted; send JSON text"))
+                continue
+            await self.handle(text)
+
+    async def handle(self, text: str) -> None:
+        try:
+            op = decode(text)
+        except InvalidClientMessage as exc:
+            if self.principal is None:
+                raise _Close(CloseCode.UNAUTHENTICATED, "authenticate first") from None
+            self.reply_error(exc.ref, exc.error)
+            return
+        if self.principal is None and not isinstance(op, (AuthOp, PingOp)):
+            raise _Close(CloseCode.UNAUTHENTICATED, "authenticate first")
+        try:
+            await self.dispatch(op)
+        except SkillwireError as exc:
+            self.reply_error(op.ref, exc)
+
+    async def dispatch(self, op: Any) -> None:
+        if isinstance(op, PingOp):
+            self.reply(Pong(ref=op.ref))
+        elif isinstance(op, AuthOp):
+            principal = self.runtime.keys.lookup(op.token)
+            if principal is None:
+                raise _Close(CloseCode.UNAUTHENTICATED, "invalid token")
+            self.principal = principal
+            self.reply(Authenticated(principal=principal.name, ref=op.ref))
+        elif isinstance(op, CallOp):
+            await self.call(op)
+        elif isinstance(op, SubscribeOp):
+            await self.subscribe(op)
+        elif isinstance(op, UnsubscribeOp):
+            self._require(Permission.READ)
+            job = self.subscriptions.pop(op.task_id, None)
+            if job is not None:
+                job.cancel()
+            self.reply(Ok(ref=op.ref))
+        elif isinstance(op, CancelOp):
+            principal = self._require(Permission.CANCEL)
+            await self.runtime.tasks.cancel(principal, op.task_id)
+            self.reply(Ok(ref=op.ref))
+
+    def _require(self, permission: Permission) -> Principal:
+        assert self.principal is not None
+        if not self.principal.has(permission):
+            raise Forbidden(
+                f"role {self.principal.role!r} lacks the {permission.value!r} permission",
+                details={"permission": permission.value},
+            )
+        return self.principal
+
+    async def call(self, op: CallOp) -> None:
+        principal = self._require(Permission.CALL)
+        spec = self.runtime.registry.get(op.app, op.skill)
+        if not principal.may_call(op.app, op.skill):
+            raise Forbidden(f"this key may not call {op.app}/{op.skill}")
+        body = CallBody(requests=op.requests, webhook_url=op.webhook_url, metadata=op.metadata)
+        result = await self.runtime.tasks.call(principal, spec, body)
+        self.reply(Accepted(task_id=result.task.task_id, ref=op.ref))
+        self._follow(result.task.task_id, 0, snapshot=False)
+
+    async def subscribe(self, op: SubscribeOp) -> None:
+        principal = self._require(Permission.READ)
+        await self.runtime.tasks.get(principal, op.task_id)
+        self.reply(Subscribed(task_id=op.task_id, ref=op.ref))
+        self._follow(op.task_id, op.after, snapshot=op.snapshot)
+
+    def _follow(self, task_id: str, after: int, *, snapshot: bool) -> None:
+        previous = self.subscriptions.pop(task_id, None)
+        if previous is not None:
+            previous.cancel()
+        subscription = Subscription(
+            self.runtime.backbone,
+            task_id,
+            after,
+            outbox=self.outbox,
+            frame=lambda e: e.ws,
+            snapshot=snapshot,
+            buffer_limit=self.runtime.config.send_queue,
+        )
+        job = asyncio.create_task(self._run_subscription(subscription))
+        self.subscriptions[task_id] = job
+
+    async def _run_subscription(self, subscription: Subscription) -> None:
+        try:
+            await subscription.run()
+        except SlowConsumer:
+            self._too_slow()
+        except OutboxClosed:
+            pass
+        except SkillwireError as exc:
+            self.reply_error(None, exc)
+        finally:
+            current = self.subscriptions.get(subscription.task_id)
+            if current is asyncio.current_task():
+                del self.subscriptions[subscription.task_id]
+
+    # -- the connection ------------------------------------------------------------------
+    async def run(self) -> None:
+        async def shutdown() -> None:
+            await self.runtime.shutdown.wait()
+            self.close_code, self.close_reason = CloseCode.SERVICE_RESTART, "server restarting"
+
+        jobs = [
+            asyncio.create_task(self.reader()),
+            asyncio.create_task(self.writer()),
+            asyncio.create_task(shutdown()),
+        ]
+        try:
+            done, _ = await asyncio.wait(jobs, return_when=asyncio.FIRST_COMPLETED)
+            for job in done:
+                exc = job.exception()
+                if isinstance(exc, _Close):
+                    self.close_code, self.close_reason = exc.code, exc.reason
+                elif isinstance(exc, WebSocketDisconnect):
+                    self.close_code = -1
+                elif exc is not None:
+                    log.error("websocket session failed", exc_info=exc)
+                    self.close_code, self.close_reason = CloseCode.TRY_AGAIN_LATER, "internal error"
+        finally:
+            for job in [*jobs, *self.subscriptions.values()]:
+                job.cancel()
+            for job in [*jobs, *self.subscriptions.values()]:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await job
+            self.subscriptions.clear()
+        if self.close_code != -1 and self.ws.client_state is WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await self.ws.close(self.close_code, self.close_reason)
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    runtime: Runtime = websocket.app.state.skillwire
+    offered = websocket.scope.get("subprotocols", [])
+    await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+    session = WebSocketSession(websocket, runtime)
+    if runtime.draining:
+        await websocket.close(CloseCode.SERVICE_RESTART, "server restarting")
+        return
+    has_credentials = (
+        websocket.headers.get("authorization")
+        or websocket.headers.get("x-api-key")
+        or websocket.query_params.get("ticket")
+    )
+    if has_credentials:
+        try:
+            session.principal = await authenticate(websocket, allow_ticket=True)
+        except Unauthorized as exc:
+            await websocket.close(CloseCode.UNAUTHENTICATED, exc.message[:120])
+            return
+    runtime.open_sockets += 1
+    try:
+        await session.run()
+    finally:
+        runtime.open_sockets -= 1
