@@ -65,7 +65,13 @@ def serve(config: Config, apps: Sequence[str]) -> None:
     if runtime.keys.generated_key:
         print(f"API key: {runtime.keys.generated_key}", flush=True)
         runtime.key_announced = True
-    server = uvicorn.Server(
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # Before uvicorn waits for open connections: end streams, close sockets (1012).
+            runtime.begin_drain()
+            super().handle_exit(sig, frame)
+
+    server = Server(
         uvicorn.Config(
             app,
             host=config.host,

@@ -66,6 +66,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     max_events: int = 10_000
     send_queue: int = 1024
     ws_max_message: int = 1024 * 1024
+    ws_auth_timeout: float = 10.0
     demo: bool = True
     workers: bool = True
     apps: list[str] = []

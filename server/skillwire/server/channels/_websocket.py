@@ -57,7 +57,6 @@ from ._subscription import SlowConsumer, Subscription
 __all__ = ["websocket_endpoint"]
 
 log = logging.getLogger("skillwire.ws")
-AUTH_TIMEOUT = 10.0
 
 
 class _Close(Exception):
@@ -103,7 +102,7 @@ class WebSocketSession:
     # -- receiving -----------------------------------------------------------------------
     async def reader(self) -> None:
         limit = self.runtime.config.ws_max_message
-        deadline = time.monotonic() + AUTH_TIMEOUT
+        deadline = time.monotonic() + self.runtime.config.ws_auth_timeout
         while True:
             timeout = None if self.principal else max(deadline - time.monotonic(), 0.0)
             try:

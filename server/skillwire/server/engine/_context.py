@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from skillwire.protocol import EventType, to_builtins
@@ -43,3 +44,6 @@ class Context:
     async def _append(self, type_: EventType, data: Any) -> None:
         if not await self._backbone.append(self.task_id, type_, self.index, data):
             raise Discarded(self.task_id)
+        # Yield to the event loop: a skill that emits in a tight loop must not starve the
+        # writers that carry its events to subscribers (their queues would overflow).
+        await asyncio.sleep(0)

@@ -9,10 +9,11 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from skillwire.protocol import InternalError
+from skillwire.protocol import InternalError, ServiceUnavailable
 
 from ._responses import error_response
 
@@ -29,8 +30,9 @@ def request_id_of(scope: Scope) -> str | None:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, draining: Callable[[], bool] = lambda: False) -> None:
         self.app = app
+        self.draining = draining
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -57,6 +59,10 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
+            if self.draining() and scope["type"] == "http" and scope["path"].startswith("/api/"):
+                response = error_response(ServiceUnavailable("server is shutting down"), request_id)
+                await response(scope, receive, send_with_id)
+                return
             await self.app(scope, receive, send_with_id)
         except Exception:
             errors.exception("unhandled error; request_id=%s", request_id)
