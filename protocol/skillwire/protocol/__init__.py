@@ -8,7 +8,15 @@ event loop.
 from __future__ import annotations
 
 from . import _lifecycle as lifecycle
-from ._codec import decode_event, decode_json, decode_task, encode, error_envelope, to_builtins, validate
+from ._codec import (
+    decode_event,
+    decode_json,
+    decode_task,
+    encode,
+    error_envelope,
+    to_builtins,
+    validate,
+)
 from ._errors import (
     BackboneUnavailable,
     BadRequest,
@@ -73,8 +81,8 @@ from ._ws import (
     PingOp,
     Pong,
     ServerMessage,
-    SubscribeOp,
     Subscribed,
+    SubscribeOp,
     UnsubscribeOp,
     decode_client_message,
     decode_server_message,
@@ -141,8 +149,8 @@ __all__ = [
     "TaskStatus",
     "Ticket",
     "Unauthorized",
-    "UnsupportedVersion",
     "UnsubscribeOp",
+    "UnsupportedVersion",
     "ValidationError",
     "WebhookPayload",
     "decode_client_message",

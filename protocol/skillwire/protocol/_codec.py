@@ -27,6 +27,7 @@ _any_decoder = msgspec.json.Decoder()
 _task_decoder = msgspec.json.Decoder(Task)
 _event_decoder = msgspec.json.Decoder(Event)
 _PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]*)`$")
 
 
 def encode(obj: Any) -> bytes:
@@ -39,6 +40,10 @@ def decode_json(data: bytes | str) -> Any:
     try:
         return _any_decoder.decode(data)
     except msgspec.DecodeError as exc:
+        raise BadRequest(f"malformed JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise BadRequest("malformed JSON: nested too deeply") from exc
+    except UnicodeEncodeError as exc:  # a str holding lone surrogates
         raise BadRequest(f"malformed JSON: {exc}") from exc
 
 
@@ -63,18 +68,32 @@ def validate(obj: Any, type_: type[T], *, prefix: str = "", strict: bool = True)
     try:
         return msgspec.convert(obj, type_, strict=strict)
     except msgspec.ValidationError as exc:
-        text = str(exc)
-        match = _PATH.search(text)
-        path = match.group("path") if match else ""
-        constraint = text[: match.start()] if match else text
-        field = (prefix + path).lstrip(".")
+        field, constraint = _field_and_constraint(exc, prefix)
         raise ValidationError(
             f"invalid `{field}`: {constraint}" if field else constraint,
             details={"field": field, "constraint": constraint},
         ) from exc
 
 
-def error_envelope(code: str, message: str, details: dict[str, Any], request_id: str | None) -> bytes:
+def _field_and_constraint(exc: msgspec.ValidationError, prefix: str = "") -> tuple[str, str]:
+    """The field path (``requests[0].text``) and the constraint a msgspec error names.
+
+    A missing field is named by its own path, not its parent's (msgspec reports it at the
+    object that lacks it).
+    """
+    text = str(exc)
+    match = _PATH.search(text)
+    path = match.group("path") if match else ""
+    constraint = text[: match.start()] if match else text
+    missing = _MISSING.match(constraint)
+    if missing:
+        path += "." + missing.group("name")
+    return (prefix + path).lstrip("."), constraint
+
+
+def error_envelope(
+    code: str, message: str, details: dict[str, Any], request_id: str | None
+) -> bytes:
     return _encoder.encode(
         ErrorEnvelope(ErrorBody(code=code, message=message, details=details, request_id=request_id))
     )

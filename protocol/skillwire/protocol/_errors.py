@@ -17,11 +17,14 @@ an envelope back onto the same class::
     ├── ValidationError            422 VALIDATION_ERROR
     ├── RateLimited                429 RATE_LIMITED          (temporary)
     ├── InternalError              500 INTERNAL_ERROR
-    ├── ServiceUnavailable         503 SERVICE_UNAVAILABLE   (temporary)
-    │   └── BackboneUnavailable    503 SERVICE_UNAVAILABLE   (temporary)
+    ├── ServiceUnavailable         503 SERVICE_UNAVAILABLE   (temporary, WS close 1012)
+    │   └── BackboneUnavailable    503 SERVICE_UNAVAILABLE   (temporary, WS close 1012)
     ├── SkillError                 a skill's own failure, reported in ``request.failed``
     │   └── SkillTimeout           TIMEOUT
     └── IllegalTransition          a lifecycle rule broken (a bug, never a client's fault)
+
+A class with no status above answers 500 (and its ``code`` is ``INTERNAL_ERROR`` unless named);
+one with no close code above closes a WebSocket with 1013 (try again later).
 """
 
 from __future__ import annotations
@@ -214,7 +217,7 @@ class SkillError(SkillwireError):
     ) -> None:
         super().__init__(message, details=details)
         if code is not None:
-            self.code = code  # type: ignore[misc]  # an instance may name its own code
+            self.code = code  # type: ignore[misc,assignment]  # an instance may name its own code
 
 
 class SkillTimeout(SkillError):

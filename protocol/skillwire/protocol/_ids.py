@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 
 __all__ = ["TASK_ID_PREFIX", "new_task_id", "task_id_time"]
@@ -20,6 +21,9 @@ _RANDOM_BYTES = 12
 _TAG_BYTES = 6
 _RAW_LEN = _TIME_BYTES + _RANDOM_BYTES + _TAG_BYTES
 _ENCODED_LEN = len(TASK_ID_PREFIX) + (_RAW_LEN * 4) // 3
+# base64url without padding; b64decode alone would also take "+" and "/" (and skip junk),
+# so one issued id would have several spellings.
+_ENCODED = re.compile(r"[A-Za-z0-9_-]*")
 
 
 def _tag(secret: bytes, body: bytes) -> bytes:
@@ -36,6 +40,8 @@ def new_task_id(secret: bytes, now: float) -> str:
 def task_id_time(secret: bytes, task_id: str) -> float | None:
     """The creation time (POSIX seconds) of an id this secret issued, else ``None``."""
     if len(task_id) != _ENCODED_LEN or not task_id.startswith(TASK_ID_PREFIX):
+        return None
+    if not _ENCODED.fullmatch(task_id, len(TASK_ID_PREFIX)):
         return None
     try:
         raw = base64.urlsafe_b64decode(task_id[len(TASK_ID_PREFIX) :].encode("ascii"))

@@ -89,9 +89,7 @@ def new_task(
         error=None,
         last_seq=1,
         metadata=metadata,
-        links=TaskLinks(
-            self=f"/api/v1/tasks/{task_id}", events=f"/api/v1/tasks/{task_id}/events"
-        ),
+        links=TaskLinks(self=f"/api/v1/tasks/{task_id}", events=f"/api/v1/tasks/{task_id}/events"),
     )
     return task, Event(task_id=task_id, seq=1, type=EventType.TASK_QUEUED, time=now, data={})
 
@@ -102,7 +100,8 @@ def task_view(task: Task) -> Task:
     for request in task.requests:
         previews.extend(request.output)
     return msgspec.structs.replace(
-        task, requests=[msgspec.structs.replace(r, output=list(r.output)) for r in task.requests],
+        task,
+        requests=[msgspec.structs.replace(r, output=list(r.output)) for r in task.requests],
         previews=previews,
     )
 
@@ -110,7 +109,9 @@ def task_view(task: Task) -> Task:
 def _event(task: Task, type_: EventType, now: str, data: Any, index: int | None) -> Event:
     task.last_seq += 1
     task.updated_at = now
-    return Event(task_id=task.task_id, seq=task.last_seq, type=type_, time=now, data=data, index=index)
+    return Event(
+        task_id=task.task_id, seq=task.last_seq, type=type_, time=now, data=data, index=index
+    )
 
 
 def _finish(task: Task, status: TaskStatus, now: str) -> Event:

@@ -6,11 +6,11 @@ messages are encoded once. Inbound messages tolerate unknown fields.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 import msgspec
 
+from ._codec import _field_and_constraint
 from ._errors import BadRequest, SkillwireError, ValidationError
 from ._models import ErrorBody, Event
 
@@ -124,8 +124,7 @@ ServerMessage = (
 _CLIENT_OPS = {"auth", "call", "subscribe", "unsubscribe", "cancel", "ping"}
 _encoder = msgspec.json.Encoder()
 _any_decoder = msgspec.json.Decoder()
-_server_decoder = msgspec.json.Decoder(ServerMessage)
-_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+_server_decoder: msgspec.json.Decoder[ServerMessage] = msgspec.json.Decoder(ServerMessage)
 
 
 class InvalidClientMessage(Exception):
@@ -138,10 +137,7 @@ class InvalidClientMessage(Exception):
 
 
 def _validation_error(exc: msgspec.ValidationError) -> ValidationError:
-    text = str(exc)
-    match = _PATH.search(text)
-    field = match.group("path") if match else ""
-    constraint = text[: match.start()] if match else text
+    field, constraint = _field_and_constraint(exc)
     return ValidationError(
         f"invalid field `{field}`: {constraint}" if field else constraint,
         details={"field": field, "constraint": constraint},
@@ -152,22 +148,27 @@ def decode_client_message(frame: str | bytes) -> ClientMessage:
     """Decode one client frame, or raise ``InvalidClientMessage`` saying what is wrong."""
     try:
         raw = _any_decoder.decode(frame)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeEncodeError) as exc:
         raise InvalidClientMessage(BadRequest(f"frame is not valid JSON: {exc}"), None) from exc
+    except RecursionError as exc:
+        raise InvalidClientMessage(BadRequest("frame is nested too deeply"), None) from exc
     if not isinstance(raw, dict):
         raise InvalidClientMessage(BadRequest("a message must be a JSON object"), None)
     ref = raw.get("ref")
     ref = ref if isinstance(ref, str) else None
     op = raw.get("op")
-    if op not in _CLIENT_OPS:
+    if not isinstance(op, str) or op not in _CLIENT_OPS:
         raise InvalidClientMessage(
-            BadRequest(f"unknown op {op!r}", details={"field": "op", "allowed": sorted(_CLIENT_OPS)}),
+            BadRequest(
+                f"unknown op {op!r}", details={"field": "op", "allowed": sorted(_CLIENT_OPS)}
+            ),
             ref,
         )
     try:
-        return msgspec.convert(raw, ClientMessage)  # type: ignore[arg-type]
+        message: ClientMessage = msgspec.convert(raw, ClientMessage)
     except msgspec.ValidationError as exc:
         raise InvalidClientMessage(_validation_error(exc), ref) from exc
+    return message
 
 
 def encode_client_message(message: ClientMessage) -> bytes:
