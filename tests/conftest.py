@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
+import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -132,13 +135,91 @@ def start_server(overrides: dict[str, Any] | None = None, apps: Sequence[App | s
     return running
 
 
+@dataclass
+class RedisServer:
+    """A redis-server this test session started on a free port (never the machine's own)."""
+
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+    directory: str
+
+    def flush(self) -> None:
+        import redis
+
+        client = redis.Redis(port=self.port)
+        client.flushall()
+        client.close()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(scaled(10))
+
+    def start(self) -> None:
+        """Start it again on the same port (after ``stop``), for outage tests."""
+        self.process = _spawn_redis(self.port, self.directory)
+
+
+def _spawn_redis(port: int, directory: str, *, persistent: bool = False) -> subprocess.Popen[bytes]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (make test installs it when run as root)")
+    durability = ["--appendonly", "yes", "--appendfsync", "always"] if persistent else ["--appendonly", "no"]
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *durability,
+         "--dir", directory, "--protected-mode", "yes"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + scaled(10)
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return process
+        except OSError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            raise RuntimeError("redis-server did not start")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A redis-server for the whole session, on a free port of 127.0.0.1."""
+    port = free_port()
+    directory = tempfile.mkdtemp(prefix="skillwire-redis-")
+    server = RedisServer(f"redis://127.0.0.1:{port}/0", port, _spawn_redis(port, directory), directory)
+    yield server
+    if server.process.poll() is None:
+        server.stop()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+BACKBONES = ["memory", "redis"]
+
+
+@pytest.fixture(params=BACKBONES)
+def backbone(request: pytest.FixtureRequest) -> str:
+    """Each test that asks for a server runs once per backbone."""
+    name: str = request.param
+    return name
+
+
 @pytest.fixture
-def server_factory() -> Iterator[Callable[..., RunningServer]]:
-    """Start servers with config overrides; all are stopped after the test."""
+def server_factory(request: pytest.FixtureRequest, backbone: str) -> Iterator[Callable[..., RunningServer]]:
+    """Start servers with config overrides, on this test's backbone; all stop after the test."""
     started: list[RunningServer] = []
+    base: dict[str, Any] = {}
+    if backbone == "redis":
+        redis_server: RedisServer = request.getfixturevalue("redis_server")
+        redis_server.flush()
+        base = {"backbone": "redis", "redis_url": redis_server.url, "work_lease": 2.0}
 
     def factory(overrides: dict[str, Any] | None = None, apps: Sequence[App | str] = ()) -> RunningServer:
-        running = start_server(overrides, apps)
+        running = start_server({**base, **(overrides or {})}, apps)
         started.append(running)
         return running
 

@@ -29,16 +29,25 @@ def _parser() -> argparse.ArgumentParser:
         "--no-workers", action="store_true", help="run no sub-requests here (redis backbone)"
     )
     serve.add_argument("--no-demo", action="store_true", help="do not load the demo app")
+    worker = commands.add_parser("worker", help="run sub-requests only (redis backbone)")
+    worker.add_argument("--config", help="TOML configuration file")
+    worker.add_argument("--concurrency", type=int, help="sub-requests in flight (default 64)")
+    worker.add_argument(
+        "--apps", nargs="+", default=[], metavar="MODULE:ATTR", help="apps to load"
+    )
+    worker.add_argument("--no-demo", action="store_true", help="do not load the demo app")
     return parser
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
-    if args.host is not None:
+    if getattr(args, "host", None) is not None:
         overrides["host"] = args.host
-    if args.port is not None:
+    if getattr(args, "port", None) is not None:
         overrides["port"] = args.port
-    if args.no_workers:
+    if getattr(args, "concurrency", None) is not None:
+        overrides["concurrency"] = args.concurrency
+    if getattr(args, "no_workers", False):
         overrides["workers"] = False
     if args.no_demo:
         overrides["demo"] = False
@@ -98,6 +107,35 @@ def serve(config: Config, apps: Sequence[str]) -> None:
     asyncio.run(run())
 
 
+def work(config: Config, apps: Sequence[str]) -> None:
+    """Run a worker process until SIGTERM or SIGINT, then finish or requeue its work."""
+    import asyncio
+    import signal
+
+    from ._runtime import make_backbone, make_registry, make_workers
+
+    log = logging.getLogger("skillwire.worker")
+
+    async def run() -> None:
+        backbone = make_backbone(config)
+        registry = make_registry(config, apps)
+        pool = make_workers(config, backbone, registry)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await backbone.start()
+        await pool.start()
+        print(f"skillwire worker {pool.consumer} running", flush=True)
+        log.info("worker %s started (concurrency %d)", pool.consumer, config.concurrency)
+        await stop.wait()
+        log.info("worker %s stopping", pool.consumer)
+        await pool.stop(grace=config.shutdown_grace)
+        await backbone.close()
+
+    asyncio.run(run())
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     try:
@@ -108,6 +146,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     _configure_logging(config)
     if args.command == "serve":
         serve(config, args.apps)
+    elif args.command == "worker":
+        if config.backbone != "redis":
+            print(
+                "skillwire: `worker` needs the redis backbone "
+                "(SKILLWIRE_BACKBONE=redis and SKILLWIRE_REDIS_URL)",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
+        work(config, args.apps)
 
 
 if __name__ == "__main__":

@@ -22,9 +22,32 @@ def make_backbone(config: Config) -> Backbone:
         from .backbone.redis import RedisBackbone
 
         return RedisBackbone(
-            config.redis_url, max_events=config.max_events, retention=config.retention
+            config.redis_url,
+            max_events=config.max_events,
+            retention=config.retention,
+            lease=config.work_lease,
         )
     return MemoryBackbone(max_events=config.max_events, retention=config.retention)
+
+
+def make_registry(config: Config, apps: Sequence[App | str]) -> Registry:
+    sources: list[App | str] = [demo] if config.demo else []
+    sources.extend(apps)
+    sources.extend(config.apps)
+    return Registry.from_sources(
+        sources, max_requests=config.max_requests, entry_point_group="skillwire.apps"
+    )
+
+
+def make_workers(config: Config, backbone: Backbone, registry: Registry) -> WorkerPool:
+    return WorkerPool(
+        backbone,
+        registry,
+        concurrency=config.concurrency,
+        default_timeout=config.skill_timeout,
+        timeouts=config.skill_timeouts,
+        lease=config.work_lease,
+    )
 
 
 @dataclass
@@ -43,27 +66,12 @@ class Runtime:
 
     @classmethod
     def build(cls, config: Config, apps: Sequence[App | str]) -> Runtime:
-        sources: list[App | str] = [demo] if config.demo else []
-        sources.extend(apps)
-        sources.extend(config.apps)
-        registry = Registry.from_sources(
-            sources, max_requests=config.max_requests, entry_point_group="skillwire.apps"
-        )
+        registry = make_registry(config, apps)
         backbone = make_backbone(config)
         tasks = TaskService(
             backbone, registry, retention=config.retention, max_parallel=config.max_parallel
         )
-        workers = (
-            WorkerPool(
-                backbone,
-                registry,
-                concurrency=config.concurrency,
-                default_timeout=config.skill_timeout,
-                timeouts=config.skill_timeouts,
-            )
-            if config.workers
-            else None
-        )
+        workers = make_workers(config, backbone, registry) if config.workers else None
         return cls(
             config=config,
             keys=KeyStore.from_config(config),

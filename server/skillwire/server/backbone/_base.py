@@ -58,6 +58,7 @@ class Claim(msgspec.Struct):
     item: WorkItem
     token: str = ""
     deliveries: int = 1
+    enqueued_at: float = 0.0
 
 
 class StoredTask(msgspec.Struct):
@@ -146,8 +147,16 @@ class Backbone(abc.ABC):
 
     # -- work ----------------------------------------------------------------------------
     @abc.abstractmethod
-    async def claim(self, consumer: str, timeout: float) -> Claim | None:
-        """The next work item, waiting up to ``timeout`` seconds."""
+    async def claim(self, consumer: str, count: int, timeout: float) -> list[Claim]:
+        """Up to ``count`` work items, waiting up to ``timeout`` seconds for the first."""
+
+    async def touch(self, consumer: str, claims: list[Claim]) -> None:
+        """Renew the lease on claims still being worked on (so no one else takes them)."""
+        return None
+
+    async def queue_stats(self) -> tuple[int, float]:
+        """Work items waiting to be claimed, and the age in seconds of the oldest."""
+        return 0, 0.0
 
     @abc.abstractmethod
     async def ack(self, claim: Claim) -> None: ...

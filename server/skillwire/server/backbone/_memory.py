@@ -53,6 +53,7 @@ class MemoryBackbone(Backbone):
         self._sweep_interval = sweep_interval
         self._records: dict[str, _Record] = {}
         self._queue: asyncio.Queue[WorkItem] = asyncio.Queue()
+        self._enqueued: dict[int, float] = {}  # id(item) -> when it was queued
         self._cancel_listeners: list[CancelListener] = []
         self._tickets: dict[str, tuple[str, float]] = {}
         self._idempotency: dict[str, tuple[str, str, float]] = {}
@@ -89,7 +90,9 @@ class MemoryBackbone(Backbone):
         self._records[task.task_id] = _Record(
             task=task, owner=owner, webhook_url=webhook_url, log=[EncodedEvent.of(first_event)]
         )
+        now = time.time()
         for item in work:
+            self._enqueued[id(item)] = now
             self._queue.put_nowait(item)
 
     async def get_task(self, task_id: str) -> StoredTask | None:
@@ -180,21 +183,31 @@ class MemoryBackbone(Backbone):
         return sum(len(r.listeners) for r in self._records.values())
 
     # -- work ----------------------------------------------------------------------------
-    async def claim(self, consumer: str, timeout: float) -> Claim | None:
+    async def claim(self, consumer: str, count: int, timeout: float) -> list[Claim]:
         try:
-            item = await asyncio.wait_for(self._queue.get(), timeout)
+            async with asyncio.timeout(timeout):
+                first = await self._queue.get()
         except TimeoutError:
-            return None
-        return Claim(item=item)
+            return []
+        claims = [Claim(item=first, enqueued_at=self._enqueued.pop(id(first), 0.0))]
+        while len(claims) < count and not self._queue.empty():
+            item = self._queue.get_nowait()
+            claims.append(Claim(item=item, enqueued_at=self._enqueued.pop(id(item), 0.0)))
+        return claims
 
     async def ack(self, claim: Claim) -> None:
         return None
 
     async def requeue(self, claim: Claim) -> None:
+        self._enqueued[id(claim.item)] = time.time()
         self._queue.put_nowait(claim.item)
 
     def queue_depth(self) -> int:
         return self._queue.qsize()
+
+    async def queue_stats(self) -> tuple[int, float]:
+        oldest = min(self._enqueued.values(), default=None)
+        return self._queue.qsize(), (time.time() - oldest) if oldest is not None else 0.0
 
     # -- control -------------------------------------------------------------------------
     def add_cancel_listener(self, listener: CancelListener) -> None:

@@ -69,7 +69,8 @@ class Outbox:
                 raise OutboxClosed
             self._ready.clear()
             try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._ready.wait()
             except TimeoutError:
                 return []
             if not self._items:

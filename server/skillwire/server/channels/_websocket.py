@@ -30,6 +30,7 @@ from skillwire.protocol import (
     ErrorBody,
     ErrorMessage,
     Forbidden,
+    InternalError,
     InvalidClientMessage,
     Ok,
     PingOp,
@@ -210,6 +211,9 @@ class WebSocketSession:
             pass
         except SkillwireError as exc:
             self.reply_error(None, exc)
+        except Exception:
+            log.exception("subscription to %s failed", subscription.task_id)
+            self.reply_error(None, InternalError("the subscription failed; subscribe again"))
         finally:
             current = self.subscriptions.get(subscription.task_id)
             if current is asyncio.current_task():

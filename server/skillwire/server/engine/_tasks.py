@@ -160,7 +160,8 @@ class TaskService:
             stored = await self.get(principal, task_id)
             if stored.task.status not in lifecycle.TERMINAL_TASK_STATUSES:
                 try:
-                    await asyncio.wait_for(finished, timeout)
+                    async with asyncio.timeout(timeout):
+                        await finished
                 except TimeoutError:
                     pass
                 stored = await self.get(principal, task_id)

@@ -1,8 +1,10 @@
-"""Runs sub-requests: claims work items from the backbone and turns skills into events.
+"""Runs sub-requests: claims work from the backbone and turns skills into events.
 
-A process runs ``concurrency`` consumer loops, which is its global limit on sub-requests in
-flight. Each sub-request runs in its own asyncio task so that a cancel signal interrupts it
-without touching the loop that claimed it.
+One fetch loop per process claims as many items as there are free slots (``concurrency``
+is the process's limit on sub-requests in flight); each claim runs as its own asyncio task
+and each sub-request inside it as another, so a cancel signal interrupts exactly the work of
+that task. A second loop renews the lease on everything in flight, so a slow sub-request is
+not taken over by another worker, while one whose worker died is.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 from collections import defaultdict
 from typing import Any
 
 import msgspec
 
 from skillwire.protocol import (
+    BackboneUnavailable,
     ErrorCode,
     EventType,
     NotFound,
@@ -48,16 +52,20 @@ class WorkerPool:
         default_timeout: float,
         timeouts: dict[str, float] | None = None,
         claim_timeout: float = 1.0,
+        lease: float = 30.0,
     ) -> None:
         self._backbone = backbone
         self._registry = registry
-        self._concurrency = concurrency
+        self._slots = concurrency
         self._default_timeout = default_timeout
         self._timeouts = timeouts or {}
         self._claim_timeout = claim_timeout
-        self._consumer = f"{os.uname().nodename}:{os.getpid()}:{id(self):x}"
+        self._lease = lease
+        self.consumer = f"{os.uname().nodename}:{os.getpid()}:{id(self):x}"
         self._loops: list[asyncio.Task[None]] = []
+        self._claims: dict[asyncio.Task[None], Claim] = {}
         self._running: dict[str, set[asyncio.Task[None]]] = defaultdict(set)
+        self._slot_freed = asyncio.Event()
         self._stopping = False
 
     @property
@@ -67,11 +75,12 @@ class WorkerPool:
     async def start(self) -> None:
         self._backbone.add_cancel_listener(self._on_cancel)
         self._loops = [
-            asyncio.create_task(self._consume(), name=f"skillwire-worker-{i}")
-            for i in range(self._concurrency)
+            asyncio.create_task(self._fetch(), name="skillwire-worker-fetch"),
+            asyncio.create_task(self._renew(), name="skillwire-worker-lease"),
         ]
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop claiming; give in-flight work ``grace`` seconds, then requeue what is left."""
         self._stopping = True
         for loop in self._loops:
             loop.cancel()
@@ -79,6 +88,13 @@ class WorkerPool:
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
         self._loops = []
+        if self._claims and grace > 0:
+            await asyncio.wait(list(self._claims), timeout=grace)
+        for job in list(self._claims):
+            job.cancel()
+        for job in list(self._claims):
+            with contextlib.suppress(asyncio.CancelledError):
+                await job
 
     def _on_cancel(self, task_id: str) -> None:
         for running in list(self._running.get(task_id, ())):
@@ -88,19 +104,51 @@ class WorkerPool:
         key = f"{spec.app}.{spec.name}"
         return self._timeouts.get(key) or spec.timeout or self._default_timeout
 
-    async def _consume(self) -> None:
+    # -- claiming ------------------------------------------------------------------------
+    async def _fetch(self) -> None:
+        backoff = 0.1
         while not self._stopping:
-            claim = await self._backbone.claim(self._consumer, self._claim_timeout)
-            if claim is None:
+            free = self._slots - len(self._claims)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
                 continue
             try:
-                await self._run_claim(claim)
-            except asyncio.CancelledError:
-                await self._backbone.requeue(claim)
-                raise
-            await self._backbone.ack(claim)
+                claims = await self._backbone.claim(self.consumer, free, self._claim_timeout)
+            except BackboneUnavailable as exc:
+                log.warning("cannot claim work: %s", exc.message)
+                await asyncio.sleep(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            for claim in claims:
+                job = asyncio.create_task(self._run_claim(claim))
+                self._claims[job] = claim
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            with contextlib.suppress(BackboneUnavailable):
+                await self._backbone.touch(self.consumer, list(self._claims.values()))
 
     async def _run_claim(self, claim: Claim) -> None:
+        try:
+            await self._run_chain(claim)
+        except asyncio.CancelledError:
+            with contextlib.suppress(BackboneUnavailable):
+                await self._backbone.requeue(claim)
+            raise
+        except BackboneUnavailable as exc:
+            # Not acked: the item is delivered again once its lease lapses.
+            log.warning("backbone lost while running %s: %s", claim.item.task_id, exc.message)
+        else:
+            with contextlib.suppress(BackboneUnavailable):
+                await self._backbone.ack(claim)
+        finally:
+            self._claims.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            self._slot_freed.set()
+
+    async def _run_chain(self, claim: Claim) -> None:
         item = claim.item
         for index, raw in zip(item.indices, item.inputs, strict=True):
             runner = asyncio.create_task(
@@ -109,16 +157,21 @@ class WorkerPool:
             self._running[item.task_id].add(runner)
             try:
                 await asyncio.wait({runner})
+            except asyncio.CancelledError:
+                # This claim is being stopped: interrupt the sub-request too, let it unwind.
+                runner.cancel()
+                await asyncio.wait({runner})
+                raise
             finally:
                 self._running[item.task_id].discard(runner)
                 if not self._running[item.task_id]:
                     del self._running[item.task_id]
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise asyncio.CancelledError
             if runner.cancelled():
                 return  # the task was cancelled: the rest of this chain never starts
+            if (exc := runner.exception()) is not None:
+                raise exc
 
+    # -- one sub-request -----------------------------------------------------------------
     async def _run_request(
         self, task_id: str, app: str, skill: str, owner: str, index: int, raw: Any
     ) -> None:
@@ -129,7 +182,9 @@ class WorkerPool:
             spec = None
         if spec is None:
             await append(
-                task_id, EventType.REQUEST_FAILED, index,
+                task_id,
+                EventType.REQUEST_FAILED,
+                index,
                 _failure(ErrorCode.INTERNAL_ERROR, f"no worker knows the skill {app}/{skill}"),
             )
             return
@@ -140,36 +195,32 @@ class WorkerPool:
             value = msgspec.convert(raw, spec.input_type)
             async with asyncio.timeout(self.timeout_for(spec)):
                 if spec.is_generator:
-                    async for item in spec.call(ctx, value):
-                        await ctx.output(item)
+                    async for output in spec.call(ctx, value):
+                        await ctx.output(output)
                 else:
                     result = await spec.call(ctx, value)
                     if result is not None:
                         await ctx.output(result)
         except Discarded:
             return
+        except BackboneUnavailable:
+            raise
         except SkillError as exc:
-            await append(
-                task_id, EventType.REQUEST_FAILED, index,
-                _failure(exc.code, exc.message, to_builtins(exc.details)),
-            )
+            failure = _failure(exc.code, exc.message, to_builtins(exc.details))
+            await append(task_id, EventType.REQUEST_FAILED, index, failure)
             return
         except TimeoutError:
-            await append(
-                task_id, EventType.REQUEST_FAILED, index,
-                _failure(
-                    ErrorCode.TIMEOUT,
-                    f"{app}/{skill} did not finish within {self.timeout_for(spec):g} s",
-                ),
+            limit = self.timeout_for(spec)
+            failure = _failure(
+                ErrorCode.TIMEOUT, f"{app}/{skill} did not finish within {limit:g} s"
             )
+            await append(task_id, EventType.REQUEST_FAILED, index, failure)
             return
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("skill %s/%s failed on task %s request %d", app, skill, task_id, index)
-            await append(
-                task_id, EventType.REQUEST_FAILED, index,
-                _failure(ErrorCode.INTERNAL_ERROR, "the skill raised an unexpected error"),
-            )
+            failure = _failure(ErrorCode.INTERNAL_ERROR, "the skill raised an unexpected error")
+            await append(task_id, EventType.REQUEST_FAILED, index, failure)
             return
         await append(task_id, EventType.REQUEST_COMPLETED, index, {})

@@ -1,0 +1,461 @@
+"""The Redis backbone: many server and worker processes sharing one Redis.
+
+Each task mutation is one Lua script (one round trip); the log is a Redis Stream capped
+at ``max_events``; live events go out on the task's pub/sub channel, and each process holds
+one pub/sub connection for all its listeners (``Fanout``). Work is a stream read by one
+consumer group: at least once, with a lease that a running worker keeps renewing and that
+other workers take over when it lapses. Redis errors become ``BackboneUnavailable`` here
+and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+
+from skillwire.protocol import (
+    BackboneUnavailable,
+    Conflict,
+    EncodedEvent,
+    Event,
+    EventType,
+    IllegalTransition,
+    NotFound,
+    Task,
+    TaskStatus,
+    decode_event,
+    decode_task,
+    encode,
+    format_time,
+    lifecycle,
+    validate,
+)
+
+from .._base import Backbone, CancelListener, Claim, EventListener, LogSlice, StoredTask, WorkItem
+from . import _keys as keys
+from . import _scripts as scripts
+from ._fanout import Fanout
+
+__all__ = ["RedisBackbone"]
+
+_work_decoder = msgspec.json.Decoder(WorkItem)
+_TERMINAL = frozenset({"task.completed", "task.partial", "task.failed", "task.cancelled"})
+LIST_SCAN_LIMIT = 10_000
+
+
+@contextlib.asynccontextmanager
+async def _translated() -> AsyncIterator[None]:
+    """Redis and socket errors leave this module as BackboneUnavailable (503), once.
+
+    redis-py can finish a command it was cancelled in and return normally, swallowing the
+    cancellation; the caller would then wait forever where it should have stopped. A
+    cancellation still pending when the command returns is raised here.
+    """
+    try:
+        yield
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
+    except ResponseError as exc:
+        if str(exc).startswith("ILLEGAL"):
+            raise IllegalTransition(str(exc)[8:]) from exc
+        raise BackboneUnavailable(f"redis error: {exc}") from exc
+    except (RedisError, OSError) as exc:
+        raise BackboneUnavailable(f"redis unavailable: {exc}") from exc
+
+
+class RedisBackbone(Backbone):
+    name = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_events: int = 10_000,
+        retention: float = 86_400.0,
+        lease: float = 30.0,
+    ) -> None:
+        self._url = url
+        self._max_events = max_events
+        self._retention = int(retention)
+        self._lease_ms = int(lease * 1000)
+        self._client = aioredis.Redis.from_url(
+            url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
+        )
+        self._blocking = aioredis.Redis.from_url(url, socket_connect_timeout=2)
+        self._cancel_listeners: list[CancelListener] = []
+        self._fanout = Fanout(self._client, self._on_control, self._newest_event)
+        self._secret: bytes | None = None
+        self._last_reclaim = 0.0
+        self._shas: dict[str, str] = {}
+
+    # -- life ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        with contextlib.suppress(BackboneUnavailable):
+            await self._ensure_group()
+        await self._fanout.start()
+
+    async def _ensure_group(self) -> None:
+        async with _translated():
+            try:
+                await self._client.xgroup_create(keys.WORK, keys.WORK_GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def close(self) -> None:
+        await self._fanout.close()
+        await self._client.aclose()
+        await self._blocking.aclose()
+
+    async def check(self) -> None:
+        async with _translated():
+            await self._client.ping()
+
+    async def id_secret(self) -> bytes:
+        if self._secret is None:
+            async with _translated():
+                await self._client.set(keys.SECRET, secrets.token_hex(32), nx=True)
+                value = await self._client.get(keys.SECRET)
+            self._secret = bytes.fromhex(value.decode())
+        return self._secret
+
+    async def _script(self, name: str, source: str, keys_: list[str], args: list[Any]) -> Any:
+        sha = self._shas.get(name)
+        if sha is None:
+            sha = await self._client.script_load(source)
+            self._shas[name] = sha
+        try:
+            return await self._client.evalsha(sha, len(keys_), *keys_, *args)
+        except NoScriptError:  # Redis restarted and forgot its scripts
+            self._shas.pop(name, None)
+            return await self._script(name, source, keys_, args)
+
+    # -- tasks ---------------------------------------------------------------------------
+    async def create_task(
+        self,
+        task: Task,
+        first_event: Event,
+        *,
+        owner: str,
+        webhook_url: str | None,
+        work: list[WorkItem],
+    ) -> None:
+        task_id = task.task_id
+        head = encode({"task_id": task_id, "app": task.app, "skill": task.skill})[1:-1]
+        mapping: dict[str, Any] = {
+            "head": head,
+            "created_at": encode(task.created_at),
+            "meta": encode(task.metadata),
+            "links": encode(task.links),
+            "owner": owner,
+            "webhook_url": webhook_url or "",
+            "status": task.status.value,
+            "updated_at": task.updated_at,
+            "finished_at": "",
+            "error": b"null",
+            "last_seq": task.last_seq,
+            "n": len(task.requests),
+            "done": 0,
+        }
+        for i in range(len(task.requests)):
+            mapping[f"s:{i}"] = "queued"
+            mapping[f"p:{i}"] = "0.0"
+            mapping[f"e:{i}"] = b"null"
+        created_ms = int(time.time() * 1000)
+        async with _translated():
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hset(keys.task(task_id), mapping=mapping)
+            pipe.expire(keys.task(task_id), self._retention)
+            pipe.xadd(
+                keys.events(task_id),
+                {"t": first_event.type.value, "e": encode(first_event)},
+                id=f"{first_event.seq}-0",
+            )
+            pipe.expire(keys.events(task_id), self._retention)
+            pipe.zadd(keys.TASKS, {task_id: created_ms})
+            pipe.zadd(keys.owner_tasks(owner), {task_id: created_ms})
+            for item in work:
+                pipe.xadd(keys.WORK, {"w": encode(item)})
+            await pipe.execute()
+
+    async def get_task(self, task_id: str) -> StoredTask | None:
+        async with _translated():
+            found = await self._script(
+                "view", scripts.VIEW, [keys.task(task_id)], [keys.output_prefix(task_id)]
+            )
+        if found is None:
+            return None
+        json, owner, webhook = found
+        return StoredTask(decode_task(json), owner.decode(), webhook.decode() or None)
+
+    async def list_tasks(
+        self,
+        *,
+        owner: str | None,
+        status: TaskStatus | None,
+        app: str | None,
+        skill: str | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[Task], int]:
+        index = keys.TASKS if owner is None else keys.owner_tasks(owner)
+        async with _translated():
+            await self._prune(index)
+            if status is None and app is None and skill is None:
+                total = await self._client.zcard(index)
+                ids = await self._client.zrevrange(index, offset, offset + limit - 1)
+                tasks = await self._views([i.decode() for i in ids], index)
+                return tasks, total
+            ids = await self._client.zrevrange(index, 0, LIST_SCAN_LIMIT - 1)
+            everything = await self._views([i.decode() for i in ids], index)
+        matches = [
+            t
+            for t in everything
+            if (status is None or t.status == status)
+            and (app is None or t.app == app)
+            and (skill is None or t.skill == skill)
+        ]
+        return matches[offset : offset + limit], len(matches)
+
+    async def _prune(self, index: str) -> None:
+        """Drop ids whose task expired: only ids older than the retention window may have."""
+        cutoff = (time.time() - self._retention) * 1000
+        old = await self._client.zrangebyscore(index, "-inf", cutoff)
+        if not old:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for task_id in old:
+            pipe.exists(keys.task(task_id.decode()))
+        alive = await pipe.execute()
+        gone = [task_id for task_id, exists in zip(old, alive, strict=True) if not exists]
+        if gone:
+            await self._client.zrem(index, *gone)
+
+    async def _views(self, task_ids: list[str], index: str) -> list[Task]:
+        tasks: list[Task] = []
+        gone: list[str] = []
+        for task_id in task_ids:
+            stored = await self.get_task(task_id)
+            if stored is None:
+                gone.append(task_id)
+            else:
+                tasks.append(stored.task)
+        if gone:
+            await self._client.zrem(index, *gone)
+        return tasks
+
+    async def append(
+        self, task_id: str, type_: EventType, index: int, data: Any
+    ) -> list[EncodedEvent]:
+        progress = b"0.0"
+        error = b"null"
+        if type_ is EventType.REQUEST_PROGRESS:
+            progress = encode(float(data.get("progress", 0.0)))
+        elif type_ is EventType.REQUEST_FAILED:
+            error = encode(data["error"])
+        async with _translated():
+            flat = await self._script(
+                "append",
+                scripts.APPEND,
+                [keys.task(task_id), keys.events(task_id), keys.live(task_id)],
+                [
+                    task_id,
+                    keys.output_prefix(task_id),
+                    format_time(time.time()),
+                    self._max_events,
+                    self._retention,
+                    self._retention,
+                    type_.value,
+                    index,
+                    encode(data),
+                    progress,
+                    error,
+                ],
+            )
+        return _events(flat)
+
+    async def cancel(self, task_id: str) -> Task:
+        async with _translated():
+            result = await self._script(
+                "cancel",
+                scripts.CANCEL,
+                [keys.task(task_id), keys.events(task_id), keys.live(task_id), keys.CONTROL],
+                [
+                    task_id,
+                    keys.output_prefix(task_id),
+                    format_time(time.time()),
+                    self._max_events,
+                    self._retention,
+                ],
+            )
+        outcome = result[0]
+        if outcome == b"missing":
+            raise NotFound(f"task {task_id} not found")
+        if outcome == b"conflict":
+            status = result[1].decode()
+            raise Conflict(f"task {task_id} is already {status}", details={"status": status})
+        return validate(decode_event(result[3]).data, Task)
+
+    # -- log and fan-out -----------------------------------------------------------------
+    async def read_events(self, task_id: str, after: int, limit: int) -> LogSlice | None:
+        async with _translated():
+            found = await self._script(
+                "read", scripts.READ, [keys.task(task_id), keys.events(task_id)], [after, limit]
+            )
+        if found is None:
+            return None
+        status, last_seq, first_seq, entries = found
+        return LogSlice(
+            events=[_entry(entry_id, fields) for entry_id, fields in entries],
+            first_seq=int(first_seq),
+            last_seq=int(last_seq),
+            finished=status.decode() in _TERMINAL_STATUSES,
+        )
+
+    async def listen(self, task_id: str, listener: EventListener) -> Callable[[], None]:
+        return await self._fanout.listen(task_id, listener)
+
+    async def _newest_event(self, task_id: str) -> EncodedEvent | None:
+        entries = await self._client.xrevrange(keys.events(task_id), count=1)
+        return _entry(*entries[0]) if entries else None
+
+    def listener_count(self) -> int:
+        return self._fanout.listener_count()
+
+    # -- work ----------------------------------------------------------------------------
+    async def claim(self, consumer: str, count: int, timeout: float) -> list[Claim]:
+        async with _translated():
+            now = time.monotonic()
+            if now - self._last_reclaim > self._lease_ms / 2000:
+                self._last_reclaim = now
+                _, reclaimed, _ = await self._client.xautoclaim(
+                    keys.WORK, keys.WORK_GROUP, consumer, self._lease_ms, "0-0", count=count
+                )
+                claims = [_claim(entry_id, fields, 2) for entry_id, fields in reclaimed if fields]
+                if claims:
+                    return claims
+            try:
+                found = await self._blocking.xreadgroup(
+                    keys.WORK_GROUP,
+                    consumer,
+                    {keys.WORK: ">"},
+                    count=count,
+                    block=max(int(timeout * 1000), 1),
+                )
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await self._ensure_group()
+                return []
+        if not found:
+            return []
+        return [_claim(entry_id, fields, 1) for entry_id, fields in found[0][1]]
+
+    async def touch(self, consumer: str, claims: list[Claim]) -> None:
+        if not claims:
+            return
+        async with _translated():
+            await self._client.xclaim(
+                keys.WORK,
+                keys.WORK_GROUP,
+                consumer,
+                0,
+                [c.token for c in claims],
+                justid=True,
+            )
+
+    async def ack(self, claim: Claim) -> None:
+        async with _translated():
+            pipe = self._client.pipeline(transaction=True)
+            pipe.xack(keys.WORK, keys.WORK_GROUP, claim.token)
+            pipe.xdel(keys.WORK, claim.token)
+            await pipe.execute()
+
+    async def requeue(self, claim: Claim) -> None:
+        async with _translated():
+            pipe = self._client.pipeline(transaction=True)
+            pipe.xadd(keys.WORK, {"w": encode(claim.item)})
+            pipe.xack(keys.WORK, keys.WORK_GROUP, claim.token)
+            pipe.xdel(keys.WORK, claim.token)
+            await pipe.execute()
+
+    async def queue_stats(self) -> tuple[int, float]:
+        """Work items waiting (not yet claimed), and the age in seconds of the oldest one."""
+        async with _translated():
+            groups = await self._client.xinfo_groups(keys.WORK)
+            lag = next((g.get("lag") or 0 for g in groups if g["name"] == keys.WORK_GROUP.encode()), 0)
+            oldest = 0.0
+            if lag:
+                last = next(g["last-delivered-id"] for g in groups if g["name"] == keys.WORK_GROUP.encode())
+                entries = await self._client.xrange(keys.WORK, f"({last.decode()}", "+", count=1)
+                if entries:
+                    oldest = max(time.time() - int(entries[0][0].split(b"-")[0]) / 1000, 0.0)
+        return int(lag), oldest
+
+    # -- control -------------------------------------------------------------------------
+    def add_cancel_listener(self, listener: CancelListener) -> None:
+        self._cancel_listeners.append(listener)
+
+    def _on_control(self, data: bytes) -> None:
+        verb, _, task_id = data.decode().partition(" ")
+        if verb == "cancel":
+            for listener in list(self._cancel_listeners):
+                listener(task_id)
+
+    # -- small shared state --------------------------------------------------------------
+    async def put_ticket(self, ticket: str, principal: str, ttl: float) -> None:
+        async with _translated():
+            await self._client.set(keys.ticket(ticket), principal, px=max(int(ttl * 1000), 1))
+
+    async def take_ticket(self, ticket: str) -> str | None:
+        async with _translated():
+            value = await self._client.getdel(keys.ticket(ticket))
+        return value.decode() if value is not None else None
+
+    async def remember_idempotency(
+        self, key: str, fingerprint: str, task_id: str, ttl: float
+    ) -> tuple[str, str] | None:
+        async with _translated():
+            stored = await self._client.set(
+                keys.idempotency(key), f"{task_id} {fingerprint}", nx=True, ex=max(int(ttl), 1)
+            )
+            if stored:
+                return None
+            value = await self._client.get(keys.idempotency(key))
+        if value is None:
+            return await self.remember_idempotency(key, fingerprint, task_id, ttl)
+        earlier_id, _, earlier_fingerprint = value.decode().partition(" ")
+        return earlier_id, earlier_fingerprint
+
+
+_TERMINAL_STATUSES = frozenset(s.value for s in lifecycle.TERMINAL_TASK_STATUSES)
+
+
+def _events(flat: list[Any]) -> list[EncodedEvent]:
+    out = []
+    for i in range(0, len(flat), 3):
+        type_ = flat[i + 1].decode()
+        out.append(EncodedEvent(int(flat[i]), type_, flat[i + 2], terminal=type_ in _TERMINAL))
+    return out
+
+
+def _entry(entry_id: bytes, fields: dict[bytes, bytes] | list[bytes]) -> EncodedEvent:
+    if isinstance(fields, list):  # as a Lua script returns it: [name, value, ...]
+        fields = dict(zip(fields[::2], fields[1::2], strict=True))
+    type_ = fields[b"t"].decode()
+    return EncodedEvent(
+        int(entry_id.split(b"-", 1)[0]), type_, fields[b"e"], terminal=type_ in _TERMINAL
+    )
+
+
+def _claim(entry_id: bytes, fields: dict[bytes, bytes], deliveries: int) -> Claim:
+    return Claim(item=_work_decoder.decode(fields[b"w"]), token=entry_id.decode(), deliveries=deliveries)

@@ -1,0 +1,207 @@
+"""One pub/sub connection per process: live events for local listeners, and control signals.
+
+Channels are subscribed while a local listener wants them and dropped when the last one
+leaves, so a process hears only the tasks its own clients follow. ``listen`` returns only
+once Redis has confirmed the subscription: a log read after it cannot miss an event.
+After a reconnect every channel is subscribed again and each task's newest logged event is
+handed to its listeners, so a subscription that missed something finds the gap and reads it
+from the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from skillwire.protocol import EncodedEvent
+
+from .. import EventListener
+from . import _keys as keys
+
+__all__ = ["Fanout", "parse_live"]
+
+log = logging.getLogger("skillwire.redis")
+TERMINAL = frozenset({b"task.completed", b"task.partial", b"task.failed", b"task.cancelled"})
+
+
+def parse_live(payload: bytes) -> EncodedEvent:
+    """``<seq> <type> <json>`` as published by the append script."""
+    seq, type_, json = payload.split(b" ", 2)
+    return EncodedEvent(int(seq), type_.decode("ascii"), json, terminal=type_ in TERMINAL)
+
+
+class Fanout:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        on_control: Callable[[bytes], None],
+        resync: Callable[[str], Awaitable[EncodedEvent | None]],
+    ) -> None:
+        self._client = client
+        self._on_control = on_control
+        self._resync = resync
+        self._listeners: dict[str, list[EventListener]] = {}
+        self._confirm: dict[bytes, asyncio.Future[None]] = {}
+        self._pubsub: aioredis.client.PubSub | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        self._closing = False
+
+    async def start(self) -> None:
+        self._reader = asyncio.create_task(self._run(), name="skillwire-redis-fanout")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5):
+                await self._connected.wait()
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+
+    def listener_count(self) -> int:
+        return sum(len(v) for v in self._listeners.values())
+
+    async def listen(self, task_id: str, listener: EventListener) -> Callable[[], None]:
+        self._listeners.setdefault(task_id, []).append(listener)
+        try:
+            # Also when others listen already: their subscription may not be confirmed yet.
+            await self._subscribe(keys.live(task_id))
+        except BaseException:
+            self._drop(task_id, listener)
+            raise
+
+        def undo() -> None:
+            self._drop(task_id, listener)
+
+        return undo
+
+    def _drop(self, task_id: str, listener: EventListener) -> None:
+        listeners = self._listeners.get(task_id)
+        if listeners is None or listener not in listeners:
+            return
+        listeners.remove(listener)
+        if not listeners:
+            del self._listeners[task_id]
+            if self._pubsub is not None and self._connected.is_set():
+                task = asyncio.get_running_loop().create_task(
+                    self._unsubscribe(keys.live(task_id))
+                )
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def _subscribe(self, channel: str) -> None:
+        from skillwire.protocol import BackboneUnavailable
+
+        if not self._connected.is_set():
+            raise BackboneUnavailable("redis pub/sub is not connected")
+        name = channel.encode()
+        waiter = self._confirm.get(name)
+        if waiter is None or waiter.done():
+            waiter = asyncio.get_running_loop().create_future()
+            self._confirm[name] = waiter
+            assert self._pubsub is not None
+            try:
+                await self._pubsub.subscribe(channel)
+            except (RedisError, OSError) as exc:
+                raise BackboneUnavailable(f"redis pub/sub: {exc}") from exc
+        try:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+            # that races with the confirmation, leaving the caller stuck and uncancellable.
+            async with asyncio.timeout(5):
+                await asyncio.shield(waiter)
+        except TimeoutError:
+            raise BackboneUnavailable("redis did not confirm a subscription") from None
+
+    async def _unsubscribe(self, channel: str) -> None:
+        task_id = channel.split("{", 1)[1].split("}", 1)[0]
+        if task_id in self._listeners or self._pubsub is None:
+            return  # someone subscribed again meanwhile
+        self._confirm.pop(channel.encode(), None)
+        with contextlib.suppress(RedisError, OSError):
+            await self._pubsub.unsubscribe(channel)
+
+    async def _run(self) -> None:
+        delay = 0.1
+        while not self._closing:
+            try:
+                await self._connect_and_read()
+                delay = 0.1
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                log.warning("redis pub/sub connection lost (%s); reconnecting", exc)
+            except Exception:
+                log.exception("redis pub/sub reader failed; reconnecting")
+            self._connected.clear()
+            for waiter in self._confirm.values():
+                if not waiter.done():
+                    waiter.cancel()
+            self._confirm.clear()
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 5.0)
+
+    async def _connect_and_read(self) -> None:
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+        pubsub = self._client.pubsub()
+        self._pubsub = pubsub
+        channels = [keys.CONTROL, *(keys.live(t) for t in self._listeners)]
+        for channel in channels:
+            self._confirm[channel.encode()] = asyncio.get_running_loop().create_future()
+        await pubsub.subscribe(*channels)
+        resynced = False
+        while True:
+            message = await pubsub.get_message(timeout=1.0)
+            if message is None:
+                if pubsub.connection is None:
+                    raise OSError("pub/sub connection closed")
+                continue
+            kind = message["type"]
+            if kind == "message":
+                channel: bytes = message["channel"]
+                if channel == keys.CONTROL.encode():
+                    self._on_control(message["data"])
+                    continue
+                self._dispatch(channel, message["data"])
+            elif kind == "subscribe":
+                waiter = self._confirm.get(message["channel"])
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+                if not self._connected.is_set() and message["channel"] == keys.CONTROL.encode():
+                    self._connected.set()
+                if not resynced and all(
+                    w.done() for c, w in self._confirm.items() if c.decode() in channels
+                ):
+                    resynced = True
+                    asyncio.get_running_loop().create_task(self._resync_all())
+
+    def _dispatch(self, channel: bytes, payload: bytes) -> None:
+        task_id = channel.split(b"{", 1)[1].split(b"}", 1)[0].decode()
+        listeners = self._listeners.get(task_id)
+        if not listeners:
+            return
+        event = parse_live(payload)
+        for listener in list(listeners):
+            listener(event)
+
+    async def _resync_all(self) -> None:
+        """After a (re)connect: hand each followed task's newest event to its listeners."""
+        for task_id in list(self._listeners):
+            try:
+                event = await self._resync(task_id)
+            except (RedisError, OSError):
+                return
+            if event is not None:
+                for listener in list(self._listeners.get(task_id, ())):
+                    listener(event)

@@ -1,0 +1,72 @@
+"""Every Redis key and channel skillwire uses, built here and nowhere else.
+
+A task's keys share the hash tag ``{tsk_...}``, so they live in one slot of a Redis Cluster
+and one Lua script may touch them all.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CONTROL",
+    "SECRET",
+    "TASKS",
+    "WORK",
+    "WORK_GROUP",
+    "events",
+    "idempotency",
+    "live",
+    "output_prefix",
+    "outputs",
+    "owner_tasks",
+    "task",
+    "ticket",
+]
+
+# pub/sub channel every process listens on: "cancel <task_id>" signals.
+CONTROL = "sw:control"
+# stream of work items (one entry a chain of sub-requests), read by the consumer group below.
+WORK = "sw:work"
+WORK_GROUP = "workers"
+# sorted set of every task id, scored by creation time in ms (the admin's task list).
+TASKS = "sw:tasks"
+# string: the secret that signs task ids, shared by every process of a deployment.
+SECRET = "sw:secret"
+
+
+def task(task_id: str) -> str:
+    """Hash: the task's state (status, seqs, per-request status/progress/error, JSON parts)."""
+    return f"sw:{{{task_id}}}:task"
+
+
+def events(task_id: str) -> str:
+    """Stream: the task's event log; entry id ``<seq>-0``, fields ``t`` (type) and ``e`` (JSON)."""
+    return f"sw:{{{task_id}}}:events"
+
+
+def output_prefix(task_id: str) -> str:
+    return f"sw:{{{task_id}}}:out:"
+
+
+def outputs(task_id: str, index: int) -> str:
+    """List: request ``index``'s outputs, each one JSON document."""
+    return f"{output_prefix(task_id)}{index}"
+
+
+def live(task_id: str) -> str:
+    """Pub/sub channel: the task's events as they are appended (``<seq> <type> <json>``)."""
+    return f"sw:{{{task_id}}}:live"
+
+
+def owner_tasks(owner: str) -> str:
+    """Sorted set: one principal's task ids, scored by creation time in ms."""
+    return f"sw:owner:{owner}:tasks"
+
+
+def ticket(value: str) -> str:
+    """String with a TTL: the principal name a browser ticket stands for (spent by GETDEL)."""
+    return f"sw:ticket:{value}"
+
+
+def idempotency(key: str) -> str:
+    """String with a TTL: ``<task_id> <fingerprint>`` for a principal's Idempotency-Key."""
+    return f"sw:idem:{key}"

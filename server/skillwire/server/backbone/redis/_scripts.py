@@ -1,0 +1,197 @@
+"""Lua scripts: each task mutation is one atomic script, one round trip.
+
+They mirror ``skillwire.protocol.lifecycle`` (the Python rules the memory backbone runs);
+``tests/server/backbone`` runs the same scenarios on both backbones to keep them in step.
+Task and event JSON are assembled from stored JSON fragments, never re-encoded.
+"""
+
+from __future__ import annotations
+
+__all__ = ["APPEND", "CANCEL", "READ", "VIEW"]
+
+_COMMON = r"""
+local TERMINAL_TASK = {completed=true, partial=true, failed=true, cancelled=true}
+local TERMINAL_REQ = {completed=true, failed=true, cancelled=true}
+
+local function fields(h)
+  local flat = redis.call('HGETALL', h)
+  local t = {}
+  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
+  return t
+end
+
+local function task_json(h, outp)
+  local t = fields(h)
+  local n = tonumber(t['n'])
+  local reqs, previews = {}, {}
+  for i = 0, n - 1 do
+    local out = redis.call('LRANGE', outp .. i, 0, -1)
+    for _, o in ipairs(out) do previews[#previews + 1] = o end
+    reqs[#reqs + 1] = '{"index":' .. i .. ',"status":"' .. t['s:' .. i] .. '","progress":' ..
+      t['p:' .. i] .. ',"output":[' .. table.concat(out, ',') .. '],"error":' .. t['e:' .. i] .. '}'
+  end
+  local finished = 'null'
+  if t['finished_at'] ~= '' then finished = '"' .. t['finished_at'] .. '"' end
+  return '{' .. t['head'] .. ',"status":"' .. t['status'] .. '","created_at":' .. t['created_at'] ..
+    ',"updated_at":"' .. t['updated_at'] .. '","finished_at":' .. finished .. ',"requests":[' ..
+    table.concat(reqs, ',') .. '],"previews":[' .. table.concat(previews, ',') .. '],"error":' ..
+    t['error'] .. ',"last_seq":' .. t['last_seq'] .. ',"metadata":' .. t['meta'] .. ',"links":' ..
+    t['links'] .. '}'
+end
+
+-- Append one event: the next seq, the log (capped), the live channel. data_fn builds the
+-- data after the seq is taken, so a terminal task's data carries its own last_seq.
+local function emit(h, stream, channel, task_id, now, maxlen, etype, index, data_fn, out)
+  local seq = redis.call('HINCRBY', h, 'last_seq', 1)
+  redis.call('HSET', h, 'updated_at', now)
+  local json = '{"task_id":"' .. task_id .. '","seq":' .. seq .. ',"type":"' .. etype ..
+    '","time":"' .. now .. '","data":' .. data_fn()
+  if index ~= nil then json = json .. ',"index":' .. index end
+  json = json .. '}'
+  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, seq .. '-0', 't', etype, 'e', json)
+  redis.call('PUBLISH', channel, seq .. ' ' .. etype .. ' ' .. json)
+  out[#out + 1] = seq
+  out[#out + 1] = etype
+  out[#out + 1] = json
+end
+
+local function expire_all(h, stream, outp, n, ttl)
+  redis.call('EXPIRE', h, ttl)
+  redis.call('EXPIRE', stream, ttl)
+  for i = 0, n - 1 do redis.call('EXPIRE', outp .. i, ttl) end
+end
+
+local function finish(h, stream, channel, outp, task_id, now, maxlen, status, ttl, out)
+  redis.call('HSET', h, 'status', status, 'finished_at', now)
+  emit(h, stream, channel, task_id, now, maxlen, 'task.' .. status, nil,
+    function() return task_json(h, outp) end, out)
+  expire_all(h, stream, outp, tonumber(redis.call('HGET', h, 'n')), ttl)
+end
+"""
+
+# KEYS: task hash, events stream, live channel
+# ARGV: task_id, outputs prefix, now, maxlen, retention ttl, live ttl,
+#       type, index, data json, progress json, error json
+APPEND = (
+    _COMMON
+    + r"""
+local h, stream, channel = KEYS[1], KEYS[2], KEYS[3]
+local task_id, outp, now, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local ttl, live_ttl = ARGV[5], ARGV[6]
+local etype, index, data = ARGV[7], ARGV[8], ARGV[9]
+local progress, err = ARGV[10], ARGV[11]
+
+local status = redis.call('HGET', h, 'status')
+if not status or TERMINAL_TASK[status] then return {} end
+local n = tonumber(redis.call('HGET', h, 'n'))
+local i = tonumber(index)
+if i == nil or i < 0 or i >= n then return redis.error_reply('ILLEGAL index out of range') end
+local rs = redis.call('HGET', h, 's:' .. index)
+if TERMINAL_REQ[rs] then return {} end
+
+local RULES = {
+  ['request.queued'] = {{queued=true, running=true}, 'queued'},
+  ['request.started'] = {{queued=true, running=true}, 'running'},
+  ['request.progress'] = {{running=true}, 'running'},
+  ['request.output'] = {{running=true}, 'running'},
+  ['request.completed'] = {{running=true}, 'completed'},
+  ['request.failed'] = {{queued=true, running=true}, 'failed'},
+}
+local rule = RULES[etype]
+if rule == nil then return redis.error_reply('ILLEGAL not a request event: ' .. etype) end
+if not rule[1][rs] then
+  return redis.error_reply('ILLEGAL ' .. etype .. ' cannot follow request status ' .. rs)
+end
+
+local out = {}
+local data_fn = function() return data end
+if etype == 'request.started' and status == 'queued' then
+  redis.call('HSET', h, 'status', 'running')
+  emit(h, stream, channel, task_id, now, maxlen, 'task.started', nil,
+    function() return '{}' end, out)
+end
+redis.call('HSET', h, 's:' .. index, rule[2])
+if etype == 'request.started' then
+  redis.call('DEL', outp .. index)
+  redis.call('HSET', h, 'p:' .. index, '0.0')
+elseif etype == 'request.progress' then
+  redis.call('HSET', h, 'p:' .. index, progress)
+elseif etype == 'request.output' then
+  redis.call('RPUSH', outp .. index, data)
+elseif etype == 'request.completed' then
+  redis.call('HSET', h, 'p:' .. index, '1.0')
+elseif etype == 'request.failed' then
+  redis.call('HSET', h, 'e:' .. index, err)
+end
+emit(h, stream, channel, task_id, now, maxlen, etype, index, data_fn, out)
+
+if TERMINAL_REQ[rule[2]] then
+  local done = redis.call('HINCRBY', h, 'done', 1)
+  if done >= n then
+    local completed, failed = 0, 0
+    local first_error = nil
+    for j = 0, n - 1 do
+      local s = redis.call('HGET', h, 's:' .. j)
+      if s == 'completed' then completed = completed + 1 end
+      if s == 'failed' then
+        failed = failed + 1
+        if first_error == nil then first_error = redis.call('HGET', h, 'e:' .. j) end
+      end
+    end
+    local final = 'partial'
+    if completed == n then final = 'completed' elseif failed == n then final = 'failed' end
+    if final == 'failed' and redis.call('HGET', h, 'error') == 'null' then
+      redis.call('HSET', h, 'error', first_error)
+    end
+    finish(h, stream, channel, outp, task_id, now, maxlen, final, ttl, out)
+    return out
+  end
+end
+expire_all(h, stream, outp, n, live_ttl)
+return out
+"""
+)
+
+# KEYS: task hash, events stream, live channel, control channel
+# ARGV: task_id, outputs prefix, now, maxlen, retention ttl
+CANCEL = (
+    _COMMON
+    + r"""
+local h, stream, channel, control = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local task_id, outp, now, maxlen, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local status = redis.call('HGET', h, 'status')
+if not status then return {'missing'} end
+if TERMINAL_TASK[status] then return {'conflict', status} end
+local n = tonumber(redis.call('HGET', h, 'n'))
+for j = 0, n - 1 do
+  if not TERMINAL_REQ[redis.call('HGET', h, 's:' .. j)] then
+    redis.call('HSET', h, 's:' .. j, 'cancelled')
+  end
+end
+local out = {'ok'}
+finish(h, stream, channel, outp, task_id, now, maxlen, 'cancelled', ttl, out)
+redis.call('PUBLISH', control, 'cancel ' .. task_id)
+return out
+"""
+)
+
+# KEYS: task hash   ARGV: outputs prefix
+VIEW = (
+    _COMMON
+    + r"""
+if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
+local owner_webhook = redis.call('HMGET', KEYS[1], 'owner', 'webhook_url')
+return {task_json(KEYS[1], ARGV[1]), owner_webhook[1], owner_webhook[2]}
+"""
+)
+
+# KEYS: task hash, events stream   ARGV: after, limit
+READ = r"""
+local state = redis.call('HMGET', KEYS[1], 'status', 'last_seq')
+if not state[1] then return nil end
+local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+local first_seq = state[2]
+if #first > 0 then first_seq = string.match(first[1][1], '^(%d+)') end
+local entries = redis.call('XRANGE', KEYS[2], '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
+return {state[1], state[2], first_seq, entries}
+"""

@@ -1,0 +1,23 @@
+"""Skills for the multi-process tests, loaded by `--apps tests.multiprocess.sample_apps:lab`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+from skillwire.server import App
+
+lab = App("lab", "test skills for the multi-process suite")
+
+
+@lab.skill(mode="long")
+async def sleeper(seconds: float, marker: str) -> dict[str, str]:
+    """Sleep; if interrupted, write the time and pid to `marker` (the test reads it)."""
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        with open(marker, "w") as fh:
+            fh.write(f"{time.time()} {os.getpid()}")
+        raise
+    return {"slept": str(seconds)}
