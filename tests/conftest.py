@@ -100,6 +100,7 @@ def start_server(overrides: dict[str, Any] | None = None, apps: Sequence[App | s
         "api_key": ADMIN_KEY,
         "keys": TEST_KEYS,
         "roles": TEST_ROLES,
+        "rate_limit": "0",  # tests of limits set their own; polling loops must not trip one
         "host": "127.0.0.1",
         "port": free_port(),
     }

@@ -88,6 +88,8 @@ def _env(redis_url: str) -> dict[str, str]:
             "SKILLWIRE_WORK_LEASE": "2",
             "SKILLWIRE_HEARTBEAT_INTERVAL": "0.5",
             "SKILLWIRE_SHUTDOWN_GRACE": "1",
+            # on, so the limiter runs against redis (and must fail open while redis is down)
+            "SKILLWIRE_RATE_LIMIT": "1000000/minute",
             "SKILLWIRE_APPS": "tests.multiprocess.sample_apps:lab",
             "PYTHONPATH": str(ROOT),
         }

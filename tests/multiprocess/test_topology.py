@@ -64,9 +64,13 @@ async def test_ws_on_one_gateway_and_sse_on_the_other_see_the_same_events(topolo
 
 def test_killing_a_worker_loses_no_task(topology: Topology, tmp_path: Path) -> None:
     """SIGKILL one worker while 20 countdowns run: all 20 complete, each log gap-free."""
-    tasks = [call(topology, i % 2, "countdown", [{"n": 15, "interval": 0.1}]) for i in range(20)]
+    tasks = [call(topology, i % 2, "countdown", [{"n": 40, "interval": 0.1}]) for i in range(20)]
     with topology.client(0) as client:
-        wait_until(lambda: sum(client.get(f"/api/v1/tasks/{t}").json()["status"] == "running" for t in tasks) >= 10, timeout=15)
+
+        def running() -> int:
+            return sum(client.get(f"/api/v1/tasks/{t}").json()["status"] == "running" for t in tasks)
+
+        wait_until(lambda: running() >= 10, timeout=15, interval=0.2)
     victim = topology.workers[0]
     victim.signal(signal.SIGKILL)
     assert victim.process is not None
@@ -76,7 +80,7 @@ def test_killing_a_worker_loses_no_task(topology: Topology, tmp_path: Path) -> N
             for task_id in tasks:
                 task = client.get(f"/api/v1/tasks/{task_id}", params={"wait": 30}).json()
                 assert task["status"] == "completed", task
-                assert [o["i"] for o in task["previews"]] == list(range(1, 16))
+                assert [o["i"] for o in task["previews"]] == list(range(1, 41))
         for task_id in tasks:
             events = sse_events(topology.gateways[0].url, task_id)
             assert [e["seq"] for e in events] == list(range(1, len(events) + 1))

@@ -112,6 +112,7 @@ def work(config: Config, apps: Sequence[str]) -> None:
     import asyncio
     import signal
 
+    from ._ratelimit import RateLimits
     from ._runtime import make_backbone, make_registry, make_workers
 
     log = logging.getLogger("skillwire.worker")
@@ -119,7 +120,8 @@ def work(config: Config, apps: Sequence[str]) -> None:
     async def run() -> None:
         backbone = make_backbone(config)
         registry = make_registry(config, apps)
-        pool = make_workers(config, backbone, registry)
+        limits = RateLimits(config)
+        pool = make_workers(config, backbone, registry, limits)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -131,6 +133,7 @@ def work(config: Config, apps: Sequence[str]) -> None:
         await stop.wait()
         log.info("worker %s stopping", pool.consumer)
         await pool.stop(grace=config.shutdown_grace)
+        await limits.close()
         await backbone.close()
 
     asyncio.run(run())

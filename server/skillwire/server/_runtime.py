@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from .auth import KeyStore
 from .backbone import Backbone, MemoryBackbone
 from ._config import Config
+from ._ratelimit import RateLimits
 from .engine import App, Registry, TaskService, WorkerPool, demo
 
 __all__ = ["Runtime"]
@@ -39,10 +40,13 @@ def make_registry(config: Config, apps: Sequence[App | str]) -> Registry:
     )
 
 
-def make_workers(config: Config, backbone: Backbone, registry: Registry) -> WorkerPool:
+def make_workers(
+    config: Config, backbone: Backbone, registry: Registry, limits: RateLimits
+) -> WorkerPool:
     return WorkerPool(
         backbone,
         registry,
+        limits=limits,
         concurrency=config.concurrency,
         default_timeout=config.skill_timeout,
         timeouts=config.skill_timeouts,
@@ -58,6 +62,7 @@ class Runtime:
     backbone: Backbone
     tasks: TaskService
     workers: WorkerPool | None
+    limits: RateLimits
     draining: bool = False
     key_announced: bool = False
     open_streams: int = 0
@@ -71,7 +76,8 @@ class Runtime:
         tasks = TaskService(
             backbone, registry, retention=config.retention, max_parallel=config.max_parallel
         )
-        workers = make_workers(config, backbone, registry) if config.workers else None
+        limits = RateLimits(config)
+        workers = make_workers(config, backbone, registry, limits) if config.workers else None
         return cls(
             config=config,
             keys=KeyStore.from_config(config),
@@ -79,6 +85,7 @@ class Runtime:
             backbone=backbone,
             tasks=tasks,
             workers=workers,
+            limits=limits,
         )
 
     async def start(self) -> None:
@@ -99,4 +106,5 @@ class Runtime:
         self.begin_drain()
         if self.workers is not None:
             await self.workers.stop()
+        await self.limits.close()
         await self.backbone.close()

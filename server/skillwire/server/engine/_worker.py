@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import random
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -25,9 +26,11 @@ from skillwire.protocol import (
     EventType,
     NotFound,
     SkillError,
+    format_time,
     to_builtins,
 )
 
+from .._ratelimit import RateLimits
 from ..backbone import Backbone, Claim
 from ._app import SkillSpec
 from ._context import Context, Discarded
@@ -53,7 +56,9 @@ class WorkerPool:
         timeouts: dict[str, float] | None = None,
         claim_timeout: float = 1.0,
         lease: float = 30.0,
+        limits: RateLimits | None = None,
     ) -> None:
+        self._limits = limits
         self._backbone = backbone
         self._registry = registry
         self._slots = concurrency
@@ -172,6 +177,30 @@ class WorkerPool:
                 raise exc
 
     # -- one sub-request -----------------------------------------------------------------
+    async def _provider_slot(self, spec: SkillSpec, task_id: str, index: int) -> bool:
+        """Wait (``request.queued``) until the skill's provider limit allows a call.
+
+        False when the task finished meanwhile (cancelled): the request never starts.
+        """
+        if spec.provider is None or self._limits is None:
+            return True
+        found = self._limits.provider_limit(spec.provider, spec.name, spec.model)
+        if found is None:
+            return True
+        key, item = found
+        while True:
+            decision = await self._limits.hit(item, "provider", key)
+            if decision is None or decision.allowed:
+                return True
+            wait = decision.reset_after + random.uniform(0, 0.05)
+            queued = {
+                "reason": "provider_rate_limit",
+                "retry_at": format_time(time.time() + wait),
+            }
+            if not await self._backbone.append(task_id, EventType.REQUEST_QUEUED, index, queued):
+                return False
+            await asyncio.sleep(wait)
+
     async def _run_request(
         self, task_id: str, app: str, skill: str, owner: str, index: int, raw: Any
     ) -> None:
@@ -187,6 +216,8 @@ class WorkerPool:
                 index,
                 _failure(ErrorCode.INTERNAL_ERROR, f"no worker knows the skill {app}/{skill}"),
             )
+            return
+        if not await self._provider_slot(spec, task_id, index):
             return
         if not await append(task_id, EventType.REQUEST_STARTED, index, {}):
             return

@@ -1,0 +1,107 @@
+"""Rate limits, with the ``limits`` library: per client key, and per provider for skills.
+
+Counters live in the backbone's store (memory, or Redis shared by every process), in fixed
+windows. A client over its limit gets 429; a sub-request over its provider's limit waits
+instead (``request.queued``) and never fails for it. When Redis cannot answer a check the
+request is allowed and the failure logged: a limiter must not take the gateway down.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import FixedWindowRateLimiter
+
+from ._config import Config
+
+__all__ = ["Decision", "RateLimits"]
+
+log = logging.getLogger("skillwire.ratelimit")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after: float  # seconds until the window resets
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(max(int(self.reset_after + 0.999), 0)),
+        }
+
+
+def parse_limit(text: str | None) -> RateLimitItem | None:
+    """``"600/minute"`` -> a limit item; ``"0"``, ``""`` or None -> no limit."""
+    if text is None or text.strip() in ("", "0"):
+        return None
+    return parse(text)
+
+
+class RateLimits:
+    def __init__(self, config: Config) -> None:
+        storage: Storage
+        self._pool: aioredis.ConnectionPool | None = None
+        if config.backbone == "redis":
+            # Our own pool, so that close() can release its connections.
+            self._pool = aioredis.ConnectionPool.from_url(
+                config.redis_url, socket_timeout=1, socket_connect_timeout=1
+            )
+            storage = RedisStorage(
+                "async+" + config.redis_url, implementation="redispy", connection_pool=self._pool
+            )
+        else:
+            storage = MemoryStorage()
+        self._limiter = FixedWindowRateLimiter(storage)
+        self._default = parse_limit(config.rate_limit)
+        self._roles = {role: parse_limit(text) for role, text in config.role_rate_limits.items()}
+        self._providers = {key: parse_limit(text) for key, text in config.provider_limits.items()}
+        self._parsed: dict[str, RateLimitItem | None] = {}
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()
+
+    def client_limit(self, key_limit: str | None, role: str | None) -> RateLimitItem | None:
+        """A key's own limit, else its role's, else the default."""
+        if key_limit is not None:
+            if key_limit not in self._parsed:
+                self._parsed[key_limit] = parse_limit(key_limit)
+            return self._parsed[key_limit]
+        if role is not None and role in self._roles:
+            return self._roles[role]
+        return self._default
+
+    def provider_limit(self, provider: str, skill: str, model: str | None) -> tuple[str, RateLimitItem] | None:
+        """The most specific of ``provider.skill.model`` and ``provider.skill`` configured."""
+        candidates = [f"{provider}.{skill}.{model}"] if model else []
+        candidates.append(f"{provider}.{skill}")
+        for key in candidates:
+            item = self._providers.get(key)
+            if item is not None:
+                return key, item
+        return None
+
+    async def hit(self, item: RateLimitItem, *identifiers: str) -> Decision | None:
+        """Count one hit; None when the store could not answer (the caller allows)."""
+        try:
+            allowed = await self._limiter.hit(item, *identifiers)
+            stats = await self._limiter.get_window_stats(item, *identifiers)
+        except Exception as exc:  # any storage failure: fail open, loudly
+            log.warning("rate-limit store unavailable, allowing: %s", exc)
+            return None
+        return Decision(
+            allowed=allowed,
+            limit=item.amount,
+            remaining=stats.remaining,
+            reset_after=max(stats.reset_time - time.time(), 0.0),
+        )

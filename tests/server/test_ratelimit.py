@@ -1,0 +1,84 @@
+"""Client and provider rate limits, on both backbones."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from skillwire.server import App
+
+from tests.conftest import OTHER_KEY, USER_KEY, RunningServer
+
+limited = App("limited")
+
+
+@limited.skill(mode="quick", provider="acme", model="m1")
+async def ask(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text}
+
+
+def test_headers_on_every_response_and_429_past_the_limit(server_factory) -> None:  # type: ignore[no-untyped-def]
+    """X-RateLimit-* on each /api/v1 response; past the limit 429 RATE_LIMITED with Retry-After."""
+    server: RunningServer = server_factory({"rate_limit": "3/minute"})
+    with server.client(USER_KEY) as client:
+        answers = [client.get("/api/v1/apps") for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert [a.headers["x-ratelimit-remaining"] for a in answers] == ["2", "1", "0", "0"]
+    assert all(a.headers["x-ratelimit-limit"] == "3" for a in answers)
+    assert 0 < int(answers[0].headers["x-ratelimit-reset"]) <= 60
+    refused = answers[-1]
+    assert refused.json()["error"]["code"] == "RATE_LIMITED"
+    assert int(refused.headers["retry-after"]) >= 1
+    with server.client(OTHER_KEY) as client:  # another key has its own budget
+        assert client.get("/api/v1/apps").status_code == 200
+    with server.client() as client:  # health is not limited
+        assert "x-ratelimit-limit" not in client.get("/health").headers
+
+
+def test_per_key_limit_overrides_default_and_ip_limits_bad_keys(server_factory) -> None:  # type: ignore[no-untyped-def]
+    """A key's own rate_limit wins; requests without a valid key count per IP."""
+    keys = [{"name": "tight", "key": "sk_tight", "role": "user", "rate_limit": "1/minute"}]
+    server: RunningServer = server_factory({"rate_limit": "2/minute", "keys": keys})
+    with server.client("sk_tight") as client:
+        assert client.get("/api/v1/apps").status_code == 200
+        assert client.get("/api/v1/apps").status_code == 429
+    with server.client("sk_wrong") as client:
+        codes = [client.get("/api/v1/apps").status_code for _ in range(3)]
+    assert codes == [401, 401, 429]
+
+
+def test_zero_turns_limits_off(server_factory) -> None:  # type: ignore[no-untyped-def]
+    """rate_limit = "0" sends no headers and never refuses."""
+    server: RunningServer = server_factory({"rate_limit": "0"})
+    with server.client() as client:
+        responses = [client.get("/api/v1/apps") for _ in range(5)]
+    assert all(r.status_code == 200 and "x-ratelimit-limit" not in r.headers for r in responses)
+
+
+def test_provider_limit_queues_instead_of_failing(server_factory) -> None:  # type: ignore[no-untyped-def]
+    """Over a provider limit a sub-request waits with request.queued (retry_at) and then runs."""
+    server: RunningServer = server_factory(
+        {"provider_limits": {"acme.ask": "2/second"}}, apps=[limited]
+    )
+    with server.client() as client:
+        response = client.post(
+            "/api/v1/apps/limited/ask",
+            json={"requests": [{"text": str(i)} for i in range(5)]},
+            headers={"Prefer": "wait=20"},
+        )
+        assert response.status_code == 200
+        task = response.json()
+        assert task["status"] == "completed"
+        assert [p["text"] for p in task["previews"]] == ["0", "1", "2", "3", "4"]
+        with client.stream(
+            "GET",
+            f"/api/v1/tasks/{task['task_id']}/events",
+            headers={"Accept": "application/x-ndjson"},
+        ) as stream:
+            events = [json.loads(line) for line in stream.iter_lines() if line]
+    queued = [e for e in events if e["type"] == "request.queued"]
+    assert len(queued) >= 3
+    assert all(
+        e["data"]["reason"] == "provider_rate_limit" and e["data"]["retry_at"].endswith("Z")
+        for e in queued
+    )
