@@ -1,7 +1,87 @@
-"""skillwire.client: the Python client (the full client arrives with the clients issue)."""
+"""skillwire.client: the Python client of skillwire's API v1, async and sync.
+
+``AsyncClient`` (asyncio) and ``Client`` (blocking) have the same methods: ``apps``,
+``skill``, ``call``, ``task``, ``tasks``, ``iter_tasks``, ``cancel``, ``events`` and
+``stream``. ``events`` and ``stream`` follow a task over WebSocket, SSE, NDJSON or polling
+(``transport="auto"`` tries them in that order), reconnect with backoff and resume after the
+last event they yielded, so each event arrives exactly once, in order.
+
+Errors are one tree rooted at ``SkillwireError``: the server's error codes map onto the
+protocol's classes (``NotFound``, ``Unauthorized``, …) and connection trouble onto
+``TransportError``. The ``skillwire-client`` command is a CLI over the same API.
+"""
 
 from __future__ import annotations
 
-from skillwire.protocol import SkillwireError
+from skillwire.protocol import (
+    AppSkills,
+    BadRequest,
+    Conflict,
+    ErrorDetail,
+    Event,
+    EventType,
+    Expired,
+    Forbidden,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    RequestState,
+    RequestStatus,
+    ServiceUnavailable,
+    Skill,
+    SkillMode,
+    SkillwireError,
+    Task,
+    TaskList,
+    TaskStatus,
+    Unauthorized,
+    UnsupportedVersion,
+    ValidationError,
+)
 
-__all__ = ["SkillwireError"]
+from ._backoff import Backoff
+from ._client import AsyncClient
+from ._errors import TransportError, TransportTimeout, TransportUnavailable
+from ._events import event_task, is_terminal
+from ._settings import StreamTransport, TransportName
+from ._sync import Client
+
+__all__ = [
+    "AppSkills",
+    "AsyncClient",
+    "Backoff",
+    "BadRequest",
+    "Client",
+    "Conflict",
+    "ErrorDetail",
+    "Event",
+    "EventType",
+    "Expired",
+    "Forbidden",
+    "InternalError",
+    "MethodNotAllowed",
+    "NotFound",
+    "PayloadTooLarge",
+    "RateLimited",
+    "RequestState",
+    "RequestStatus",
+    "ServiceUnavailable",
+    "Skill",
+    "SkillMode",
+    "SkillwireError",
+    "StreamTransport",
+    "Task",
+    "TaskList",
+    "TaskStatus",
+    "TransportError",
+    "TransportName",
+    "TransportTimeout",
+    "TransportUnavailable",
+    "Unauthorized",
+    "UnsupportedVersion",
+    "ValidationError",
+    "event_task",
+    "is_terminal",
+]
