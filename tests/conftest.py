@@ -101,6 +101,7 @@ def start_server(overrides: dict[str, Any] | None = None, apps: Sequence[App | s
         "keys": TEST_KEYS,
         "roles": TEST_ROLES,
         "rate_limit": "0",  # tests of limits set their own; polling loops must not trip one
+        "shutdown_grace": 0.2,
         "host": "127.0.0.1",
         "port": free_port(),
     }

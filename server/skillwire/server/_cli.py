@@ -55,15 +55,14 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _configure_logging(config: Config) -> None:
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    from ._logging import configure_logging
+
+    configure_logging(config.log_level, config.log_format)
 
 
 def serve(config: Config, apps: Sequence[str]) -> None:
     import asyncio
+    import signal
 
     import uvicorn
 
@@ -79,6 +78,9 @@ def serve(config: Config, apps: Sequence[str]) -> None:
             # Before uvicorn waits for open connections: end streams, close sockets (1012).
             runtime.begin_drain()
             super().handle_exit(sig, frame)
+            if sig == signal.SIGTERM:
+                # A drained SIGTERM is a clean exit (0); uvicorn would re-raise it (143).
+                self._captured_signals.remove(sig)
 
     server = Server(
         uvicorn.Config(

@@ -75,6 +75,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     workers: bool = True
     apps: list[str] = []
     log_level: str = "info"
+    log_format: Literal["json", "text"] = "json"
     keys: list[KeyConfig] = []
     roles: dict[str, list[str]] = {}
     skill_timeouts: dict[str, float] = {}

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from .auth import KeyStore
 from .backbone import Backbone, MemoryBackbone
 from ._config import Config
+from ._metrics import Metrics
 from ._ratelimit import RateLimits
 from .engine import App, Registry, TaskService, WorkerPool, demo
 
@@ -41,12 +42,18 @@ def make_registry(config: Config, apps: Sequence[App | str]) -> Registry:
 
 
 def make_workers(
-    config: Config, backbone: Backbone, registry: Registry, limits: RateLimits
+    config: Config,
+    backbone: Backbone,
+    registry: Registry,
+    limits: RateLimits,
+    metrics: Metrics,
 ) -> WorkerPool:
     return WorkerPool(
         backbone,
         registry,
         limits=limits,
+        metrics=metrics,
+        requeue_on_stop=backbone.name != "memory",
         concurrency=config.concurrency,
         default_timeout=config.skill_timeout,
         timeouts=config.skill_timeouts,
@@ -63,6 +70,7 @@ class Runtime:
     tasks: TaskService
     workers: WorkerPool | None
     limits: RateLimits
+    metrics: Metrics
     draining: bool = False
     key_announced: bool = False
     open_streams: int = 0
@@ -77,7 +85,10 @@ class Runtime:
             backbone, registry, retention=config.retention, max_parallel=config.max_parallel
         )
         limits = RateLimits(config)
-        workers = make_workers(config, backbone, registry, limits) if config.workers else None
+        metrics = Metrics()
+        workers = (
+            make_workers(config, backbone, registry, limits, metrics) if config.workers else None
+        )
         return cls(
             config=config,
             keys=KeyStore.from_config(config),
@@ -86,6 +97,7 @@ class Runtime:
             tasks=tasks,
             workers=workers,
             limits=limits,
+            metrics=metrics,
         )
 
     async def start(self) -> None:
@@ -105,6 +117,6 @@ class Runtime:
     async def stop(self) -> None:
         self.begin_drain()
         if self.workers is not None:
-            await self.workers.stop()
+            await self.workers.stop(grace=self.config.shutdown_grace)
         await self.limits.close()
         await self.backbone.close()

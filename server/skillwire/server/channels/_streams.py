@@ -127,6 +127,8 @@ class EventStreamResponse(Response):
                 outbox.close()
             await asyncio.Future()  # finished: wait for the writer to drain and end the group
 
+        delivered = runtime.metrics.events_delivered.labels(self.fmt)
+
         async def write() -> None:
             while True:
                 try:
@@ -135,6 +137,8 @@ class EventStreamResponse(Response):
                     return
                 body = b"".join(items) if items else heartbeat
                 await send({"type": "http.response.body", "body": body, "more_body": True})
+                if items:
+                    delivered.inc(len(items))
 
         async def disconnected() -> None:
             while (await receive())["type"] != "http.disconnect":
@@ -144,10 +148,15 @@ class EventStreamResponse(Response):
             await runtime.shutdown.wait()
 
         runtime.open_streams += 1
+        connections = runtime.metrics.connections.labels(self.fmt)
+        connections.inc()
         try:
             await _first_done(produce, write, disconnected, shutdown)
         finally:
             runtime.open_streams -= 1
+            connections.dec()
+            if outbox.overflowed:
+                runtime.metrics.slow_clients.labels(self.fmt).inc()
         # A reader that stopped reading may never take the last chunk: do not wait on it.
         with contextlib.suppress(OSError, RuntimeError, TimeoutError):
             async with asyncio.timeout(1.0):

@@ -89,6 +89,7 @@ class Subscription:
 
     def _fail(self) -> None:
         self._failed = True
+        self._outbox.overflowed = True
         self._wake.set()
 
     def _finish(self) -> None:

@@ -49,6 +49,7 @@ from skillwire.protocol import (
     decode_client_message as decode,
 )
 
+from .._logging import audit
 from .._runtime import Runtime
 from ..auth import Permission, Principal
 from ..http._auth import authenticate
@@ -92,6 +93,7 @@ class WebSocketSession:
 
     async def writer(self) -> None:
         interval = self.runtime.config.heartbeat_interval
+        delivered = self.runtime.metrics.events_delivered.labels("ws")
         while True:
             try:
                 items = await self.outbox.take(interval)
@@ -99,6 +101,8 @@ class WebSocketSession:
                 return
             frame = b"\n".join(items) if items else ws_heartbeat(format_time(time.time()))
             await self.ws.send_text(frame.decode("utf-8"))
+            if items:
+                delivered.inc(len(items))
 
     # -- receiving -----------------------------------------------------------------------
     async def reader(self) -> None:
@@ -158,7 +162,9 @@ class WebSocketSession:
             self.reply(Ok(ref=op.ref))
         elif isinstance(op, CancelOp):
             principal = self._require(Permission.CANCEL)
-            await self.runtime.tasks.cancel(principal, op.task_id)
+            task = await self.runtime.tasks.cancel(principal, op.task_id)
+            self.runtime.metrics.tasks_finished.labels(task.app, task.skill, "cancelled").inc()
+            audit("cancel", principal.name, task_id=op.task_id, channel="ws")
             self.reply(Ok(ref=op.ref))
 
     def _require(self, permission: Permission) -> Principal:
@@ -177,6 +183,9 @@ class WebSocketSession:
             raise Forbidden(f"this key may not call {op.app}/{op.skill}")
         body = CallBody(requests=op.requests, webhook_url=op.webhook_url, metadata=op.metadata)
         result = await self.runtime.tasks.call(principal, spec, body)
+        self.runtime.metrics.calls.labels(op.app, op.skill, "ws").inc()
+        audit("call", principal.name, task_id=result.task.task_id, app=op.app, skill=op.skill,
+              requests=len(op.requests), channel="ws")
         self.reply(Accepted(task_id=result.task.task_id, ref=op.ref))
         self._follow(result.task.task_id, 0, snapshot=False)
 
@@ -274,7 +283,12 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             await websocket.close(CloseCode.UNAUTHENTICATED, exc.message[:120])
             return
     runtime.open_sockets += 1
+    connections = runtime.metrics.connections.labels("ws")
+    connections.inc()
     try:
         await session.run()
     finally:
         runtime.open_sockets -= 1
+        connections.dec()
+        if session.close_code == CloseCode.TRY_AGAIN_LATER:
+            runtime.metrics.slow_clients.labels("ws").inc()

@@ -30,6 +30,7 @@ from skillwire.protocol import (
     to_builtins,
 )
 
+from .._metrics import Metrics
 from .._ratelimit import RateLimits
 from ..backbone import Backbone, Claim
 from ._app import SkillSpec
@@ -37,6 +38,8 @@ from ._context import Context, Discarded
 from ._registry import Registry
 
 __all__ = ["WorkerPool"]
+
+_ENDINGS = {EventType.REQUEST_COMPLETED: "completed", EventType.REQUEST_FAILED: "failed"}
 
 log = logging.getLogger("skillwire.worker")
 
@@ -57,8 +60,12 @@ class WorkerPool:
         claim_timeout: float = 1.0,
         lease: float = 30.0,
         limits: RateLimits | None = None,
+        metrics: Metrics | None = None,
+        requeue_on_stop: bool = True,
     ) -> None:
+        self._requeue_on_stop = requeue_on_stop
         self._limits = limits
+        self._metrics = metrics
         self._backbone = backbone
         self._registry = registry
         self._slots = concurrency
@@ -85,7 +92,12 @@ class WorkerPool:
         ]
 
     async def stop(self, grace: float = 0.0) -> None:
-        """Stop claiming; give in-flight work ``grace`` seconds, then requeue what is left."""
+        """Stop claiming; give in-flight work ``grace`` seconds, then stop what is left.
+
+        What is left is requeued for another process (a shared backbone), or failed with
+        code ``SHUTDOWN`` where no other process could pick it up (the memory backbone), so
+        no task is left ``running``.
+        """
         self._stopping = True
         for loop in self._loops:
             loop.cancel()
@@ -122,6 +134,8 @@ class WorkerPool:
                 claims = await self._backbone.claim(self.consumer, free, self._claim_timeout)
             except BackboneUnavailable as exc:
                 log.warning("cannot claim work: %s", exc.message)
+                if self._metrics is not None:
+                    self._metrics.backbone_errors.labels("worker").inc()
                 await asyncio.sleep(backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -141,7 +155,14 @@ class WorkerPool:
             await self._run_chain(claim)
         except asyncio.CancelledError:
             with contextlib.suppress(BackboneUnavailable):
-                await self._backbone.requeue(claim)
+                if self._requeue_on_stop:
+                    await self._backbone.requeue(claim)
+                else:
+                    failure = _failure("SHUTDOWN", "the server shut down before this finished")
+                    for index in claim.item.indices:
+                        await self._backbone.append(
+                            claim.item.task_id, EventType.REQUEST_FAILED, index, failure
+                        )
             raise
         except BackboneUnavailable as exc:
             # Not acked: the item is delivered again once its lease lapses.
@@ -199,12 +220,46 @@ class WorkerPool:
             }
             if not await self._backbone.append(task_id, EventType.REQUEST_QUEUED, index, queued):
                 return False
+            if self._metrics is not None:
+                self._metrics.rate_limited.labels("provider").inc()
             await asyncio.sleep(wait)
 
     async def _run_request(
         self, task_id: str, app: str, skill: str, owner: str, index: int, raw: Any
     ) -> None:
-        append = self._backbone.append
+        started = time.monotonic()
+        outcome = "discarded"
+
+        async def append(task_id: str, type_: EventType, index: int, data: Any) -> bool:
+            nonlocal outcome
+            events = await self._backbone.append(task_id, type_, index, data)
+            if events and type_ in _ENDINGS:
+                outcome = _ENDINGS[type_]
+            if self._metrics is not None:
+                for event in events:
+                    if event.terminal:
+                        status = event.type.removeprefix("task.")
+                        self._metrics.tasks_finished.labels(app, skill, status).inc()
+            return bool(events)
+
+        try:
+            await self._run_request_body(task_id, app, skill, owner, index, raw, append)
+        finally:
+            if self._metrics is not None and outcome != "discarded":
+                self._metrics.subrequest_seconds.labels(app, skill, outcome).observe(
+                    time.monotonic() - started
+                )
+
+    async def _run_request_body(
+        self,
+        task_id: str,
+        app: str,
+        skill: str,
+        owner: str,
+        index: int,
+        raw: Any,
+        append: Any,
+    ) -> None:
         try:
             spec: SkillSpec | None = self._registry.get(app, skill)
         except NotFound:

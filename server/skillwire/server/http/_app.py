@@ -8,18 +8,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from skillwire.protocol import MethodNotAllowed, NotFound, SkillwireError
+from skillwire.protocol import BackboneUnavailable, MethodNotAllowed, NotFound, SkillwireError
 
 from .._config import Config, load_config
 from .._runtime import Runtime
 from ..engine import App
 from ._middleware import RequestContextMiddleware, request_id_of
+from ._ratelimit import RateLimitMiddleware
 from ._responses import error_response
 from ._routes_health import health, ready
+from ._routes_ops import metrics
 from ._routes_skills import call_skill, get_skill, list_apps
 from ._routes_tasks import cancel_task, get_task, list_tasks
 
@@ -30,6 +33,8 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 async def _skillwire_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SkillwireError)
+    if isinstance(exc, BackboneUnavailable):
+        request.app.state.skillwire.metrics.backbone_errors.labels("http").inc()
     return error_response(exc, request_id_of(request.scope))
 
 
@@ -61,11 +66,15 @@ def _by_method(**handlers: Endpoint) -> Endpoint:
 
 def _routes() -> list[BaseRoute]:
     from ..channels import channel_routes
+    from ._static import client_module, demo_page
 
     return [
         Route("/health", health, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
         Route("/readyz", ready, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/", demo_page, methods=["GET"]),
+        Route("/skillwire.js", client_module, methods=["GET"]),
         Route("/api/v1/apps", list_apps, methods=["GET"]),
         Route(
             "/api/v1/apps/{app}/{skill}",
@@ -80,6 +89,32 @@ def _routes() -> list[BaseRoute]:
         ),
         *channel_routes(),
     ]
+
+
+def _cors(origins: Sequence[str]) -> Middleware:
+    return Middleware(
+        CORSMiddleware,
+        allow_origins=list(origins),
+        allow_methods=["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
+        allow_headers=[
+            "Authorization",
+            "X-API-Key",
+            "Content-Type",
+            "Last-Event-ID",
+            "Idempotency-Key",
+            "Prefer",
+            "X-Request-ID",
+        ],
+        expose_headers=[
+            "X-Request-ID",
+            "Location",
+            "Retry-After",
+            "X-RateLimit-Limit",
+            "X-RateLimit-Remaining",
+            "X-RateLimit-Reset",
+        ],
+        max_age=600,
+    )
 
 
 def create_app(config: Config | None = None, apps: Sequence[App | str] = ()) -> Starlette:
@@ -97,9 +132,20 @@ def create_app(config: Config | None = None, apps: Sequence[App | str] = ()) -> 
         finally:
             await runtime.stop()
 
+    middleware = [
+        Middleware(
+            RequestContextMiddleware,
+            draining=lambda: runtime.draining,
+            metrics=runtime.metrics,
+        ),
+        Middleware(RateLimitMiddleware, runtime=lambda: runtime),
+    ]
+    if runtime.config.cors.allow_origins:
+        # Outermost, so that every answer (a 503 while draining, a 500) carries CORS headers.
+        middleware.insert(0, _cors(runtime.config.cors.allow_origins))
     app = Starlette(
         routes=_routes(),
-        middleware=[Middleware(RequestContextMiddleware)],
+        middleware=middleware,
         exception_handlers={SkillwireError: _skillwire_error, HTTPException: _http_error},
         lifespan=lifespan,
     )

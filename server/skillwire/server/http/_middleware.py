@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from skillwire.protocol import InternalError, ServiceUnavailable
 
+from .._metrics import Metrics
 from ._responses import error_response
 
 __all__ = ["RequestContextMiddleware", "request_id_of"]
@@ -30,9 +31,15 @@ def request_id_of(scope: Scope) -> str | None:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, draining: Callable[[], bool] = lambda: False) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        draining: Callable[[], bool] = lambda: False,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.app = app
         self.draining = draining
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -71,13 +78,22 @@ class RequestContextMiddleware:
                 await response(scope, receive, send_with_id)
         finally:
             if scope["type"] == "http":
-                state = scope.get("state", {})
+                elapsed = time.perf_counter() - started
+                route = getattr(scope.get("route"), "path", "unmatched")
+                principal = scope.get("state", {}).get("principal", "-")
+                fields = {
+                    "request_id": request_id,
+                    "principal": principal,
+                    "method": scope["method"],
+                    "route": route,
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                }
                 log.info(
-                    "%s %s %d %.1fms request_id=%s principal=%s",
-                    scope["method"],
-                    scope["path"],
-                    status,
-                    (time.perf_counter() - started) * 1000,
-                    request_id,
-                    state.get("principal", "-"),
+                    "%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed * 1000,
+                    extra={"fields": fields},
                 )
+                if self.metrics is not None:
+                    self.metrics.http_requests.labels(scope["method"], route, str(status)).inc()
+                    self.metrics.http_seconds.labels(scope["method"], route).observe(elapsed)

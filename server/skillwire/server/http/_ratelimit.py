@@ -62,6 +62,7 @@ class RateLimitMiddleware:
             return
         headers = decision.headers
         if not decision.allowed:
+            self.runtime().metrics.rate_limited.labels("client").inc()
             retry_after = str(max(int(decision.reset_after + 0.999), 1))
             if scope["type"] == "websocket":
                 await receive()  # websocket.connect

@@ -16,6 +16,7 @@ from skillwire.protocol import (
     validate,
 )
 
+from .._logging import audit
 from ..auth import Permission
 from ._auth import require, runtime_of
 from ._body import read_json
@@ -62,6 +63,10 @@ async def call_skill(request: Request) -> Response:
         principal, spec, body, idempotency_key=request.headers.get("idempotency-key")
     )
     task = result.task
+    if not result.replayed:
+        runtime.metrics.calls.labels(app, skill, stream or "rest").inc()
+        audit("call", principal.name, task_id=task.task_id, app=app, skill=skill,
+              requests=len(body.requests), channel=stream or "rest")
     if stream is not None:
         from ..channels import stream_response
 

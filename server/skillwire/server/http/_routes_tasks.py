@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from skillwire.protocol import TaskList, TaskStatus
 
+from .._logging import audit
 from ..auth import Permission
 from ._auth import require, runtime_of
 from ._params import enum_param, float_param, int_param
@@ -47,5 +48,8 @@ async def list_tasks(request: Request) -> Response:
 
 async def cancel_task(request: Request) -> Response:
     principal = await require(request, Permission.CANCEL)
-    task = await runtime_of(request).tasks.cancel(principal, request.path_params["task_id"])
+    runtime = runtime_of(request)
+    task = await runtime.tasks.cancel(principal, request.path_params["task_id"])
+    runtime.metrics.tasks_finished.labels(task.app, task.skill, "cancelled").inc()
+    audit("cancel", principal.name, task_id=task.task_id, channel="rest")
     return JSONResponse(task)

@@ -1,0 +1,1 @@
+../../server/skillwire/server/static/skillwire.js

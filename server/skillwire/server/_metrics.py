@@ -1,0 +1,92 @@
+"""Prometheus metrics: one registry per application (no module-level globals).
+
+Each process exposes its own counters: gateways their connections and deliveries, workers
+their sub-requests (``skillwire worker --metrics-port``). Gauges of shared state (the work
+queue) are read from the backbone at scrape time, so every process reports the same value.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS
+from prometheus_client import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "OPENMETRICS", "Metrics"]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.connections = Gauge(
+            "skillwire_connections", "Open streaming connections", ["channel"], registry=r
+        )
+        self.events_delivered = Counter(
+            "skillwire_events_delivered_total",
+            "Messages written to clients (events, replies, heartbeats excluded)",
+            ["channel"],
+            registry=r,
+        )
+        self.slow_clients = Counter(
+            "skillwire_slow_clients_dropped_total",
+            "Connections closed because the client fell too far behind",
+            ["channel"],
+            registry=r,
+        )
+        self.calls = Counter(
+            "skillwire_calls_total", "Calls accepted", ["app", "skill", "channel"], registry=r
+        )
+        self.tasks_finished = Counter(
+            "skillwire_tasks_finished_total",
+            "Tasks that reached a terminal status in this process",
+            ["app", "skill", "status"],
+            registry=r,
+        )
+        self.subrequest_seconds = Histogram(
+            "skillwire_subrequest_duration_seconds",
+            "Time a sub-request ran, from start to its end",
+            ["app", "skill", "outcome"],
+            buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "skillwire_queue_depth", "Work items waiting to be claimed", registry=r
+        )
+        self.queue_oldest_age = Gauge(
+            "skillwire_queue_oldest_age_seconds",
+            "Age of the oldest work item waiting to be claimed",
+            registry=r,
+        )
+        self.webhook_attempts = Counter(
+            "skillwire_webhook_attempts_total",
+            "Webhook delivery attempts by outcome",
+            ["outcome"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "skillwire_rate_limited_total",
+            "Requests refused (client) or delayed (provider) by a rate limit",
+            ["kind"],
+            registry=r,
+        )
+        self.backbone_errors = Counter(
+            "skillwire_backbone_errors_total",
+            "Operations that failed because the backbone did not answer",
+            ["where"],
+            registry=r,
+        )
+        self.http_requests = Counter(
+            "skillwire_http_requests_total",
+            "HTTP requests answered",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.http_seconds = Histogram(
+            "skillwire_http_request_duration_seconds",
+            "Time to the end of the response (streams: their whole life)",
+            ["method", "route"],
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
