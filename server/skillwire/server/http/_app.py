@@ -22,9 +22,10 @@ from ._middleware import RequestContextMiddleware, request_id_of
 from ._ratelimit import RateLimitMiddleware
 from ._responses import error_response
 from ._routes_health import health, ready
-from ._routes_ops import metrics
+from ._routes_ops import asyncapi, docs, metrics, openapi
 from ._routes_skills import call_skill, get_skill, list_apps
 from ._routes_tasks import cancel_task, get_task, list_tasks
+from ._routes_webhooks import list_deliveries, retry_delivery
 
 __all__ = ["create_app"]
 
@@ -73,6 +74,9 @@ def _routes() -> list[BaseRoute]:
         Route("/healthz", health, methods=["GET"]),
         Route("/readyz", ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/asyncapi.json", asyncapi, methods=["GET"]),
+        Route("/docs", docs, methods=["GET"]),
         Route("/", demo_page, methods=["GET"]),
         Route("/skillwire.js", client_module, methods=["GET"]),
         Route("/api/v1/apps", list_apps, methods=["GET"]),
@@ -86,6 +90,10 @@ def _routes() -> list[BaseRoute]:
             "/api/v1/tasks/{task_id}",
             _by_method(GET=get_task, HEAD=get_task, DELETE=cancel_task),
             methods=["GET", "DELETE"],
+        ),
+        Route("/api/v1/webhooks/deliveries", list_deliveries, methods=["GET"]),
+        Route(
+            "/api/v1/webhooks/deliveries/{delivery_id}/retry", retry_delivery, methods=["POST"]
         ),
         *channel_routes(),
     ]

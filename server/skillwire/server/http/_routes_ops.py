@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 
 from skillwire.protocol import BackboneUnavailable
 
 from .._metrics import CONTENT_TYPE_LATEST
 from ..auth import Permission
+from ._asyncapi import asyncapi_document
 from ._auth import require, runtime_of
+from ._docs_page import render_docs
+from ._openapi import openapi_document
+from ._responses import JSONResponse
 
-__all__ = ["metrics"]
+__all__ = ["asyncapi", "docs", "metrics", "openapi"]
 
 
 async def metrics(request: Request) -> Response:
@@ -25,3 +31,27 @@ async def metrics(request: Request) -> Response:
         runtime.metrics.queue_depth.set(depth)
         runtime.metrics.queue_oldest_age.set(oldest)
     return Response(runtime.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def openapi(request: Request) -> Response:
+    await require(request, Permission.DOCS)
+    return JSONResponse(_openapi_of(request))
+
+
+async def asyncapi(request: Request) -> Response:
+    await require(request, Permission.DOCS)
+    return JSONResponse(asyncapi_document())
+
+
+async def docs(request: Request) -> Response:
+    await require(request, Permission.DOCS, allow_ticket=True)
+    return HTMLResponse(render_docs(_openapi_of(request)))
+
+
+def _openapi_of(request: Request) -> dict[str, Any]:
+    runtime = runtime_of(request)
+    cached: dict[str, Any] | None = getattr(request.app.state, "openapi", None)
+    if cached is None:
+        cached = openapi_document(runtime.registry, runtime.config.max_requests)
+        request.app.state.openapi = cached
+    return cached

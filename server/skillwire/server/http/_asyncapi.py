@@ -1,0 +1,86 @@
+"""The AsyncAPI 3 document: the WebSocket ops and the SSE/NDJSON event frames."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from skillwire.protocol import (
+    Accepted,
+    Authenticated,
+    AuthOp,
+    CallOp,
+    CancelOp,
+    ErrorMessage,
+    Event,
+    EventMessage,
+    Heartbeat,
+    Ok,
+    PingOp,
+    Pong,
+    SubscribeOp,
+    Subscribed,
+    UnsubscribeOp,
+)
+
+__all__ = ["asyncapi_document"]
+
+REF = "#/components/schemas/{name}"
+CLIENT = {"auth": AuthOp, "call": CallOp, "subscribe": SubscribeOp, "unsubscribe": UnsubscribeOp,
+          "cancel": CancelOp, "ping": PingOp}
+SERVER = {"accepted": Accepted, "subscribed": Subscribed, "ok": Ok, "pong": Pong,
+          "authenticated": Authenticated, "event": EventMessage, "heartbeat": Heartbeat, "error": ErrorMessage}
+
+
+def asyncapi_document() -> dict[str, Any]:
+    types = [*CLIENT.values(), *SERVER.values(), Event]
+    _, schemas = msgspec.json.schema_components(types, ref_template=REF)
+    messages: dict[str, Any] = {}
+    for op, type_ in [*CLIENT.items(), *SERVER.items()]:
+        messages[f"ws_{op}"] = {"name": op, "payload": {"$ref": REF.format(name=type_.__name__)}}
+    messages["sse_event"] = {
+        "name": "event",
+        "summary": "One event: `id: <seq>`, `event: <type>`, `data: <Event JSON>`; NDJSON: one Event per line",
+        "payload": {"$ref": REF.format(name="Event")},
+    }
+    messages["sse_heartbeat"] = {
+        "name": "heartbeat", "summary": "`: heartbeat` comment (SSE) or an empty line (NDJSON)",
+        "payload": {"type": "string"},
+    }
+    client_refs = [{"$ref": f"#/channels/websocket/messages/ws_{op}"} for op in CLIENT]
+    server_refs = [{"$ref": f"#/channels/websocket/messages/ws_{op}"} for op in SERVER]
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "skillwire streaming channels",
+            "version": "1",
+            "description": "WebSocket at /api/v1/ws (subprotocol skillwire.v1): JSON text messages; a "
+            "server frame may carry several, one per line. Close codes: 4401 unauthenticated, 4403 "
+            "forbidden, 1009 message too big, 1012 server restarting, 1013 client too slow (reconnect "
+            "and resume with the last seq). SSE and NDJSON at /api/v1/tasks/{task_id}/events.",
+        },
+        "channels": {
+            "websocket": {
+                "address": "/api/v1/ws",
+                "messages": {k: v for k, v in messages.items() if k.startswith("ws_")},
+                "bindings": {"ws": {"method": "GET"}},
+            },
+            "events": {
+                "address": "/api/v1/tasks/{task_id}/events",
+                "parameters": {"task_id": {"description": "A task id"}},
+                "messages": {"sse_event": messages["sse_event"], "sse_heartbeat": messages["sse_heartbeat"]},
+            },
+        },
+        "operations": {
+            "sendOp": {"action": "send", "channel": {"$ref": "#/channels/websocket"}, "messages": client_refs},
+            "receiveWebSocket": {"action": "receive", "channel": {"$ref": "#/channels/websocket"}, "messages": server_refs},
+            "receiveStream": {
+                "action": "receive",
+                "channel": {"$ref": "#/channels/events"},
+                "messages": [{"$ref": "#/channels/events/messages/sse_event"},
+                             {"$ref": "#/channels/events/messages/sse_heartbeat"}],
+            },
+        },
+        "components": {"schemas": schemas},
+    }
