@@ -11,7 +11,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -34,13 +34,23 @@ class KeyConfig(msgspec.Struct, forbid_unknown_fields=True):
     rate_limit: str | None = None
 
 
+Seconds = Annotated[float, msgspec.Meta(ge=0)]
+PositiveSeconds = Annotated[float, msgspec.Meta(gt=0)]
+
+
 class WebhooksConfig(msgspec.Struct, forbid_unknown_fields=True):
-    secret: str | None = None
+    """``[webhooks]``: signing, receivers, the SSRF guard and the retry schedule."""
+
+    secret: str | None = None  # whsec_<base64>; unset: one derived per deployment, printed
+    secrets: dict[str, str] = {}  # a receiver URL -> its own whsec_ secret (file only)
     urls: list[str] = []
     allow_private: bool = False
     allow_hosts: list[str] = []
-    retry_delays: list[float] = msgspec.field(default_factory=lambda: [5.0, 30.0, 300.0])
-    timeout: float = 10.0
+    retry_delays: list[Seconds] = msgspec.field(default_factory=lambda: [5.0, 30.0, 300.0])
+    timeout: PositiveSeconds = 10.0  # one attempt, from connecting to the end of the response
+    connect_timeout: PositiveSeconds = 5.0
+    concurrency: Annotated[int, msgspec.Meta(ge=1)] = 16  # attempts in flight per process
+    poll_interval: PositiveSeconds = 1.0  # how often to look for deliveries due elsewhere
 
 
 class CorsConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -93,18 +103,19 @@ def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
 
 
 def _field_type(path: list[str]) -> Any:
-    struct: Any = Config
+    """The msgspec type info of a config key path, or None when no such key exists."""
+    current: Any = msgspec.inspect.type_info(Config)
     for part in path:
-        info = msgspec.inspect.type_info(struct)
-        if not isinstance(info, msgspec.inspect.StructType):
+        if isinstance(current, msgspec.inspect.DictType):
+            current = current.value_type  # a table with free keys: [roles], [skill_timeouts]
+            continue
+        if not isinstance(current, msgspec.inspect.StructType):
             return None
-        match = next((f for f in info.fields if f.name == part), None)
+        match = next((f for f in current.fields if f.name == part), None)
         if match is None:
             return None
-        struct = match.type
-        if isinstance(struct, msgspec.inspect.StructType):
-            struct = struct.cls
-    return struct
+        current = match.type
+    return current
 
 
 def _env_value(path: list[str], text: str) -> Any:
