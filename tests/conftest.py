@@ -95,7 +95,9 @@ class RunningServer:
         self.thread.join(scaled(15))
 
 
-def start_server(overrides: dict[str, Any] | None = None, apps: Sequence[App | str] = ()) -> RunningServer:
+def start_server(
+    overrides: dict[str, Any] | None = None, apps: Sequence[App | str] = ()
+) -> RunningServer:
     settings: dict[str, Any] = {
         "api_key": ADMIN_KEY,
         "keys": TEST_KEYS,
@@ -166,10 +168,24 @@ def _spawn_redis(port: int, directory: str, *, persistent: bool = False) -> subp
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not installed (make test installs it when run as root)")
-    durability = ["--appendonly", "yes", "--appendfsync", "always"] if persistent else ["--appendonly", "no"]
+    durability = (
+        ["--appendonly", "yes", "--appendfsync", "always"] if persistent else ["--appendonly", "no"]
+    )
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *durability,
-         "--dir", directory, "--protected-mode", "yes"],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            *durability,
+            "--dir",
+            directory,
+            "--protected-mode",
+            "yes",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -193,7 +209,9 @@ def redis_server() -> Iterator[RedisServer]:
     """A redis-server for the whole session, on a free port of 127.0.0.1."""
     port = free_port()
     directory = tempfile.mkdtemp(prefix="skillwire-redis-")
-    server = RedisServer(f"redis://127.0.0.1:{port}/0", port, _spawn_redis(port, directory), directory)
+    server = RedisServer(
+        f"redis://127.0.0.1:{port}/0", port, _spawn_redis(port, directory), directory
+    )
     yield server
     if server.process.poll() is None:
         server.stop()
@@ -211,7 +229,9 @@ def backbone(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def server_factory(request: pytest.FixtureRequest, backbone: str) -> Iterator[Callable[..., RunningServer]]:
+def server_factory(
+    request: pytest.FixtureRequest, backbone: str
+) -> Iterator[Callable[..., RunningServer]]:
     """Start servers with config overrides, on this test's backbone; all stop after the test."""
     started: list[RunningServer] = []
     base: dict[str, Any] = {}
@@ -220,7 +240,9 @@ def server_factory(request: pytest.FixtureRequest, backbone: str) -> Iterator[Ca
         redis_server.flush()
         base = {"backbone": "redis", "redis_url": redis_server.url, "work_lease": 2.0}
 
-    def factory(overrides: dict[str, Any] | None = None, apps: Sequence[App | str] = ()) -> RunningServer:
+    def factory(
+        overrides: dict[str, Any] | None = None, apps: Sequence[App | str] = ()
+    ) -> RunningServer:
         running = start_server({**base, **(overrides or {})}, apps)
         started.append(running)
         return running

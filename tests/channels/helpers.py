@@ -16,10 +16,14 @@ from tests.conftest import ADMIN_KEY, RunningServer, scaled
 TERMINAL = {"task.completed", "task.partial", "task.failed", "task.cancelled"}
 
 
-def start_task(server: RunningServer, skill: str, requests: list[dict[str, Any]], key: str = ADMIN_KEY) -> str:
+def start_task(
+    server: RunningServer, skill: str, requests: list[dict[str, Any]], key: str = ADMIN_KEY
+) -> str:
     with server.client(key) as client:
         response = client.post(
-            f"/api/v1/apps/demo/{skill}", json={"requests": requests}, headers={"Prefer": "respond-async"}
+            f"/api/v1/apps/demo/{skill}",
+            json={"requests": requests},
+            headers={"Prefer": "respond-async"},
         )
     assert response.status_code == 202, response.text
     task_id: str = response.json()["task_id"]
@@ -57,7 +61,9 @@ async def ws_messages(conn: ClientConnection, timeout: float = 10) -> list[dict[
     return [await ws_next(conn, timeout)]
 
 
-async def ws_until(conn: ClientConnection, predicate: Any, timeout: float = 10) -> list[dict[str, Any]]:
+async def ws_until(
+    conn: ClientConnection, predicate: Any, timeout: float = 10
+) -> list[dict[str, Any]]:
     """Every message up to and including the first for which ``predicate`` holds."""
     seen: list[dict[str, Any]] = []
     while True:
@@ -70,12 +76,16 @@ async def ws_until(conn: ClientConnection, predicate: Any, timeout: float = 10) 
 async def ws_events_until_terminal(conn: ClientConnection, task_id: str) -> list[dict[str, Any]]:
     messages = await ws_until(
         conn,
-        lambda m: m.get("op") == "event"
-        and m["event"]["task_id"] == task_id
-        and m["event"]["type"] in TERMINAL,
+        lambda m: (
+            m.get("op") == "event"
+            and m["event"]["task_id"] == task_id
+            and m["event"]["type"] in TERMINAL
+        ),
         timeout=30,
     )
-    return [m["event"] for m in messages if m.get("op") == "event" and m["event"]["task_id"] == task_id]
+    return [
+        m["event"] for m in messages if m.get("op") == "event" and m["event"]["task_id"] == task_id
+    ]
 
 
 def sse_frames(response: httpx.Response) -> Iterator[dict[str, str]]:
@@ -95,12 +105,23 @@ def sse_frames(response: httpx.Response) -> Iterator[dict[str, str]]:
         yield frame
 
 
-def sse_events(server: RunningServer, task_id: str, *, headers: dict[str, str] | None = None, params: dict[str, str] | None = None, key: str | None = ADMIN_KEY, limit: int | None = None) -> list[dict[str, Any]]:
+def sse_events(
+    server: RunningServer,
+    task_id: str,
+    *,
+    headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+    key: str | None = ADMIN_KEY,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
     """Events from an SSE stream until it ends (or ``limit`` events were read)."""
     events: list[dict[str, Any]] = []
-    with server.client(key) as client, client.stream(
-        "GET", f"/api/v1/tasks/{task_id}/events", headers=headers or {}, params=params or {}
-    ) as response:
+    with (
+        server.client(key) as client,
+        client.stream(
+            "GET", f"/api/v1/tasks/{task_id}/events", headers=headers or {}, params=params or {}
+        ) as response,
+    ):
         assert response.status_code == 200, response.read()
         for frame in sse_frames(response):
             if "data" in frame:
@@ -113,14 +134,23 @@ def sse_events(server: RunningServer, task_id: str, *, headers: dict[str, str] |
     return events
 
 
-def ndjson_events(server: RunningServer, task_id: str, *, params: dict[str, str] | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+def ndjson_events(
+    server: RunningServer,
+    task_id: str,
+    *,
+    params: dict[str, str] | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
-    with server.client() as client, client.stream(
-        "GET",
-        f"/api/v1/tasks/{task_id}/events",
-        headers={"Accept": "application/x-ndjson"},
-        params=params or {},
-    ) as response:
+    with (
+        server.client() as client,
+        client.stream(
+            "GET",
+            f"/api/v1/tasks/{task_id}/events",
+            headers={"Accept": "application/x-ndjson"},
+            params=params or {},
+        ) as response,
+    ):
         assert response.status_code == 200
         assert response.headers["content-type"] == "application/x-ndjson"
         for line in response.iter_lines():

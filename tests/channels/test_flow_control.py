@@ -39,16 +39,33 @@ def _small_buffer_socket(server: RunningServer) -> socket.socket:
     return sock
 
 
+def _dechunk(body: bytes) -> bytes:
+    """The payload of a chunked HTTP/1.1 body (complete chunks only: the stream was cut)."""
+    out = bytearray()
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0] or b"0", 16)
+        if size == 0 or len(rest) < size:
+            break
+        out += rest[:size]
+        body = rest[size + 2 :]
+    return bytes(out)
+
+
 def _start_blob(server: RunningServer, n: int) -> str:
     with server.client() as client:
         response = client.post(
-            "/api/v1/apps/bulk/blob", json={"requests": [{"n": n, "size": 8000}]}, headers={"Prefer": "respond-async"}
+            "/api/v1/apps/bulk/blob",
+            json={"requests": [{"n": n, "size": 8000}]},
+            headers={"Prefer": "respond-async"},
         )
     assert response.status_code == 202
     return response.json()["task_id"]  # type: ignore[no-any-return]
 
 
-async def _raw_ws_call_then_stall(server: RunningServer, call: dict[str, Any]) -> tuple[list[Any], int | None]:
+async def _raw_ws_call_then_stall(
+    server: RunningServer, call: dict[str, Any]
+) -> tuple[list[Any], int | None]:
     """Open a WS on a small-buffer socket, send one op, stop reading for a while, then read all.
 
     websockets' sans-I/O ClientProtocol does the framing, so nothing reads behind our back.
@@ -93,10 +110,18 @@ async def _raw_ws_call_then_stall(server: RunningServer, call: dict[str, Any]) -
     return messages, protocol.close_rcvd.code if protocol.close_rcvd else None
 
 
-async def test_websocket_client_that_stops_reading_is_closed_1013_and_resumes(server_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_websocket_client_that_stops_reading_is_closed_1013_and_resumes(
+    server_factory,
+) -> None:  # type: ignore[no-untyped-def]
     """A WS reader that stops reading is closed with 1013; resuming from its last seq loses nothing."""
     server = server_factory({"send_queue": 32}, apps=[bulk])
-    call = {"op": "call", "ref": "c", "app": "bulk", "skill": "blob", "requests": [{"n": 2000, "size": 8000}]}
+    call = {
+        "op": "call",
+        "ref": "c",
+        "app": "bulk",
+        "skill": "blob",
+        "requests": [{"n": 2000, "size": 8000}],
+    }
     messages, close_code = await _raw_ws_call_then_stall(server, call)
     assert close_code == 1013
     task_id = messages[0]["task_id"]
@@ -105,7 +130,9 @@ async def test_websocket_client_that_stops_reading_is_closed_1013_and_resumes(se
     assert got[-1]["type"] != "task.completed"
     assert seqs(got) == list(range(1, len(got) + 1))
     async with ws(server, max_size=None) as conn:
-        await conn.send(json.dumps({"op": "subscribe", "ref": "s", "task_id": task_id, "after": got[-1]["seq"]}))
+        await conn.send(
+            json.dumps({"op": "subscribe", "ref": "s", "task_id": task_id, "after": got[-1]["seq"]})
+        )
         got.extend(await ws_events_until_terminal(conn, task_id))
     assert seqs(got) == list(range(1, len(got) + 1))
     assert sum(1 for e in got if e["type"] == "request.output") == 2000
@@ -126,13 +153,11 @@ async def test_sse_client_that_stops_reading_has_its_stream_ended(server_factory
     async with asyncio.timeout(scaled(30)):
         raw = await reader.read()  # until the server ends the stream and closes
     writer.close()
-    got: list[Any] = []
-    for line in raw.split(b"\r\n\r\n", 1)[1].split(b"\n"):
-        if line.startswith(b"data: "):
-            try:
-                got.append(json.loads(line[6:]))
-            except ValueError:
-                pass  # a chunk-size line of the chunked encoding split this one
+    got: list[Any] = [
+        json.loads(line[6:])
+        for line in _dechunk(raw.split(b"\r\n\r\n", 1)[1]).split(b"\n")
+        if line.startswith(b"data: ")
+    ]
     assert got[-1]["type"] != "task.completed", "the stream should have been cut"
     assert seqs(got) == list(range(1, len(got) + 1))
     task_id = got[0]["task_id"]
@@ -151,18 +176,22 @@ async def test_200_disconnects_leave_no_subscriber_queue_or_task(server: Running
     backbone = server.runtime.backbone
     wait_until(lambda: server.call_soon(backbone.listener_count) == 0)
     baseline_tasks = _server_tasks(server)
-    for i in range(100):
+    for _ in range(100):
         async with ws(server) as conn:
             await conn.send(json.dumps({"op": "subscribe", "ref": "s", "task_id": task_id}))
             await conn.recv()
             await conn.recv()
-    async with httpx.AsyncClient(base_url=server.url, headers={"Authorization": "Bearer sk_test_admin"}) as client:
-        for i in range(100):
+    async with httpx.AsyncClient(
+        base_url=server.url, headers={"Authorization": "Bearer sk_test_admin"}
+    ) as client:
+        for _ in range(100):
             async with client.stream("GET", f"/api/v1/tasks/{task_id}/events") as response:
                 async for _ in response.aiter_lines():
                     break
     wait_until(lambda: server.call_soon(backbone.listener_count) == 0, timeout=10)
-    wait_until(lambda: server.runtime.open_sockets == 0 and server.runtime.open_streams == 0, timeout=10)
+    wait_until(
+        lambda: server.runtime.open_sockets == 0 and server.runtime.open_streams == 0, timeout=10
+    )
     wait_until(lambda: _server_tasks(server) <= baseline_tasks, timeout=10)
     with server.client() as client:
         client.delete(f"/api/v1/tasks/{task_id}")

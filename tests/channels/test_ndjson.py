@@ -14,7 +14,9 @@ from tests.conftest import ADMIN_KEY, RunningServer, scaled
 
 def test_one_event_per_line_until_terminal(server: RunningServer) -> None:
     """Accept: application/x-ndjson gives one event JSON per line, ending after the terminal event."""
-    task_id = start_task(server, "countdown", [{"n": 3, "interval": 0.01}, {"n": 2, "interval": 0.01}])
+    task_id = start_task(
+        server, "countdown", [{"n": 3, "interval": 0.01}, {"n": 2, "interval": 0.01}]
+    )
     events = ndjson_events(server, task_id)
     assert seqs(events) == list(range(1, len(events) + 1))
     assert events[-1]["type"] == "task.completed"
@@ -25,9 +27,12 @@ def test_one_event_per_line_until_terminal(server: RunningServer) -> None:
 def test_empty_line_heartbeat(server: RunningServer) -> None:
     """An empty line is the heartbeat when nothing else was sent for one interval."""
     task_id = start_task(server, "countdown", [{"n": 1, "interval": 1.2}])
-    with server.client() as client, client.stream(
-        "GET", f"/api/v1/tasks/{task_id}/events", headers={"Accept": "application/x-ndjson"}
-    ) as response:
+    with (
+        server.client() as client,
+        client.stream(
+            "GET", f"/api/v1/tasks/{task_id}/events", headers={"Accept": "application/x-ndjson"}
+        ) as response,
+    ):
         lines = list(response.iter_lines())
     assert "" in lines
     assert json.loads([line for line in lines if line][-1])["type"] == "task.completed"
@@ -44,15 +49,26 @@ def test_resume_with_after(server: RunningServer) -> None:
     ("query", "headers"),
     [("?stream=true", {}), ("", {"Accept": "application/x-ndjson"})],
 )
-def test_streaming_post_answers_ndjson(server: RunningServer, query: str, headers: dict[str, str]) -> None:
+def test_streaming_post_answers_ndjson(
+    server: RunningServer, query: str, headers: dict[str, str]
+) -> None:
     """POST with ?stream=true or Accept: application/x-ndjson streams the call's events."""
-    with server.client() as client, client.stream(
-        "POST", f"/api/v1/apps/demo/echo{query}", json={"requests": [{"text": "a"}, {"text": "b"}]}, headers=headers
-    ) as response:
+    with (
+        server.client() as client,
+        client.stream(
+            "POST",
+            f"/api/v1/apps/demo/echo{query}",
+            json={"requests": [{"text": "a"}, {"text": "b"}]},
+            headers=headers,
+        ) as response,
+    ):
         assert response.status_code == 200
         events = [json.loads(line) for line in response.iter_lines() if line]
     assert events[-1]["type"] == "task.completed"
-    assert events[-1]["data"]["previews"] == [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
+    assert events[-1]["data"]["previews"] == [
+        {"type": "text", "text": "a"},
+        {"type": "text", "text": "b"},
+    ]
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
@@ -61,11 +77,18 @@ def test_docs_curl_example(server: RunningServer) -> None:
     task_id = start_task(server, "countdown", [{"n": 3, "interval": 0.05}])
     result = subprocess.run(
         [
-            "curl", "-sN", f"{server.url}/api/v1/tasks/{task_id}/events",
-            "-H", f"Authorization: Bearer {ADMIN_KEY}",
-            "-H", "Accept: application/x-ndjson",
+            "curl",
+            "-sN",
+            f"{server.url}/api/v1/tasks/{task_id}/events",
+            "-H",
+            f"Authorization: Bearer {ADMIN_KEY}",
+            "-H",
+            "Accept: application/x-ndjson",
         ],
-        capture_output=True, text=True, timeout=scaled(20), check=True,
+        capture_output=True,
+        text=True,
+        timeout=scaled(20),
+        check=True,
     )
     events = [json.loads(line) for line in result.stdout.splitlines() if line]
     assert seqs(events) == list(range(1, 12))

@@ -11,7 +11,10 @@ from tests.conftest import OTHER_KEY, USER_KEY, RunningServer, wait_until
 def test_stream_frames_retry_first_and_ends_after_terminal(server: RunningServer) -> None:
     """The stream opens with retry:, frames carry id/event/data, and it ends after the terminal event."""
     task_id = start_task(server, "countdown", [{"n": 3, "interval": 0.01}])
-    with server.client() as client, client.stream("GET", f"/api/v1/tasks/{task_id}/events") as response:
+    with (
+        server.client() as client,
+        client.stream("GET", f"/api/v1/tasks/{task_id}/events") as response,
+    ):
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["cache-control"] == "no-cache"
@@ -22,13 +25,19 @@ def test_stream_frames_retry_first_and_ends_after_terminal(server: RunningServer
     assert seqs(events) == list(range(1, 12))
     assert events[-1]["type"] == "task.completed"
     assert events[-1]["data"]["last_seq"] == 11
-    assert all(f["id"] == str(e["seq"]) and f["event"] == e["type"] for f, e in zip(frames[1:], events, strict=True))
+    assert all(
+        f["id"] == str(e["seq"]) and f["event"] == e["type"]
+        for f, e in zip(frames[1:], events, strict=True)
+    )
 
 
 def test_heartbeat_comment_when_idle(server: RunningServer) -> None:
     """A `: heartbeat` comment is sent whenever nothing else was sent for one interval (0.5 s here)."""
     task_id = start_task(server, "countdown", [{"n": 2, "interval": 1.2}])
-    with server.client() as client, client.stream("GET", f"/api/v1/tasks/{task_id}/events") as response:
+    with (
+        server.client() as client,
+        client.stream("GET", f"/api/v1/tasks/{task_id}/events") as response,
+    ):
         frames = list(sse_frames(response))
     assert {"comment": "heartbeat"} in frames
     assert frames[-1].get("event") == "task.completed"
@@ -87,7 +96,9 @@ def test_snapshot_on_request(server: RunningServer) -> None:
     events = sse_events(server, task_id, params={"snapshot": "true", "after": "0"})
     assert events[0]["type"] == "task.snapshot"
     assert events[0]["seq"] == events[0]["data"]["last_seq"]
-    assert seqs(events[1:]) == list(range(events[0]["seq"] + 1, events[0]["seq"] + 1 + len(events) - 1))
+    assert seqs(events[1:]) == list(
+        range(events[0]["seq"] + 1, events[0]["seq"] + 1 + len(events) - 1)
+    )
 
 
 def test_log_older_than_after_forces_snapshot(server_factory) -> None:  # type: ignore[no-untyped-def]
@@ -105,12 +116,15 @@ def test_log_older_than_after_forces_snapshot(server_factory) -> None:  # type: 
 
 def test_streaming_post_answers_sse(server: RunningServer) -> None:
     """POST with Accept: text/event-stream answers 200 and streams the new task's events."""
-    with server.client() as client, client.stream(
-        "POST",
-        "/api/v1/apps/demo/countdown",
-        json={"requests": [{"n": 2, "interval": 0.01}]},
-        headers={"Accept": "text/event-stream"},
-    ) as response:
+    with (
+        server.client() as client,
+        client.stream(
+            "POST",
+            "/api/v1/apps/demo/countdown",
+            json={"requests": [{"n": 2, "interval": 0.01}]},
+            headers={"Accept": "text/event-stream"},
+        ) as response,
+    ):
         assert response.status_code == 200
         events = [json.loads(f["data"]) for f in sse_frames(response) if "data" in f]
     assert seqs(events) == list(range(1, len(events) + 1))

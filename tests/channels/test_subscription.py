@@ -70,8 +70,13 @@ async def _scenario(
         frames: list[bytes] = []
         received.append((after, outbox, frames))
         sub = Subscription(
-            backbone, TASK, after, outbox=outbox, frame=lambda e: b"%d %s" % (e.seq, e.type.encode()),
-            snapshot=snapshot, buffer_limit=100_000,
+            backbone,
+            TASK,
+            after,
+            outbox=outbox,
+            frame=lambda e: b"%d %s" % (e.seq, e.type.encode()),
+            snapshot=snapshot,
+            buffer_limit=100_000,
         )
         await sub.run()
         frames.extend(await outbox.take(0))
@@ -109,7 +114,9 @@ async def _scenario(
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     outputs=st.lists(st.integers(0, 12), min_size=1, max_size=4),
-    plan=st.lists(st.tuples(st.integers(0, 60), st.integers(0, 60), st.booleans()), min_size=1, max_size=6),
+    plan=st.lists(
+        st.tuples(st.integers(0, 60), st.integers(0, 60), st.booleans()), min_size=1, max_size=6
+    ),
     max_events=st.sampled_from([4, 8, 10_000]),
     pauses=st.lists(st.integers(0, 3), min_size=1, max_size=8),
 )

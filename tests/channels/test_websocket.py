@@ -8,7 +8,15 @@ import json
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.channels.helpers import TERMINAL, seqs, start_task, ws, ws_events_until_terminal, ws_messages, ws_until
+from tests.channels.helpers import (
+    TERMINAL,
+    seqs,
+    start_task,
+    ws,
+    ws_events_until_terminal,
+    ws_messages,
+    ws_until,
+)
 from tests.conftest import ADMIN_KEY, OTHER_KEY, READER_KEY, USER_KEY, RunningServer, scaled
 
 
@@ -24,7 +32,17 @@ async def test_call_op_is_accepted_then_streams_to_terminal(server: RunningServe
     """`call` answers `accepted` with the task id, then that task's events until the terminal one."""
     async with ws(server) as conn:
         assert conn.subprotocol == "skillwire.v1"
-        await conn.send(json.dumps({"op": "call", "ref": "r1", "app": "demo", "skill": "countdown", "requests": [{"n": 3, "interval": 0.01}]}))
+        await conn.send(
+            json.dumps(
+                {
+                    "op": "call",
+                    "ref": "r1",
+                    "app": "demo",
+                    "skill": "countdown",
+                    "requests": [{"n": 3, "interval": 0.01}],
+                }
+            )
+        )
         first = (await ws_messages(conn))[0]
         assert first["op"] == "accepted" and first["ref"] == "r1"
         events = await ws_events_until_terminal(conn, first["task_id"])
@@ -49,7 +67,11 @@ async def test_auth_by_first_message_and_ticket(server: RunningServer) -> None:
         await conn.send(json.dumps({"op": "ping", "ref": "p"}))
         assert (await ws_messages(conn))[0] == {"op": "pong", "ref": "p"}
         await conn.send(json.dumps({"op": "auth", "ref": "a", "token": USER_KEY}))
-        assert (await ws_messages(conn))[0] == {"op": "authenticated", "ref": "a", "principal": "user"}
+        assert (await ws_messages(conn))[0] == {
+            "op": "authenticated",
+            "ref": "a",
+            "principal": "user",
+        }
     with server.client(USER_KEY) as client:
         ticket = client.post("/api/v1/tickets").json()
     assert ticket["expires_in"] == 30
@@ -77,7 +99,9 @@ async def test_auth_failures_close_4401(server_factory) -> None:  # type: ignore
         assert await _close_code(conn) == 4401  # silent past the auth timeout
 
 
-async def test_bad_frames_get_op_errors_and_the_connection_stays_open(server: RunningServer) -> None:
+async def test_bad_frames_get_op_errors_and_the_connection_stays_open(
+    server: RunningServer,
+) -> None:
     """Non-JSON, binary, unknown ops, missing or wrong-typed fields give `error` ops; the socket lives on."""
     async with ws(server) as conn:
         cases = [
@@ -85,10 +109,36 @@ async def test_bad_frames_get_op_errors_and_the_connection_stays_open(server: Ru
             (json.dumps([1, 2]), None, "BAD_REQUEST"),
             (json.dumps({"op": "fly", "ref": "u"}), "u", "BAD_REQUEST"),
             (json.dumps({"op": "subscribe", "ref": "m"}), "m", "VALIDATION_ERROR"),
-            (json.dumps({"op": "subscribe", "ref": "t", "task_id": "tsk_x", "after": "x"}), "t", "VALIDATION_ERROR"),
-            (json.dumps({"op": "subscribe", "ref": "n", "task_id": "tsk_x", "after": -1}), "n", "VALIDATION_ERROR"),
-            (json.dumps({"op": "call", "ref": "c", "app": "demo", "skill": "echo", "requests": [{"text": 5}]}), "c", "VALIDATION_ERROR"),
-            (json.dumps({"op": "call", "ref": "k", "app": "demo", "skill": "nope", "requests": [{}]}), "k", "NOT_FOUND"),
+            (
+                json.dumps({"op": "subscribe", "ref": "t", "task_id": "tsk_x", "after": "x"}),
+                "t",
+                "VALIDATION_ERROR",
+            ),
+            (
+                json.dumps({"op": "subscribe", "ref": "n", "task_id": "tsk_x", "after": -1}),
+                "n",
+                "VALIDATION_ERROR",
+            ),
+            (
+                json.dumps(
+                    {
+                        "op": "call",
+                        "ref": "c",
+                        "app": "demo",
+                        "skill": "echo",
+                        "requests": [{"text": 5}],
+                    }
+                ),
+                "c",
+                "VALIDATION_ERROR",
+            ),
+            (
+                json.dumps(
+                    {"op": "call", "ref": "k", "app": "demo", "skill": "nope", "requests": [{}]}
+                ),
+                "k",
+                "NOT_FOUND",
+            ),
         ]
         for frame, ref, code in cases:
             await conn.send(frame)
@@ -98,7 +148,9 @@ async def test_bad_frames_get_op_errors_and_the_connection_stays_open(server: Ru
             assert reply["error"]["code"] == code, (frame, reply)
         await conn.send(b"\x00\x01binary")
         assert (await ws_messages(conn))[0]["error"]["code"] == "BAD_REQUEST"
-        await conn.send(json.dumps({"op": "subscribe", "ref": "t", "task_id": "tsk_x", "after": "x"}))
+        await conn.send(
+            json.dumps({"op": "subscribe", "ref": "t", "task_id": "tsk_x", "after": "x"})
+        )
         reply = (await ws_messages(conn))[0]
         assert reply["error"]["details"]["field"] == "after"
         await conn.send(json.dumps({"op": "ping", "ref": "alive"}))
@@ -118,7 +170,17 @@ async def test_unknown_and_foreign_task_subscribe_is_not_found(server: RunningSe
 async def test_forbidden_op_keeps_connection_open(server: RunningServer) -> None:
     """An op the role may not perform answers FORBIDDEN and the connection stays open."""
     async with ws(server, key=READER_KEY) as conn:
-        await conn.send(json.dumps({"op": "call", "ref": "c", "app": "demo", "skill": "echo", "requests": [{"text": "x"}]}))
+        await conn.send(
+            json.dumps(
+                {
+                    "op": "call",
+                    "ref": "c",
+                    "app": "demo",
+                    "skill": "echo",
+                    "requests": [{"text": "x"}],
+                }
+            )
+        )
         reply = (await ws_messages(conn))[0]
         assert reply["error"]["code"] == "FORBIDDEN" and reply["ref"] == "c"
         await conn.send(json.dumps({"op": "ping", "ref": "p"}))
@@ -168,9 +230,13 @@ async def test_cancel_and_unsubscribe_ops(server: RunningServer) -> None:
     task_id = start_task(server, "countdown", [{"n": 1000, "interval": 0.02}])
     async with ws(server) as conn:
         await conn.send(json.dumps({"op": "subscribe", "ref": "s", "task_id": task_id}))
-        await ws_until(conn, lambda m: m["op"] == "event" and m["event"]["type"] == "request.output")
+        await ws_until(
+            conn, lambda m: m["op"] == "event" and m["event"]["type"] == "request.output"
+        )
         await conn.send(json.dumps({"op": "cancel", "ref": "c", "task_id": task_id}))
-        messages = await ws_until(conn, lambda m: m["op"] == "event" and m["event"]["type"] in TERMINAL)
+        messages = await ws_until(
+            conn, lambda m: m["op"] == "event" and m["event"]["type"] in TERMINAL
+        )
         assert messages[-1]["event"]["type"] == "task.cancelled"
         if {"op": "ok", "ref": "c"} not in messages:  # the reply may follow the event it caused
             assert (await ws_messages(conn))[0] == {"op": "ok", "ref": "c"}

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from skillwire.client import AsyncClient, Backoff, Client
 
+from skillwire.client import AsyncClient, Backoff, Client
 from tests.conftest import ADMIN_KEY, RunningServer, scaled, start_server
 
 FAST = Backoff(initial=0.02, maximum=0.2)

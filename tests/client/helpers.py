@@ -8,8 +8,9 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from skillwire.protocol import format_time
 from websockets.asyncio.server import Server, ServerConnection, serve
+
+from skillwire.protocol import format_time
 
 TERMINAL = {"task.completed", "task.partial", "task.failed", "task.cancelled"}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from skillwire.client import (
     AsyncClient,
     BadRequest,
@@ -20,7 +21,6 @@ from skillwire.client import (
     ValidationError,
 )
 from skillwire.client._errors import error_from_close, error_from_response
-
 from tests.client.conftest import client_options
 from tests.conftest import SCOPED_KEY, RunningServer, free_port
 

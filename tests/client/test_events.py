@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+
 from skillwire.client import (
     AsyncClient,
     Client,
@@ -16,7 +17,6 @@ from skillwire.client import (
     event_task,
     is_terminal,
 )
-
 from tests.conftest import scaled
 
 STREAMING = ["ws", "sse", "ndjson"]

@@ -8,6 +8,8 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
+from websockets.asyncio.server import ServerConnection
+
 from skillwire.client import (
     AsyncClient,
     Event,
@@ -21,8 +23,6 @@ from skillwire.client import (
     _follow,
     event_task,
 )
-from websockets.asyncio.server import ServerConnection
-
 from tests.client.conftest import client_options
 from tests.client.helpers import (
     FakeWebSocketServer,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from skillwire.client import (
     AsyncClient,
     Backoff,
@@ -14,7 +15,6 @@ from skillwire.client import (
 )
 from skillwire.client._http import HttpTransport
 from skillwire.client._settings import Settings
-
 from tests.client.conftest import client_options
 from tests.client.helpers import TcpProxy
 from tests.conftest import RunningServer

@@ -7,7 +7,6 @@ from typing import Any
 
 from skillwire.client import Event, EventType
 from skillwire.client._progress import ProgressBars
-
 from tests.client.helpers import task_json
 
 

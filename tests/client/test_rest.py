@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from skillwire.client import (
     AppSkills,
     AsyncClient,
@@ -13,7 +14,6 @@ from skillwire.client import (
     Task,
     TaskStatus,
 )
-
 from tests.conftest import RunningServer
 
 

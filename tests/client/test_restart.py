@@ -18,8 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from skillwire.client import AsyncClient, Event, EventType, TransportName, event_task
 
+from skillwire.client import AsyncClient, Event, EventType, TransportName, event_task
 from tests.client.conftest import client_options
 from tests.conftest import ADMIN_KEY, RedisServer, free_port, scaled
 

@@ -113,7 +113,12 @@ def _wait_ready(proc: Proc) -> None:
 
 
 def start_worker(topology: Topology, name: str, logs: Path) -> Proc:
-    worker = Proc(name, [SKILLWIRE, "worker", "--concurrency", "16"], _env(topology.redis_url), logs / f"{name}.log")
+    worker = Proc(
+        name,
+        [SKILLWIRE, "worker", "--concurrency", "16"],
+        _env(topology.redis_url),
+        logs / f"{name}.log",
+    )
     worker.start()
     deadline = time.monotonic() + scaled(20)
     while "running" not in worker.log.read_text():

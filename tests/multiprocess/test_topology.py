@@ -21,8 +21,12 @@ TERMINAL = {"task.completed", "task.partial", "task.failed", "task.cancelled"}
 
 def sse_events(base_url: str, task_id: str, after: int = 0) -> list[dict[str, Any]]:
     events = []
-    with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=scaled(60)) as client:
-        with client.stream("GET", f"/api/v1/tasks/{task_id}/events", params={"after": after}) as response:
+    with httpx.Client(
+        base_url=base_url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=scaled(60)
+    ) as client:
+        with client.stream(
+            "GET", f"/api/v1/tasks/{task_id}/events", params={"after": after}
+        ) as response:
             assert response.status_code == 200
             for line in response.iter_lines():
                 if line.startswith("data: "):
@@ -30,18 +34,38 @@ def sse_events(base_url: str, task_id: str, after: int = 0) -> list[dict[str, An
     return events
 
 
-def call(topology: Topology, gateway: int, skill: str, requests: list[dict[str, Any]], app: str = "demo") -> str:
+def call(
+    topology: Topology, gateway: int, skill: str, requests: list[dict[str, Any]], app: str = "demo"
+) -> str:
     with topology.client(gateway) as client:
-        response = client.post(f"/api/v1/apps/{app}/{skill}", json={"requests": requests}, headers={"Prefer": "respond-async"})
+        response = client.post(
+            f"/api/v1/apps/{app}/{skill}",
+            json={"requests": requests},
+            headers={"Prefer": "respond-async"},
+        )
     assert response.status_code == 202, response.text
     return response.json()["task_id"]  # type: ignore[no-any-return]
 
 
-async def test_ws_on_one_gateway_and_sse_on_the_other_see_the_same_events(topology: Topology) -> None:
+async def test_ws_on_one_gateway_and_sse_on_the_other_see_the_same_events(
+    topology: Topology,
+) -> None:
     """A WS client on gateway A calls; an SSE client on gateway B follows: identical sequences."""
     ws_url = topology.gateways[0].url.replace("http://", "ws://") + "/api/v1/ws"
-    async with connect(ws_url, subprotocols=["skillwire.v1"], additional_headers={"X-API-Key": ADMIN_KEY}) as conn:  # type: ignore[list-item]
-        await conn.send(json.dumps({"op": "call", "ref": "c", "app": "demo", "skill": "countdown", "requests": [{"n": 20, "interval": 0.05}, {"n": 10, "interval": 0.05}]}))
+    async with connect(
+        ws_url, subprotocols=["skillwire.v1"], additional_headers={"X-API-Key": ADMIN_KEY}
+    ) as conn:  # type: ignore[list-item]
+        await conn.send(
+            json.dumps(
+                {
+                    "op": "call",
+                    "ref": "c",
+                    "app": "demo",
+                    "skill": "countdown",
+                    "requests": [{"n": 20, "interval": 0.05}, {"n": 10, "interval": 0.05}],
+                }
+            )
+        )
         ws_events: list[dict[str, Any]] = []
         task_id = None
         sse_job = None
@@ -51,7 +75,9 @@ async def test_ws_on_one_gateway_and_sse_on_the_other_see_the_same_events(topolo
                     message = json.loads(line)
                     if message["op"] == "accepted":
                         task_id = message["task_id"]
-                        sse_job = asyncio.create_task(asyncio.to_thread(sse_events, topology.gateways[1].url, task_id))
+                        sse_job = asyncio.create_task(
+                            asyncio.to_thread(sse_events, topology.gateways[1].url, task_id)
+                        )
                     elif message["op"] == "event":
                         ws_events.append(message["event"])
         assert sse_job is not None
@@ -68,7 +94,9 @@ def test_killing_a_worker_loses_no_task(topology: Topology, tmp_path: Path) -> N
     with topology.client(0) as client:
 
         def running() -> int:
-            return sum(client.get(f"/api/v1/tasks/{t}").json()["status"] == "running" for t in tasks)
+            return sum(
+                client.get(f"/api/v1/tasks/{t}").json()["status"] == "running" for t in tasks
+            )
 
         wait_until(lambda: running() >= 10, timeout=15, interval=0.2)
     victim = topology.workers[0]
@@ -94,7 +122,9 @@ def test_cancel_on_one_gateway_interrupts_work_in_a_worker(topology: Topology) -
     marker = Path(tempfile.mkdtemp()) / "interrupted"
     task_id = call(topology, 0, "sleeper", [{"seconds": 60, "marker": str(marker)}], app="lab")
     with topology.client(1) as client:
-        wait_until(lambda: client.get(f"/api/v1/tasks/{task_id}").json()["status"] == "running", timeout=15)
+        wait_until(
+            lambda: client.get(f"/api/v1/tasks/{task_id}").json()["status"] == "running", timeout=15
+        )
         cancelled_at = time.time()
         response = client.delete(f"/api/v1/tasks/{task_id}")
     assert response.status_code == 200
@@ -111,7 +141,11 @@ def test_redis_restart_during_a_stream(topology: Topology) -> None:
     events: list[dict[str, Any]] = []
     heartbeats_during_outage = 0
     outage = {"on": False}
-    with httpx.Client(base_url=topology.gateways[0].url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=scaled(60)) as client:
+    with httpx.Client(
+        base_url=topology.gateways[0].url,
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        timeout=scaled(60),
+    ) as client:
         with client.stream("GET", f"/api/v1/tasks/{task_id}/events") as response:
             lines = response.iter_lines()
             for line in lines:
@@ -126,7 +160,9 @@ def test_redis_restart_during_a_stream(topology: Topology) -> None:
                     ready = other.get("/readyz")
                     assert ready.status_code == 503
                     assert ready.json()["status"] == "unavailable"
-                    refused = other.post("/api/v1/apps/demo/echo", json={"requests": [{"text": "x"}]})
+                    refused = other.post(
+                        "/api/v1/apps/demo/echo", json={"requests": [{"text": "x"}]}
+                    )
                     assert refused.status_code == 503
                     assert refused.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
                 deadline = time.monotonic() + scaled(2)

@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 import pytest
+
 from skillwire.protocol import (
     BadRequest,
     CallBody,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from skillwire.protocol import (
     NDJSON_HEARTBEAT,
     SSE_HEARTBEAT,

@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 
 import pytest
+
 from skillwire.protocol import TASK_ID_PREFIX, new_task_id, task_id_time
 
 SECRET = b"s" * 32

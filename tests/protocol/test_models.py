@@ -6,6 +6,7 @@ from typing import Any, TypeVar
 
 import msgspec
 import pytest
+
 from skillwire.protocol import (
     AppSkills,
     AppsList,

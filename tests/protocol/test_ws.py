@@ -9,6 +9,7 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from skillwire.protocol import (
     SUBPROTOCOL,
     Accepted,

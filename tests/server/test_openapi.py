@@ -31,7 +31,9 @@ def fuzz_server() -> Any:
 
 @schema.parametrize()
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
-def test_no_server_errors_and_responses_match_the_schema(case: Any, fuzz_server: RunningServer) -> None:
+def test_no_server_errors_and_responses_match_the_schema(
+    case: Any, fuzz_server: RunningServer
+) -> None:
     """Generated requests never get a 5xx, and every response matches the documented schema."""
     if case.path.endswith("/events"):
         pytest.skip("streams are covered by the channel tests")
@@ -67,7 +69,9 @@ def test_docs_need_the_docs_permission(server: RunningServer) -> None:
         page = client.get("/docs")
         asyncapi = client.get("/asyncapi.json").json()
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert "http://" not in page.text.replace("http://127.0.0.1", "") and "https://" not in page.text
+    assert (
+        "http://" not in page.text.replace("http://127.0.0.1", "") and "https://" not in page.text
+    )
     assert asyncapi["asyncapi"] == "3.0.0"
     assert set(asyncapi["channels"]) == {"websocket", "events"}
 

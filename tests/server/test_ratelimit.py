@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 from skillwire.server import App
-
 from tests.conftest import OTHER_KEY, USER_KEY, RunningServer
 
 limited = App("limited")

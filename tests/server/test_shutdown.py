@@ -24,11 +24,19 @@ SKILLWIRE = str(Path(sys.executable).with_name("skillwire"))
 def _serve(env_extra: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SKILLWIRE_")}
-    env.update({"SKILLWIRE_API_KEY": ADMIN_KEY, "SKILLWIRE_HEARTBEAT_INTERVAL": "0.5",
-                "SKILLWIRE_LOG_FORMAT": "json", **env_extra})
+    env.update(
+        {
+            "SKILLWIRE_API_KEY": ADMIN_KEY,
+            "SKILLWIRE_HEARTBEAT_INTERVAL": "0.5",
+            "SKILLWIRE_LOG_FORMAT": "json",
+            **env_extra,
+        }
+    )
     process = subprocess.Popen(
-        [SKILLWIRE, "serve", "--port", str(port)], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [SKILLWIRE, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + scaled(20)
@@ -53,13 +61,19 @@ async def test_sigterm_drains_every_channel_and_exits_zero() -> None:
             task_id = client.post(
                 "/api/v1/apps/demo/countdown", json={"requests": [{"n": 1000, "interval": 0.05}]}
             ).json()["task_id"]
-        async with connect(
-            url.replace("http", "ws") + "/api/v1/ws", subprotocols=["skillwire.v1"],  # type: ignore[list-item]
-            additional_headers=headers,
-        ) as conn, httpx.AsyncClient(base_url=url, headers=headers, timeout=scaled(20)) as client:
+        async with (
+            connect(
+                url.replace("http", "ws") + "/api/v1/ws",
+                subprotocols=["skillwire.v1"],  # type: ignore[list-item]
+                additional_headers=headers,
+            ) as conn,
+            httpx.AsyncClient(base_url=url, headers=headers, timeout=scaled(20)) as client,
+        ):
             await conn.send(json.dumps({"op": "subscribe", "ref": "s", "task_id": task_id}))
             await conn.recv()
-            async with client.stream("GET", f"/api/v1/tasks/{task_id}/events", headers={"Accept": "application/x-ndjson"}) as stream:
+            async with client.stream(
+                "GET", f"/api/v1/tasks/{task_id}/events", headers={"Accept": "application/x-ndjson"}
+            ) as stream:
                 lines = stream.aiter_lines()
                 assert json.loads(await anext(lines))["seq"] == 1
                 process.send_signal(signal.SIGTERM)

@@ -1,6 +1,6 @@
 """skillwire.server: the gateway, its engine and its backbones.
 
-    from skillwire.server import App, Context, create_app
+from skillwire.server import App, Context, create_app
 """
 
 from __future__ import annotations

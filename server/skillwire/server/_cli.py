@@ -22,9 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (default 8000; 0 picks a free one)")
     serve.add_argument("--config", help="TOML configuration file")
-    serve.add_argument(
-        "--apps", nargs="+", default=[], metavar="MODULE:ATTR", help="apps to load"
-    )
+    serve.add_argument("--apps", nargs="+", default=[], metavar="MODULE:ATTR", help="apps to load")
     serve.add_argument(
         "--no-workers", action="store_true", help="run no sub-requests here (redis backbone)"
     )
@@ -32,10 +30,14 @@ def _parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run sub-requests only (redis backbone)")
     worker.add_argument("--config", help="TOML configuration file")
     worker.add_argument("--concurrency", type=int, help="sub-requests in flight (default 64)")
-    worker.add_argument(
-        "--apps", nargs="+", default=[], metavar="MODULE:ATTR", help="apps to load"
-    )
+    worker.add_argument("--apps", nargs="+", default=[], metavar="MODULE:ATTR", help="apps to load")
     worker.add_argument("--no-demo", action="store_true", help="do not load the demo app")
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="serve Prometheus metrics on 127.0.0.1:PORT (default: off)",
+    )
     return parser
 
 
@@ -73,6 +75,7 @@ def serve(config: Config, apps: Sequence[str]) -> None:
     if runtime.keys.generated_key:
         print(f"API key: {runtime.keys.generated_key}", flush=True)
         runtime.key_announced = True
+
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
             # Before uvicorn waits for open connections: end streams, close sockets (1012).
@@ -96,7 +99,8 @@ def serve(config: Config, apps: Sequence[str]) -> None:
 
     async def run() -> None:
         startup = asyncio.create_task(server.serve())
-        while not server.started and not startup.done():
+        # uvicorn signals readiness only through this flag; poll it briefly.
+        while not server.started and not startup.done():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         if server.started:
             for sock in (s for srv in server.servers for s in srv.sockets):
@@ -109,11 +113,14 @@ def serve(config: Config, apps: Sequence[str]) -> None:
     asyncio.run(run())
 
 
-def work(config: Config, apps: Sequence[str]) -> None:
+def work(config: Config, apps: Sequence[str], metrics_port: int = 0) -> None:
     """Run a worker process until SIGTERM or SIGINT, then finish or requeue its work."""
     import asyncio
     import signal
 
+    from prometheus_client import start_http_server
+
+    from ._metrics import Metrics
     from ._ratelimit import RateLimits
     from ._runtime import make_backbone, make_registry, make_workers
 
@@ -123,7 +130,10 @@ def work(config: Config, apps: Sequence[str]) -> None:
         backbone = make_backbone(config)
         registry = make_registry(config, apps)
         limits = RateLimits(config)
-        pool = make_workers(config, backbone, registry, limits)
+        metrics = Metrics()
+        if metrics_port:
+            start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
+        pool = make_workers(config, backbone, registry, limits, metrics)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -159,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 file=sys.stderr,
             )
             raise SystemExit(2)
-        work(config, args.apps)
+        work(config, args.apps, args.metrics_port)
 
 
 if __name__ == "__main__":

@@ -48,4 +48,9 @@ def configure_logging(level: str, fmt: str) -> None:
 
 def audit(action: str, principal: str, **fields: Any) -> None:
     """One audit line: who did what (a call, a cancel, an admin action) to what."""
-    _audit.info("%s by %s", action, principal, extra={"fields": {"audit": action, "principal": principal, **fields}})
+    _audit.info(
+        "%s by %s",
+        action,
+        principal,
+        extra={"fields": {"audit": action, "principal": principal, **fields}},
+    )

@@ -7,9 +7,15 @@ queue) are read from the backbone at scrape time, so every process reports the s
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS
-from prometheus_client import CONTENT_TYPE_LATEST
 
 __all__ = ["CONTENT_TYPE_LATEST", "OPENMETRICS", "Metrics"]
 

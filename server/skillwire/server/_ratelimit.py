@@ -57,7 +57,9 @@ class RateLimits:
                 config.redis_url, socket_timeout=1, socket_connect_timeout=1
             )
             storage = RedisStorage(
-                "async+" + config.redis_url, implementation="redispy", connection_pool=self._pool
+                "async+" + config.redis_url,
+                implementation="redispy",
+                connection_pool=self._pool,  # type: ignore[arg-type]  # passed through to redis-py
             )
         else:
             storage = MemoryStorage()
@@ -81,7 +83,9 @@ class RateLimits:
             return self._roles[role]
         return self._default
 
-    def provider_limit(self, provider: str, skill: str, model: str | None) -> tuple[str, RateLimitItem] | None:
+    def provider_limit(
+        self, provider: str, skill: str, model: str | None
+    ) -> tuple[str, RateLimitItem] | None:
         """The most specific of ``provider.skill.model`` and ``provider.skill`` configured."""
         candidates = [f"{provider}.{skill}.{model}"] if model else []
         candidates.append(f"{provider}.{skill}")

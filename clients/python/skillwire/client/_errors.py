@@ -24,6 +24,8 @@ from typing import Any
 
 import httpx
 import msgspec
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
 from skillwire.protocol import (
     BadRequest,
     CloseCode,
@@ -43,7 +45,6 @@ from skillwire.protocol import (
     ValidationError,
     error_class_for,
 )
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 __all__ = [
     "TransportError",

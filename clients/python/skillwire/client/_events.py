@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import msgspec
+
 from skillwire.protocol import Event, EventType, Task, lifecycle, to_builtins
 
 __all__ = [

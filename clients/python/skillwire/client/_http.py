@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import httpx
 import msgspec
+
 from skillwire.protocol import RateLimited, ServiceUnavailable, SkillwireError
 
 from ._errors import TransportError, error_from_response, map_httpx_exceptions, undecodable

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 
 import msgspec
+
 from skillwire.protocol import Event, decode_event
 
 from ._errors import TransportUnavailable, map_httpx_exceptions, undecodable

@@ -6,6 +6,7 @@ from collections.abc import AsyncGenerator
 
 import msgspec
 from httpx_sse import EventSource, SSEError
+
 from skillwire.protocol import Event, decode_event
 
 from ._errors import TransportUnavailable, map_httpx_exceptions, undecodable

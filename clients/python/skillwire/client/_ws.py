@@ -16,6 +16,9 @@ from collections.abc import AsyncGenerator
 from types import TracebackType
 
 import msgspec
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
+
 from skillwire.protocol import (
     SUBPROTOCOL,
     Accepted,
@@ -30,8 +33,6 @@ from skillwire.protocol import (
     decode_server_message,
     encode_client_message,
 )
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.typing import Subprotocol
 
 from ._errors import TransportUnavailable, error_from_body, map_ws_exceptions, undecodable
 from ._settings import Settings

@@ -44,7 +44,9 @@ class KeyStore:
         roles = resolve_roles(config.roles)
         entries: list[_Entry] = []
 
-        def principal(name: str, role: str, scopes: list[str] | None, limit: str | None) -> Principal:
+        def principal(
+            name: str, role: str, scopes: list[str] | None, limit: str | None
+        ) -> Principal:
             if role not in roles:
                 raise ValueError(f"key {name!r}: unknown role {role!r}")
             return Principal(
@@ -63,7 +65,9 @@ class KeyStore:
             elif key.key_env:
                 secret = env.get(key.key_env)
                 if not secret:
-                    raise ValueError(f"key {key.name!r}: environment variable {key.key_env} is empty")
+                    raise ValueError(
+                        f"key {key.name!r}: environment variable {key.key_env} is empty"
+                    )
                 value = digest(secret)
             elif key.key:
                 value = digest(key.key)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
-from typing import Literal
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -30,7 +30,13 @@ from ..http._auth import require, runtime_of
 from ._outbox import Outbox, OutboxClosed
 from ._subscription import SlowConsumer, Subscription
 
-__all__ = ["EventStreamResponse", "events_endpoint", "parse_after", "stream_format", "stream_response"]
+__all__ = [
+    "EventStreamResponse",
+    "events_endpoint",
+    "parse_after",
+    "stream_format",
+    "stream_response",
+]
 
 StreamFormat = Literal["sse", "ndjson"]
 SSE_RETRY_MS = 2000
@@ -61,8 +67,8 @@ def parse_after(request: Request) -> int:
     return after
 
 
-async def _first_done(*jobs: Callable[[], Awaitable[None]]) -> None:
-    tasks = [asyncio.create_task(job()) for job in jobs]
+async def _first_done(*jobs: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    tasks: list[asyncio.Task[None]] = [asyncio.create_task(job()) for job in jobs]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -72,9 +78,9 @@ async def _first_done(*jobs: Callable[[], Awaitable[None]]) -> None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
     for task in done:
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            if not isinstance(exc, (SlowConsumer, OutboxClosed)):
-                raise exc
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None and not isinstance(exc, (SlowConsumer, OutboxClosed)):
+            raise exc
 
 
 class EventStreamResponse(Response):
@@ -164,7 +170,12 @@ class EventStreamResponse(Response):
 
 
 async def stream_response(
-    request: Request, principal: Principal, task_id: str, fmt: StreamFormat, *, after: int,
+    request: Request,
+    principal: Principal,
+    task_id: str,
+    fmt: StreamFormat,
+    *,
+    after: int,
     snapshot: bool = False,
 ) -> Response:
     runtime = runtime_of(request)

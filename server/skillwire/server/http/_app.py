@@ -92,9 +92,7 @@ def _routes() -> list[BaseRoute]:
             methods=["GET", "DELETE"],
         ),
         Route("/api/v1/webhooks/deliveries", list_deliveries, methods=["GET"]),
-        Route(
-            "/api/v1/webhooks/deliveries/{delivery_id}/retry", retry_delivery, methods=["POST"]
-        ),
+        Route("/api/v1/webhooks/deliveries/{delivery_id}/retry", retry_delivery, methods=["POST"]),
         *channel_routes(),
     ]
 

@@ -19,18 +19,32 @@ from skillwire.protocol import (
     Ok,
     PingOp,
     Pong,
-    SubscribeOp,
     Subscribed,
+    SubscribeOp,
     UnsubscribeOp,
 )
 
 __all__ = ["asyncapi_document"]
 
 REF = "#/components/schemas/{name}"
-CLIENT = {"auth": AuthOp, "call": CallOp, "subscribe": SubscribeOp, "unsubscribe": UnsubscribeOp,
-          "cancel": CancelOp, "ping": PingOp}
-SERVER = {"accepted": Accepted, "subscribed": Subscribed, "ok": Ok, "pong": Pong,
-          "authenticated": Authenticated, "event": EventMessage, "heartbeat": Heartbeat, "error": ErrorMessage}
+CLIENT = {
+    "auth": AuthOp,
+    "call": CallOp,
+    "subscribe": SubscribeOp,
+    "unsubscribe": UnsubscribeOp,
+    "cancel": CancelOp,
+    "ping": PingOp,
+}
+SERVER = {
+    "accepted": Accepted,
+    "subscribed": Subscribed,
+    "ok": Ok,
+    "pong": Pong,
+    "authenticated": Authenticated,
+    "event": EventMessage,
+    "heartbeat": Heartbeat,
+    "error": ErrorMessage,
+}
 
 
 def asyncapi_document() -> dict[str, Any]:
@@ -41,11 +55,13 @@ def asyncapi_document() -> dict[str, Any]:
         messages[f"ws_{op}"] = {"name": op, "payload": {"$ref": REF.format(name=type_.__name__)}}
     messages["sse_event"] = {
         "name": "event",
-        "summary": "One event: `id: <seq>`, `event: <type>`, `data: <Event JSON>`; NDJSON: one Event per line",
+        "summary": "One event: `id: <seq>`, `event: <type>`, `data: <Event JSON>`; "
+        "NDJSON: one Event per line",
         "payload": {"$ref": REF.format(name="Event")},
     }
     messages["sse_heartbeat"] = {
-        "name": "heartbeat", "summary": "`: heartbeat` comment (SSE) or an empty line (NDJSON)",
+        "name": "heartbeat",
+        "summary": "`: heartbeat` comment (SSE) or an empty line (NDJSON)",
         "payload": {"type": "string"},
     }
     client_refs = [{"$ref": f"#/channels/websocket/messages/ws_{op}"} for op in CLIENT]
@@ -55,9 +71,10 @@ def asyncapi_document() -> dict[str, Any]:
         "info": {
             "title": "skillwire streaming channels",
             "version": "1",
-            "description": "WebSocket at /api/v1/ws (subprotocol skillwire.v1): JSON text messages; a "
-            "server frame may carry several, one per line. Close codes: 4401 unauthenticated, 4403 "
-            "forbidden, 1009 message too big, 1012 server restarting, 1013 client too slow (reconnect "
+            "description": "WebSocket at /api/v1/ws (subprotocol skillwire.v1): JSON text "
+            "messages; a server frame may carry several, one per line. Close codes: 4401 "
+            "unauthenticated, 4403 forbidden, 1009 message too big, 1012 server restarting, "
+            "1013 client too slow (reconnect "
             "and resume with the last seq). SSE and NDJSON at /api/v1/tasks/{task_id}/events.",
         },
         "channels": {
@@ -69,17 +86,30 @@ def asyncapi_document() -> dict[str, Any]:
             "events": {
                 "address": "/api/v1/tasks/{task_id}/events",
                 "parameters": {"task_id": {"description": "A task id"}},
-                "messages": {"sse_event": messages["sse_event"], "sse_heartbeat": messages["sse_heartbeat"]},
+                "messages": {
+                    "sse_event": messages["sse_event"],
+                    "sse_heartbeat": messages["sse_heartbeat"],
+                },
             },
         },
         "operations": {
-            "sendOp": {"action": "send", "channel": {"$ref": "#/channels/websocket"}, "messages": client_refs},
-            "receiveWebSocket": {"action": "receive", "channel": {"$ref": "#/channels/websocket"}, "messages": server_refs},
+            "sendOp": {
+                "action": "send",
+                "channel": {"$ref": "#/channels/websocket"},
+                "messages": client_refs,
+            },
+            "receiveWebSocket": {
+                "action": "receive",
+                "channel": {"$ref": "#/channels/websocket"},
+                "messages": server_refs,
+            },
             "receiveStream": {
                 "action": "receive",
                 "channel": {"$ref": "#/channels/events"},
-                "messages": [{"$ref": "#/channels/events/messages/sse_event"},
-                             {"$ref": "#/channels/events/messages/sse_heartbeat"}],
+                "messages": [
+                    {"$ref": "#/channels/events/messages/sse_event"},
+                    {"$ref": "#/channels/events/messages/sse_heartbeat"},
+                ],
             },
         },
         "components": {"schemas": schemas},

@@ -6,8 +6,8 @@ from starlette.requests import HTTPConnection
 
 from skillwire.protocol import Forbidden, Unauthorized
 
-from ..auth import Permission, Principal
 from .._runtime import Runtime
+from ..auth import Permission, Principal
 
 __all__ = ["credentials_of", "require", "runtime_of"]
 

@@ -91,7 +91,11 @@ class RequestContextMiddleware:
                     "duration_ms": round(elapsed * 1000, 2),
                 }
                 log.info(
-                    "%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed * 1000,
+                    "%s %s %d %.1fms",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    elapsed * 1000,
                     extra={"fields": fields},
                 )
                 if self.metrics is not None:

@@ -60,8 +60,16 @@ def _auth(codes: tuple[str, ...] = ()) -> dict[str, Any]:
     return _errors("401", "403", "429", "503", *codes)
 
 
-def _param(name: str, where: str, schema: dict[str, Any], description: str, required: bool = False) -> dict[str, Any]:
-    return {"name": name, "in": where, "required": required, "schema": schema, "description": description}
+def _param(
+    name: str, where: str, schema: dict[str, Any], description: str, required: bool = False
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": where,
+        "required": required,
+        "schema": schema,
+        "description": description,
+    }
 
 
 TASK_ID = _param("task_id", "path", {"type": "string"}, "A task id (tsk_...)", required=True)
@@ -90,17 +98,24 @@ def _call_operation(spec: Any, max_requests: int) -> dict[str, Any]:
     }
     return {
         "operationId": f"call_{spec.app}_{spec.name}".replace("-", "_"),
-        "summary": f"Call {spec.app}/{spec.name}" + (f": {spec.description}" if spec.description else ""),
+        "summary": f"Call {spec.app}/{spec.name}"
+        + (f": {spec.description}" if spec.description else ""),
         "tags": [spec.app],
         "parameters": [
             _param("Prefer", "header", {"type": "string"}, "respond-async, or wait=N seconds"),
             _param("Idempotency-Key", "header", {"type": "string"}, "Replays return the same task"),
-            _param("stream", "query", {"type": "string", "enum": ["true", "false"]}, "true: answer NDJSON"),
+            _param(
+                "stream",
+                "query",
+                {"type": "string", "enum": ["true", "false"]},
+                "true: answer NDJSON",
+            ),
         ],
         "requestBody": {"required": True, "content": _json(body)},
         "responses": {
             "200": {
-                "description": "Finished within the wait (or the stream, with an SSE/NDJSON Accept)",
+                "description": "Finished within the wait (or the stream, with an SSE or "
+                "NDJSON Accept)",
                 "content": {**_json(_ref("Task")), **STREAM_CONTENT},
             },
             "202": {
@@ -116,65 +131,195 @@ def _call_operation(spec: Any, max_requests: int) -> dict[str, Any]:
 def openapi_document(registry: Registry, max_requests: int) -> dict[str, Any]:
     skill_types = [spec.input_type for spec in registry.specs()]
     _, components = msgspec.json.schema_components(
-        [Task, TaskList, AppsList, Skill, ErrorEnvelope, Ticket, HealthStatus, ReadyStatus, *skill_types],
+        [
+            Task,
+            TaskList,
+            AppsList,
+            Skill,
+            ErrorEnvelope,
+            Ticket,
+            HealthStatus,
+            ReadyStatus,
+            *skill_types,
+        ],
         ref_template=REF,
     )
     paths: dict[str, Any] = {
-        "/health": {"get": {"operationId": "health", "summary": "Liveness", "security": [],
-                            "responses": {"200": {"description": "Alive", "content": _json(_ref("HealthStatus"))}}}},
-        "/healthz": {"get": {"operationId": "healthz", "summary": "Liveness", "security": [],
-                             "responses": {"200": {"description": "Alive", "content": _json(_ref("HealthStatus"))}}}},
-        "/readyz": {"get": {"operationId": "readyz", "summary": "Readiness (the backbone answers)", "security": [],
-                            "responses": {"200": {"description": "Ready", "content": _json(_ref("ReadyStatus"))},
-                                          "503": {"description": "Not ready", "content": _json(_ref("ReadyStatus"))}}}},
-        "/api/v1/apps": {"get": {"operationId": "list_apps", "summary": "Apps and their skills",
-                                 "responses": {"200": {"description": "Apps", "content": _json(_ref("AppsList"))}, **_auth()}}},
-        "/api/v1/apps/{app}/{skill}": {"get": {
-            "operationId": "get_skill", "summary": "Describe one skill",
-            "parameters": [_param("app", "path", {"type": "string"}, "App slug", True),
-                           _param("skill", "path", {"type": "string"}, "Skill slug", True)],
-            "responses": {"200": {"description": "The skill", "content": _json(_ref("Skill"))}, **_auth(("404",))}}},
-        "/api/v1/tasks": {"get": {
-            "operationId": "list_tasks", "summary": "The caller's tasks, newest first (an admin's: all)",
-            "parameters": [
-                _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}, "Page size"),
-                _param("offset", "query", {"type": "integer", "minimum": 0, "default": 0}, "Items to skip"),
-                _param("status", "query", {"type": "string", "enum": [s.value for s in TaskStatus]}, "Filter"),
-                _param("app", "query", {"type": "string"}, "Filter"),
-                _param("skill", "query", {"type": "string"}, "Filter"),
-            ],
-            "responses": {"200": {"description": "A page", "content": _json(_ref("TaskList"))}, **_auth(("400",))}}},
-        "/api/v1/tasks/{task_id}": {
-            "get": {"operationId": "get_task", "summary": "A task; ?wait=N long-polls until it is finished",
-                    "parameters": [TASK_ID, _param("wait", "query", {"type": "number", "minimum": 0, "maximum": 60}, "Seconds to wait")],
-                    "responses": {"200": {"description": "The task", "content": _json(_ref("Task"))}, **_auth(("400", "404", "410"))}},
-            "delete": {"operationId": "cancel_task", "summary": "Cancel a task",
-                       "responses": {"200": {"description": "Cancelled", "content": _json(_ref("Task"))}, **_auth(("404", "409", "410"))},
-                       "parameters": [TASK_ID]},
+        "/health": {
+            "get": {
+                "operationId": "health",
+                "summary": "Liveness",
+                "security": [],
+                "responses": {
+                    "200": {"description": "Alive", "content": _json(_ref("HealthStatus"))}
+                },
+            }
         },
-        "/api/v1/tasks/{task_id}/events": {"get": {
-            "operationId": "task_events", "summary": "The task's events as SSE (default) or NDJSON",
-            "parameters": [
-                TASK_ID,
-                _param("after", "query", {"type": "integer", "minimum": 0}, "Resume after this seq"),
-                _param("snapshot", "query", {"type": "string", "enum": ["true", "false"]}, "Start with a task.snapshot"),
-                _param("ticket", "query", {"type": "string"}, "A browser ticket instead of a key"),
-                _param("Last-Event-ID", "header", {"type": "string"}, "Resume after this seq (SSE)"),
-            ],
-            "responses": {"200": {"description": "The stream; it ends after the terminal event", "content": STREAM_CONTENT},
-                          **_auth(("400", "404", "410"))}}},
-        "/api/v1/tickets": {"post": {
-            "operationId": "issue_ticket", "summary": "A single-use 30 s ticket for browser WS/SSE URLs",
-            "responses": {"200": {"description": "The ticket", "content": _json(_ref("Ticket"))}, **_auth()}}},
-        "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics (metrics permission)",
-                             "responses": {"200": {"description": "Prometheus text", "content": {"text/plain": {"schema": {"type": "string"}}}},
-                                           **_auth()}}},
+        "/healthz": {
+            "get": {
+                "operationId": "healthz",
+                "summary": "Liveness",
+                "security": [],
+                "responses": {
+                    "200": {"description": "Alive", "content": _json(_ref("HealthStatus"))}
+                },
+            }
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "readyz",
+                "summary": "Readiness (the backbone answers)",
+                "security": [],
+                "responses": {
+                    "200": {"description": "Ready", "content": _json(_ref("ReadyStatus"))},
+                    "503": {"description": "Not ready", "content": _json(_ref("ReadyStatus"))},
+                },
+            }
+        },
+        "/api/v1/apps": {
+            "get": {
+                "operationId": "list_apps",
+                "summary": "Apps and their skills",
+                "responses": {
+                    "200": {"description": "Apps", "content": _json(_ref("AppsList"))},
+                    **_auth(),
+                },
+            }
+        },
+        "/api/v1/apps/{app}/{skill}": {
+            "get": {
+                "operationId": "get_skill",
+                "summary": "Describe one skill",
+                "parameters": [
+                    _param("app", "path", {"type": "string"}, "App slug", True),
+                    _param("skill", "path", {"type": "string"}, "Skill slug", True),
+                ],
+                "responses": {
+                    "200": {"description": "The skill", "content": _json(_ref("Skill"))},
+                    **_auth(("404",)),
+                },
+            }
+        },
+        "/api/v1/tasks": {
+            "get": {
+                "operationId": "list_tasks",
+                "summary": "The caller's tasks, newest first (an admin's: all)",
+                "parameters": [
+                    _param(
+                        "limit",
+                        "query",
+                        {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
+                        "Page size",
+                    ),
+                    _param(
+                        "offset",
+                        "query",
+                        {"type": "integer", "minimum": 0, "default": 0},
+                        "Items to skip",
+                    ),
+                    _param(
+                        "status",
+                        "query",
+                        {"type": "string", "enum": [s.value for s in TaskStatus]},
+                        "Filter",
+                    ),
+                    _param("app", "query", {"type": "string"}, "Filter"),
+                    _param("skill", "query", {"type": "string"}, "Filter"),
+                ],
+                "responses": {
+                    "200": {"description": "A page", "content": _json(_ref("TaskList"))},
+                    **_auth(("400",)),
+                },
+            }
+        },
+        "/api/v1/tasks/{task_id}": {
+            "get": {
+                "operationId": "get_task",
+                "summary": "A task; ?wait=N long-polls until it is finished",
+                "parameters": [
+                    TASK_ID,
+                    _param(
+                        "wait",
+                        "query",
+                        {"type": "number", "minimum": 0, "maximum": 60},
+                        "Seconds to wait",
+                    ),
+                ],
+                "responses": {
+                    "200": {"description": "The task", "content": _json(_ref("Task"))},
+                    **_auth(("400", "404", "410")),
+                },
+            },
+            "delete": {
+                "operationId": "cancel_task",
+                "summary": "Cancel a task",
+                "responses": {
+                    "200": {"description": "Cancelled", "content": _json(_ref("Task"))},
+                    **_auth(("404", "409", "410")),
+                },
+                "parameters": [TASK_ID],
+            },
+        },
+        "/api/v1/tasks/{task_id}/events": {
+            "get": {
+                "operationId": "task_events",
+                "summary": "The task's events as SSE (default) or NDJSON",
+                "parameters": [
+                    TASK_ID,
+                    _param(
+                        "after", "query", {"type": "integer", "minimum": 0}, "Resume after this seq"
+                    ),
+                    _param(
+                        "snapshot",
+                        "query",
+                        {"type": "string", "enum": ["true", "false"]},
+                        "Start with a task.snapshot",
+                    ),
+                    _param(
+                        "ticket", "query", {"type": "string"}, "A browser ticket instead of a key"
+                    ),
+                    _param(
+                        "Last-Event-ID", "header", {"type": "string"}, "Resume after this seq (SSE)"
+                    ),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The stream; it ends after the terminal event",
+                        "content": STREAM_CONTENT,
+                    },
+                    **_auth(("400", "404", "410")),
+                },
+            }
+        },
+        "/api/v1/tickets": {
+            "post": {
+                "operationId": "issue_ticket",
+                "summary": "A single-use 30 s ticket for browser WS/SSE URLs",
+                "responses": {
+                    "200": {"description": "The ticket", "content": _json(_ref("Ticket"))},
+                    **_auth(),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics (metrics permission)",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **_auth(),
+                },
+            }
+        },
     }
     for spec in registry.specs():
         limit = registry.max_requests(spec)
         paths[f"/api/v1/apps/{spec.app}/{spec.name}"] = {
-            "get": paths["/api/v1/apps/{app}/{skill}"]["get"] | {
-                "operationId": f"get_{spec.app}_{spec.name}".replace("-", "_"), "parameters": []},
+            "get": paths["/api/v1/apps/{app}/{skill}"]["get"]
+            | {"operationId": f"get_{spec.app}_{spec.name}".replace("-", "_"), "parameters": []},
             "post": _call_operation(spec, limit),
         }
     return {
@@ -182,7 +327,8 @@ def openapi_document(registry: Registry, max_requests: int) -> dict[str, Any]:
         "info": {
             "title": "skillwire",
             "version": "1",
-            "description": "A real-time streaming gateway for AI agent and skill work. The WebSocket "
+            "description": "A real-time streaming gateway for AI agent and skill work. "
+            "The WebSocket "
             "channel (/api/v1/ws) and the stream frames are described in /asyncapi.json.",
         },
         "security": [{"bearer": []}, {"apiKey": []}],

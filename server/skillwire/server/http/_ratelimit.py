@@ -24,7 +24,7 @@ __all__ = ["RateLimitMiddleware"]
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key == name:
-            return value.decode("latin-1")
+            return str(value.decode("latin-1"))
     return None
 
 
@@ -68,7 +68,11 @@ class RateLimitMiddleware:
                 await receive()  # websocket.connect
                 await send({"type": "websocket.accept"})
                 await send(
-                    {"type": "websocket.close", "code": CloseCode.TRY_AGAIN_LATER, "reason": "rate limited"}
+                    {
+                        "type": "websocket.close",
+                        "code": CloseCode.TRY_AGAIN_LATER,
+                        "reason": "rate limited",
+                    }
                 )
                 return
             response = error_response(

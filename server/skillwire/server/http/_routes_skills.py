@@ -41,7 +41,7 @@ async def get_skill(request: Request) -> Response:
 def _check_version(raw: Any) -> None:
     if isinstance(raw, dict) and "version" in raw and raw["version"] != "1":
         raise UnsupportedVersion(
-            f"version {raw['version']!r} is not supported; use \"1\"",
+            f'version {raw["version"]!r} is not supported; use "1"',
             details={"field": "version", "supported": ["1"]},
         )
 
@@ -65,15 +65,20 @@ async def call_skill(request: Request) -> Response:
     task = result.task
     if not result.replayed:
         runtime.metrics.calls.labels(app, skill, stream or "rest").inc()
-        audit("call", principal.name, task_id=task.task_id, app=app, skill=skill,
-              requests=len(body.requests), channel=stream or "rest")
+        audit(
+            "call",
+            principal.name,
+            task_id=task.task_id,
+            app=app,
+            skill=skill,
+            requests=len(body.requests),
+            channel=stream or "rest",
+        )
     if stream is not None:
         from ..channels import stream_response
 
         return await stream_response(request, principal, task.task_id, stream, after=0)
-    if result.replayed:
-        wait = 0.0
-    elif prefer.respond_async:
+    if result.replayed or prefer.respond_async:
         wait = 0.0
     elif prefer.wait is not None:
         wait = min(prefer.wait, runtime.config.max_wait)
