@@ -33,7 +33,7 @@ def ws_heartbeat(time: str) -> bytes:
 class EncodedEvent:
     """An event's JSON bytes with its ``seq`` and ``type``, and its frames built on demand."""
 
-    __slots__ = ("_ndjson", "_sse", "_ws", "json", "seq", "terminal", "type")
+    __slots__ = ("_ndjson", "_sse", "_ws", "_ws_text", "json", "seq", "terminal", "type")
 
     def __init__(self, seq: int, type: str, json: bytes, *, terminal: bool) -> None:
         self.seq = seq
@@ -43,6 +43,7 @@ class EncodedEvent:
         self._sse: bytes | None = None
         self._ndjson: bytes | None = None
         self._ws: bytes | None = None
+        self._ws_text: str | None = None
 
     @classmethod
     def of(cls, event: Event) -> EncodedEvent:
@@ -74,6 +75,13 @@ class EncodedEvent:
         if self._ws is None:
             self._ws = b'{"op":"event","event":' + self.json + b"}"
         return self._ws
+
+    @property
+    def ws_text(self) -> str:
+        """The WebSocket message as text (ASGI text frames take str): decoded once, shared."""
+        if self._ws_text is None:
+            self._ws_text = self.ws.decode("utf-8")
+        return self._ws_text
 
     def __repr__(self) -> str:
         return f"EncodedEvent(seq={self.seq}, type={self.type!r})"

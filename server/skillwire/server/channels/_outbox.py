@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from typing import Generic, TypeVar
 
 __all__ = ["Outbox", "OutboxClosed"]
 
@@ -18,11 +19,16 @@ class OutboxClosed(Exception):
     """The outbox was closed (overflow or end of stream) and everything queued was taken."""
 
 
-class Outbox:
+Item = TypeVar("Item", bytes, str)
+
+
+class Outbox(Generic[Item]):
+    """Frames for one connection: bytes for SSE/NDJSON, str for WebSocket text frames."""
+
     __slots__ = ("_items", "_limit", "_ready", "_room", "closed", "overflowed")
 
     def __init__(self, limit: int) -> None:
-        self._items: deque[bytes] = deque()
+        self._items: deque[Item] = deque()
         self._limit = limit
         self._ready = asyncio.Event()
         self._room = asyncio.Event()
@@ -33,7 +39,7 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._items)
 
-    def push(self, data: bytes) -> bool:
+    def push(self, data: Item) -> bool:
         """Queue ``data`` now; False (and the outbox closes) when the reader is too far behind."""
         if self.closed:
             return False
@@ -47,7 +53,7 @@ class Outbox:
             self._room.clear()
         return True
 
-    async def put(self, data: bytes) -> None:
+    async def put(self, data: Item) -> None:
         """Queue ``data``, waiting while the outbox is full."""
         while len(self._items) >= self._limit and not self.closed:
             self._room.clear()
@@ -62,7 +68,7 @@ class Outbox:
         self._ready.set()
         self._room.set()
 
-    async def take(self, timeout: float) -> list[bytes]:
+    async def take(self, timeout: float) -> list[Item]:
         """Everything queued (at least one item), or [] after ``timeout`` seconds of nothing."""
         if not self._items:
             if self.closed:

@@ -106,7 +106,7 @@ class EventStreamResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         runtime = self.runtime
         config = runtime.config
-        outbox = Outbox(config.send_queue)
+        outbox: Outbox[bytes] = Outbox(config.send_queue)
         frame: Callable[[EncodedEvent], bytes] = (
             (lambda e: e.sse) if self.fmt == "sse" else (lambda e: e.ndjson)
         )

@@ -17,6 +17,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from skillwire.protocol import (
     EncodedEvent,
@@ -32,7 +33,7 @@ from ._outbox import Outbox
 
 __all__ = ["SlowConsumer", "Subscription"]
 
-Frame = Callable[[EncodedEvent], bytes]
+Frame = Callable[[EncodedEvent], Any]
 PAGE = 500
 
 
@@ -47,7 +48,7 @@ class Subscription:
         task_id: str,
         after: int,
         *,
-        outbox: Outbox,
+        outbox: Outbox[Any],
         frame: Frame,
         snapshot: bool = False,
         buffer_limit: int = 1024,

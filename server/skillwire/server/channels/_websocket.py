@@ -72,7 +72,7 @@ class WebSocketSession:
     def __init__(self, websocket: WebSocket, runtime: Runtime) -> None:
         self.ws = websocket
         self.runtime = runtime
-        self.outbox = Outbox(runtime.config.send_queue)
+        self.outbox: Outbox[str] = Outbox(runtime.config.send_queue)
         self.principal: Principal | None = None
         self.subscriptions: dict[str, asyncio.Task[None]] = {}
         self.close_code: int = CloseCode.NORMAL
@@ -80,7 +80,7 @@ class WebSocketSession:
 
     # -- sending -------------------------------------------------------------------------
     def reply(self, message: ServerMessage) -> None:
-        if not self.outbox.push(encode_server_message(message)):
+        if not self.outbox.push(encode_server_message(message).decode("utf-8")):
             self._too_slow()
 
     def reply_error(self, ref: str | None, error: SkillwireError) -> None:
@@ -99,8 +99,13 @@ class WebSocketSession:
                 items = await self.outbox.take(interval)
             except OutboxClosed:
                 return
-            frame = b"\n".join(items) if items else ws_heartbeat(format_time(time.time()))
-            await self.ws.send_text(frame.decode("utf-8"))
+            if len(items) == 1:
+                frame = items[0]
+            elif items:
+                frame = "\n".join(items)
+            else:
+                frame = ws_heartbeat(format_time(time.time())).decode("ascii")
+            await self.ws.send_text(frame)
             if items:
                 delivered.inc(len(items))
 
@@ -204,7 +209,7 @@ class WebSocketSession:
             task_id,
             after,
             outbox=self.outbox,
-            frame=lambda e: e.ws,
+            frame=lambda e: e.ws_text,
             snapshot=snapshot,
             buffer_limit=self.runtime.config.send_queue,
         )
