@@ -55,7 +55,8 @@ async def test_subscribe_replays_after_then_live(server: RunningServer) -> None:
     async with ws(server) as conn:
         await conn.send(json.dumps({"op": "subscribe", "ref": "s", "task_id": task_id, "after": 2}))
         reply = (await ws_messages(conn))[0]
-        assert reply == {"op": "subscribed", "ref": "s", "task_id": task_id}
+        assert reply["op"] == "subscribed" and reply["ref"] == "s" and reply["task_id"] == task_id
+        assert reply["status"] in ("queued", "running") and reply["last_seq"] >= 1
         events = await ws_events_until_terminal(conn, task_id)
     assert seqs(events) == list(range(3, 3 + len(events)))
     assert events[-1]["data"]["last_seq"] == events[-1]["seq"]
@@ -253,3 +254,14 @@ async def test_cancel_and_unsubscribe_ops(server: RunningServer) -> None:
         assert all(m["op"] in ("event", "pong") for m in after)
     with server.client(ADMIN_KEY) as client:
         client.delete(f"/api/v1/tasks/{other}")
+
+
+async def test_subscribe_past_the_end_of_a_finished_task_says_so(server: RunningServer) -> None:
+    """`subscribed` carries status and last_seq: a client resuming after the end knows it is done."""
+    task_id = start_task(server, "echo", [{"text": "done"}])
+    with server.client() as client:
+        last = client.get(f"/api/v1/tasks/{task_id}", params={"wait": 5}).json()["last_seq"]
+    async with ws(server) as conn:
+        await conn.send(json.dumps({"op": "subscribe", "ref": "s", "task_id": task_id, "after": last}))
+        reply = (await ws_messages(conn))[0]
+    assert reply == {"op": "subscribed", "ref": "s", "task_id": task_id, "status": "completed", "last_seq": last}

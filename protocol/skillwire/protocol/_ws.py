@@ -87,8 +87,13 @@ class Accepted(msgspec.Struct, tag_field="op", tag="accepted", omit_defaults=Tru
 
 
 class Subscribed(msgspec.Struct, tag_field="op", tag="subscribed", omit_defaults=True):
+    """``status`` and ``last_seq`` (an extension of API v1) say where the task stood, so a
+    client resuming past the end of a finished task knows that nothing more will come."""
+
     task_id: str
     ref: str | None = None
+    status: str | None = None
+    last_seq: int | None = None
 
 
 class Ok(msgspec.Struct, tag_field="op", tag="ok", omit_defaults=True):

@@ -196,8 +196,11 @@ class WebSocketSession:
 
     async def subscribe(self, op: SubscribeOp) -> None:
         principal = self._require(Permission.READ)
-        await self.runtime.tasks.get(principal, op.task_id)
-        self.reply(Subscribed(task_id=op.task_id, ref=op.ref))
+        stored = await self.runtime.tasks.get(principal, op.task_id)
+        task = stored.task
+        self.reply(
+            Subscribed(task_id=op.task_id, ref=op.ref, status=task.status, last_seq=task.last_seq)
+        )
         self._follow(op.task_id, op.after, snapshot=op.snapshot)
 
     def _follow(self, task_id: str, after: int, *, snapshot: bool) -> None:
