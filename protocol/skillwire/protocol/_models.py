@@ -16,6 +16,9 @@ __all__ = [
     "AppSkills",
     "AppsList",
     "CallBody",
+    "Delivery",
+    "DeliveryList",
+    "DeliveryStatus",
     "ErrorBody",
     "ErrorDetail",
     "ErrorEnvelope",
@@ -189,3 +192,37 @@ class WebhookPayload(msgspec.Struct):
     type: str
     timestamp: str
     data: Task
+
+
+class DeliveryStatus(StrEnum):
+    """Where a webhook delivery stands: still being tried, received (2xx), or given up."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class Delivery(msgspec.Struct):
+    """One webhook delivery of a task's result to one URL (admin API).
+
+    ``id`` is the ``webhook-id`` header sent on every attempt; ``next_attempt_at`` is set
+    while a pending delivery waits for its next attempt (null while one is in flight and once
+    it is delivered or failed).
+    """
+
+    id: str
+    url: str
+    task_id: str
+    type: str
+    status: DeliveryStatus
+    attempts: int
+    last_error: str | None
+    next_attempt_at: str | None
+    created_at: str
+
+
+class DeliveryList(msgspec.Struct):
+    items: list[Delivery]
+    total: int
+    limit: int
+    offset: int

@@ -7,12 +7,15 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .auth import KeyStore
-from .backbone import Backbone, MemoryBackbone
+from skillwire.protocol import ValidationError
+
 from ._config import Config
 from ._metrics import Metrics
 from ._ratelimit import RateLimits
+from .auth import KeyStore
+from .backbone import Backbone, MemoryBackbone
 from .engine import App, Registry, TaskService, WorkerPool, demo
+from .webhooks import UnsafeUrl, UrlGuard, WebhookDispatcher
 
 __all__ = ["Runtime"]
 
@@ -20,16 +23,40 @@ log = logging.getLogger("skillwire")
 
 
 def make_backbone(config: Config) -> Backbone:
+    backbone: Backbone
     if config.backbone == "redis":
         from .backbone.redis import RedisBackbone
 
-        return RedisBackbone(
+        backbone = RedisBackbone(
             config.redis_url,
             max_events=config.max_events,
             retention=config.retention,
             lease=config.work_lease,
         )
-    return MemoryBackbone(max_events=config.max_events, retention=config.retention)
+    else:
+        backbone = MemoryBackbone(max_events=config.max_events, retention=config.retention)
+    # Whichever process finishes a task creates its deliveries: workers need these URLs too.
+    backbone.webhook_urls = tuple(config.webhooks.urls)
+    return backbone
+
+
+def make_url_guard(config: Config) -> UrlGuard:
+    """The SSRF guard; a configured webhook URL that is not http(s) stops the server."""
+    hooks = config.webhooks
+    guard = UrlGuard(
+        allow_private=hooks.allow_private,
+        allow_hosts=hooks.allow_hosts,
+        resolve_timeout=hooks.connect_timeout,
+    )
+    for i, url in enumerate(hooks.urls):
+        try:
+            guard.parse(url)
+        except UnsafeUrl as exc:
+            raise ValidationError(
+                f"invalid `webhooks.urls[{i}]`: {exc}",
+                details={"field": f"webhooks.urls[{i}]", "constraint": str(exc)},
+            ) from None
+    return guard
 
 
 def make_registry(config: Config, apps: Sequence[App | str]) -> Registry:
@@ -71,6 +98,7 @@ class Runtime:
     workers: WorkerPool | None
     limits: RateLimits
     metrics: Metrics
+    webhooks: WebhookDispatcher | None = None
     draining: bool = False
     key_announced: bool = False
     open_streams: int = 0
@@ -81,11 +109,17 @@ class Runtime:
     def build(cls, config: Config, apps: Sequence[App | str]) -> Runtime:
         registry = make_registry(config, apps)
         backbone = make_backbone(config)
+        guard = make_url_guard(config)
         tasks = TaskService(
-            backbone, registry, retention=config.retention, max_parallel=config.max_parallel
+            backbone,
+            registry,
+            retention=config.retention,
+            max_parallel=config.max_parallel,
+            check_webhook_url=guard.check_call,
         )
         limits = RateLimits(config)
         metrics = Metrics()
+        webhooks = WebhookDispatcher(backbone, config.webhooks, guard, metrics=metrics)
         workers = (
             make_workers(config, backbone, registry, limits, metrics) if config.workers else None
         )
@@ -98,12 +132,15 @@ class Runtime:
             workers=workers,
             limits=limits,
             metrics=metrics,
+            webhooks=webhooks,
         )
 
     async def start(self) -> None:
         await self.backbone.start()
         if self.workers is not None:
             await self.workers.start()
+        if self.webhooks is not None:
+            await self.webhooks.start()
         if self.keys.generated_key and not self.key_announced:
             log.warning("no API key configured; generated one for this run")
             print(f"API key: {self.keys.generated_key}", flush=True)
@@ -118,5 +155,7 @@ class Runtime:
         self.begin_drain()
         if self.workers is not None:
             await self.workers.stop(grace=self.config.shutdown_grace)
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         await self.limits.close()
         await self.backbone.close()

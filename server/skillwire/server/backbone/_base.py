@@ -11,6 +11,11 @@ What a backbone promises:
   order. A listener registered before a log read therefore misses nothing that the read
   does not return (subscribe-then-replay, see ``channels._subscription``).
 - Work items are delivered at least once; a claimed item not acked is delivered again.
+- A task's terminal event and the webhook deliveries it calls for (one per URL: the task's own
+  ``webhook_url``, then each of ``webhook_urls``) are created in the same atomic step, so
+  one never exists without the other. A delivery attempt is claimed by one process at a
+  time under a lease; each claim counts one attempt, and only the claim holding the current
+  attempt may report its outcome (a lapsed claim is taken over as the next attempt).
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ from typing import Any
 
 import msgspec
 
-from skillwire.protocol import EncodedEvent, Event, EventType, Task, TaskStatus
+from skillwire.protocol import DeliveryStatus, EncodedEvent, Event, EventType, Task, TaskStatus
 
 __all__ = [
     "Backbone",
     "CancelListener",
     "Claim",
+    "DeliveryListener",
+    "DeliveryRecord",
     "EventListener",
     "LogSlice",
     "StoredTask",
@@ -35,6 +42,7 @@ __all__ = [
 
 EventListener = Callable[[EncodedEvent], None]
 CancelListener = Callable[[str], None]
+DeliveryListener = Callable[[], None]
 
 
 class WorkItem(msgspec.Struct):
@@ -67,6 +75,27 @@ class StoredTask(msgspec.Struct):
     webhook_url: str | None = None
 
 
+class DeliveryRecord(msgspec.Struct):
+    """One webhook delivery as a backbone keeps it. Times are POSIX seconds.
+
+    ``payload`` is the exact body sent on every attempt. ``attempts`` counts claims (an
+    attempt is counted when it is claimed); ``round_start`` is how many attempts came before
+    the current round of retries (a manual retry starts a new round).
+    """
+
+    id: str
+    url: str
+    task_id: str
+    type: str
+    status: DeliveryStatus
+    payload: bytes
+    created_at: float
+    attempts: int = 0
+    round_start: int = 0
+    last_error: str | None = None
+    next_attempt_at: float | None = None
+
+
 class LogSlice(msgspec.Struct):
     """Events after some seq, and where the log stands."""
 
@@ -80,6 +109,8 @@ class Backbone(abc.ABC):
     """Task records, event logs, live fan-out, the work queue and control signals."""
 
     name: str = "abstract"
+    # Configured receivers of every finished task (``webhooks.urls``), besides its own URL.
+    webhook_urls: tuple[str, ...] = ()
 
     # -- life ----------------------------------------------------------------------------
     @abc.abstractmethod
@@ -183,3 +214,50 @@ class Backbone(abc.ABC):
         self, key: str, fingerprint: str, task_id: str, ttl: float
     ) -> tuple[str, str] | None:
         """Store key -> (task_id, fingerprint) unless present; return the earlier pair if so."""
+
+    # -- webhook deliveries ----------------------------------------------------------------
+    @abc.abstractmethod
+    async def claim_deliveries(
+        self, count: int, lease: float
+    ) -> tuple[list[DeliveryRecord], float | None]:
+        """Claim up to ``count`` due deliveries for ``lease`` seconds, one attempt each.
+
+        Due means pending with its next attempt at or before now, or claimed by a process
+        whose lease lapsed. Each record comes back with ``attempts`` already counting this
+        attempt. Also returns when the next delivery falls due (POSIX seconds), if any.
+        """
+
+    @abc.abstractmethod
+    async def finish_attempt(
+        self,
+        delivery_id: str,
+        attempt: int,
+        *,
+        delivered: bool,
+        error: str | None,
+        retry_at: float | None,
+    ) -> bool:
+        """Record how attempt ``attempt`` went: delivered, due again at ``retry_at``, or failed.
+
+        False (and nothing changes) when that attempt no longer holds the claim.
+        """
+
+    @abc.abstractmethod
+    async def retry_delivery(self, delivery_id: str) -> DeliveryRecord:
+        """Make a delivery due now, as a new round of attempts under the same id.
+
+        Raises NotFound, or Conflict while an attempt is in flight.
+        """
+
+    @abc.abstractmethod
+    async def get_delivery(self, delivery_id: str) -> DeliveryRecord | None: ...
+
+    @abc.abstractmethod
+    async def list_deliveries(
+        self, *, status: DeliveryStatus | None, limit: int, offset: int
+    ) -> tuple[list[DeliveryRecord], int]:
+        """Newest first; finished ones are kept for the retention window."""
+
+    @abc.abstractmethod
+    def add_delivery_listener(self, listener: DeliveryListener) -> None:
+        """``listener()`` is called when this process created or re-queued a delivery."""

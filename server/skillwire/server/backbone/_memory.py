@@ -15,21 +15,36 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skillwire.protocol import (
-    Conflict,
+    DeliveryStatus,
     EncodedEvent,
     Event,
     EventType,
     NotFound,
     Task,
     TaskStatus,
+    WebhookPayload,
+    encode,
     format_time,
     lifecycle,
     parse_time,
 )
 
-from ._base import Backbone, CancelListener, Claim, EventListener, LogSlice, StoredTask, WorkItem
+from ._base import (
+    Backbone,
+    CancelListener,
+    Claim,
+    DeliveryListener,
+    DeliveryRecord,
+    EventListener,
+    LogSlice,
+    StoredTask,
+    WorkItem,
+)
+from ._deliveries import MemoryDeliveries, webhook_targets
 
 __all__ = ["MemoryBackbone"]
+
+_TERMINAL_EVENTS = frozenset(lifecycle.TASK_TERMINAL_EVENTS.values())
 
 
 @dataclass(slots=True)
@@ -59,6 +74,7 @@ class MemoryBackbone(Backbone):
         self._idempotency: dict[str, tuple[str, str, float]] = {}
         self._secret = secrets.token_bytes(32)
         self._sweeper: asyncio.Task[None] | None = None
+        self._deliveries = MemoryDeliveries(retention)
 
     # -- life ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -148,10 +164,20 @@ class MemoryBackbone(Backbone):
         if overflow > self._max_events // 4:  # trim in chunks: amortised O(1) per append
             del record.log[:overflow]
             record.first_seq = record.log[0].seq
+        for appended in events:
+            if appended.type in _TERMINAL_EVENTS:
+                self._create_deliveries(record, appended)
         for event in encoded:
             for listener in list(record.listeners):
                 listener(event)
         return encoded
+
+    def _create_deliveries(self, record: _Record, event: Event) -> None:
+        """In the same step as the terminal event: one delivery per webhook URL."""
+        urls = webhook_targets(record.webhook_url, self.webhook_urls)
+        if urls:
+            payload = encode(WebhookPayload(type=event.type, timestamp=event.time, data=event.data))
+            self._deliveries.create(record.task.task_id, urls, event.type, payload, time.time())
 
     # -- log and fan-out -----------------------------------------------------------------
     async def read_events(self, task_id: str, after: int, limit: int) -> LogSlice | None:
@@ -253,3 +279,42 @@ class MemoryBackbone(Backbone):
             del self._tickets[ticket]
         for key in [k for k, v in self._idempotency.items() if v[2] < mono]:
             del self._idempotency[key]
+        self._deliveries.sweep(now)
+
+    # -- webhook deliveries ----------------------------------------------------------------
+    async def claim_deliveries(
+        self, count: int, lease: float
+    ) -> tuple[list[DeliveryRecord], float | None]:
+        return self._deliveries.claim(count, lease, time.time())
+
+    async def finish_attempt(
+        self,
+        delivery_id: str,
+        attempt: int,
+        *,
+        delivered: bool,
+        error: str | None,
+        retry_at: float | None,
+    ) -> bool:
+        return self._deliveries.finish(
+            delivery_id,
+            attempt,
+            delivered=delivered,
+            error=error,
+            retry_at=retry_at,
+            now=time.time(),
+        )
+
+    async def retry_delivery(self, delivery_id: str) -> DeliveryRecord:
+        return self._deliveries.retry(delivery_id, time.time())
+
+    async def get_delivery(self, delivery_id: str) -> DeliveryRecord | None:
+        return self._deliveries.get(delivery_id)
+
+    async def list_deliveries(
+        self, *, status: DeliveryStatus | None, limit: int, offset: int
+    ) -> tuple[list[DeliveryRecord], int]:
+        return self._deliveries.list(status, limit, offset)
+
+    def add_delivery_listener(self, listener: DeliveryListener) -> None:
+        self._deliveries.add_listener(listener)

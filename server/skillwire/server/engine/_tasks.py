@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from skillwire.protocol import (
@@ -21,11 +22,11 @@ from skillwire.protocol import (
     TaskStatus,
     ValidationError,
     encode,
+    format_time,
     lifecycle,
     new_task_id,
     task_id_time,
     validate,
-    format_time,
 )
 
 from ..auth import Principal
@@ -57,11 +58,14 @@ class TaskService:
         *,
         retention: float,
         max_parallel: int,
+        check_webhook_url: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.backbone = backbone
         self.registry = registry
         self.retention = retention
         self.max_parallel = max_parallel
+        # The SSRF guard: raises ValidationError (422 naming webhook_url) for a refused URL.
+        self.check_webhook_url = check_webhook_url
 
     # -- calls ---------------------------------------------------------------------------
     def validate_requests(self, spec: SkillSpec, requests: list[dict[str, Any]]) -> list[Any]:
@@ -85,6 +89,8 @@ class TaskService:
         idempotency_key: str | None = None,
     ) -> CallResult:
         inputs = self.validate_requests(spec, body.requests)
+        if body.webhook_url is not None and self.check_webhook_url is not None:
+            await self.check_webhook_url(body.webhook_url)
         secret = await self.backbone.id_secret()
         now = time.time()
         task_id = new_task_id(secret, now)
@@ -102,7 +108,9 @@ class TaskService:
         )
         work = [
             WorkItem(task_id, spec.app, spec.name, principal.name, indices, chain_inputs)
-            for indices, chain_inputs in _chains(list(range(len(inputs))), inputs, self.max_parallel)
+            for indices, chain_inputs in _chains(
+                list(range(len(inputs))), inputs, self.max_parallel
+            )
         ]
         await self.backbone.create_task(
             task, first, owner=principal.name, webhook_url=body.webhook_url, work=work
@@ -130,7 +138,9 @@ class TaskService:
     async def _absent(self, task_id: str) -> NotFound | Expired:
         created = task_id_time(await self.backbone.id_secret(), task_id)
         if created is not None and created + self.retention < time.time():
-            return Expired(f"task {task_id} is past the retention window", details={"task_id": task_id})
+            return Expired(
+                f"task {task_id} is past the retention window", details={"task_id": task_id}
+            )
         return NotFound(f"task {task_id} not found", details={"task_id": task_id})
 
     def _visible(self, principal: Principal, task_id: str, stored: StoredTask | None) -> StoredTask:

@@ -24,6 +24,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from skillwire.protocol import (
     BackboneUnavailable,
     Conflict,
+    DeliveryStatus,
     EncodedEvent,
     Event,
     EventType,
@@ -39,9 +40,20 @@ from skillwire.protocol import (
     validate,
 )
 
-from .._base import Backbone, CancelListener, Claim, EventListener, LogSlice, StoredTask, WorkItem
+from .._base import (
+    Backbone,
+    CancelListener,
+    Claim,
+    DeliveryListener,
+    DeliveryRecord,
+    EventListener,
+    LogSlice,
+    StoredTask,
+    WorkItem,
+)
 from . import _keys as keys
 from . import _scripts as scripts
+from ._deliveries import RedisDeliveries, creation_args, creation_keys
 from ._fanout import Fanout
 
 __all__ = ["RedisBackbone"]
@@ -96,6 +108,8 @@ class RedisBackbone(Backbone):
         self._secret: bytes | None = None
         self._last_reclaim = 0.0
         self._shas: dict[str, str] = {}
+        self._deliveries = RedisDeliveries(self._client, self._script, self._retention)
+        self._delivery_listeners: list[DeliveryListener] = []
 
     # -- life ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -262,15 +276,16 @@ class RedisBackbone(Backbone):
             progress = encode(float(data.get("progress", 0.0)))
         elif type_ is EventType.REQUEST_FAILED:
             error = encode(data["error"])
+        now = time.time()
         async with _translated():
             flat = await self._script(
                 "append",
                 scripts.APPEND,
-                [keys.task(task_id), keys.events(task_id), keys.live(task_id)],
+                [keys.task(task_id), keys.events(task_id), keys.live(task_id), *creation_keys()],
                 [
                     task_id,
                     keys.output_prefix(task_id),
-                    format_time(time.time()),
+                    format_time(now),
                     self._max_events,
                     self._retention,
                     self._retention,
@@ -279,22 +294,34 @@ class RedisBackbone(Backbone):
                     encode(data),
                     progress,
                     error,
+                    *creation_args(task_id, now, self.webhook_urls),
                 ],
             )
-        return _events(flat)
+        events = _events(flat)
+        if events and events[-1].terminal:
+            self._wake_dispatchers()
+        return events
 
     async def cancel(self, task_id: str) -> Task:
+        now = time.time()
         async with _translated():
             result = await self._script(
                 "cancel",
                 scripts.CANCEL,
-                [keys.task(task_id), keys.events(task_id), keys.live(task_id), keys.CONTROL],
+                [
+                    keys.task(task_id),
+                    keys.events(task_id),
+                    keys.live(task_id),
+                    keys.CONTROL,
+                    *creation_keys(),
+                ],
                 [
                     task_id,
                     keys.output_prefix(task_id),
-                    format_time(time.time()),
+                    format_time(now),
                     self._max_events,
                     self._retention,
+                    *creation_args(task_id, now, self.webhook_urls),
                 ],
             )
         outcome = result[0]
@@ -303,6 +330,7 @@ class RedisBackbone(Backbone):
         if outcome == b"conflict":
             status = result[1].decode()
             raise Conflict(f"task {task_id} is already {status}", details={"status": status})
+        self._wake_dispatchers()
         return validate(decode_event(result[3]).data, Task)
 
     # -- log and fan-out -----------------------------------------------------------------
@@ -392,10 +420,14 @@ class RedisBackbone(Backbone):
         """Work items waiting (not yet claimed), and the age in seconds of the oldest one."""
         async with _translated():
             groups = await self._client.xinfo_groups(keys.WORK)
-            lag = next((g.get("lag") or 0 for g in groups if g["name"] == keys.WORK_GROUP.encode()), 0)
+            lag = next(
+                (g.get("lag") or 0 for g in groups if g["name"] == keys.WORK_GROUP.encode()), 0
+            )
             oldest = 0.0
             if lag:
-                last = next(g["last-delivered-id"] for g in groups if g["name"] == keys.WORK_GROUP.encode())
+                last = next(
+                    g["last-delivered-id"] for g in groups if g["name"] == keys.WORK_GROUP.encode()
+                )
                 entries = await self._client.xrange(keys.WORK, f"({last.decode()}", "+", count=1)
                 if entries:
                     oldest = max(time.time() - int(entries[0][0].split(b"-")[0]) / 1000, 0.0)
@@ -436,6 +468,51 @@ class RedisBackbone(Backbone):
         earlier_id, _, earlier_fingerprint = value.decode().partition(" ")
         return earlier_id, earlier_fingerprint
 
+    # -- webhook deliveries ----------------------------------------------------------------
+    async def claim_deliveries(
+        self, count: int, lease: float
+    ) -> tuple[list[DeliveryRecord], float | None]:
+        async with _translated():
+            return await self._deliveries.claim(count, lease)
+
+    async def finish_attempt(
+        self,
+        delivery_id: str,
+        attempt: int,
+        *,
+        delivered: bool,
+        error: str | None,
+        retry_at: float | None,
+    ) -> bool:
+        async with _translated():
+            return await self._deliveries.finish(
+                delivery_id, attempt, delivered=delivered, error=error, retry_at=retry_at
+            )
+
+    async def retry_delivery(self, delivery_id: str) -> DeliveryRecord:
+        async with _translated():
+            record = await self._deliveries.retry(delivery_id)
+        self._wake_dispatchers()
+        return record
+
+    async def get_delivery(self, delivery_id: str) -> DeliveryRecord | None:
+        async with _translated():
+            return await self._deliveries.get(delivery_id)
+
+    async def list_deliveries(
+        self, *, status: DeliveryStatus | None, limit: int, offset: int
+    ) -> tuple[list[DeliveryRecord], int]:
+        async with _translated():
+            return await self._deliveries.list(status, limit, offset)
+
+    def add_delivery_listener(self, listener: DeliveryListener) -> None:
+        self._delivery_listeners.append(listener)
+
+    def _wake_dispatchers(self) -> None:
+        """This process finished a task: its dispatcher may claim the deliveries at once."""
+        for listener in list(self._delivery_listeners):
+            listener()
+
 
 _TERMINAL_STATUSES = frozenset(s.value for s in lifecycle.TERMINAL_TASK_STATUSES)
 
@@ -458,4 +535,6 @@ def _entry(entry_id: bytes, fields: dict[bytes, bytes] | list[bytes]) -> Encoded
 
 
 def _claim(entry_id: bytes, fields: dict[bytes, bytes], deliveries: int) -> Claim:
-    return Claim(item=_work_decoder.decode(fields[b"w"]), token=entry_id.decode(), deliveries=deliveries)
+    return Claim(
+        item=_work_decoder.decode(fields[b"w"]), token=entry_id.decode(), deliveries=deliveries
+    )

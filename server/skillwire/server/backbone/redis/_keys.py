@@ -1,17 +1,24 @@
 """Every Redis key and channel skillwire uses, built here and nowhere else.
 
 A task's keys share the hash tag ``{tsk_...}``, so they live in one slot of a Redis Cluster
-and one Lua script may touch them all.
+and one Lua script may touch them all. Webhook deliveries share the hash tag ``{webhooks}``:
+the claim, finish and retry scripts touch only that slot; APPEND and CANCEL create deliveries
+next to the task's keys in one script, which a Redis Cluster would need to split.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "CONTROL",
+    "DELIVERIES_CLAIMED",
+    "DELIVERIES_DUE",
+    "DELIVERY_PREFIX",
     "SECRET",
     "TASKS",
     "WORK",
     "WORK_GROUP",
+    "deliveries",
+    "delivery",
     "events",
     "idempotency",
     "live",
@@ -31,6 +38,26 @@ WORK_GROUP = "workers"
 TASKS = "sw:tasks"
 # string: the secret that signs task ids, shared by every process of a deployment.
 SECRET = "sw:secret"
+# sorted set: ids of pending deliveries waiting for their next attempt, scored by when it is
+# due (ms). A claim moves an id from here to DELIVERIES_CLAIMED.
+DELIVERIES_DUE = "sw:{webhooks}:due"
+# sorted set: ids of deliveries with an attempt in flight, scored by when that claim's lease
+# lapses (ms); a lapsed one is claimed again (its process died) as the next attempt.
+DELIVERIES_CLAIMED = "sw:{webhooks}:claimed"
+# prefix of the delivery hashes (see ``delivery``), for the Lua scripts that build their keys.
+DELIVERY_PREFIX = "sw:{webhooks}:d:"
+
+
+def deliveries(status: str) -> str:
+    """Sorted set: ids of the deliveries in ``status`` (pending, delivered, failed), scored by
+    creation time in ms."""
+    return f"sw:{{webhooks}}:{status}"
+
+
+def delivery(delivery_id: str) -> str:
+    """Hash: one delivery (url, task_id, type, status, attempts, round, last_error, next_at,
+    created_at in ms, payload); expires a retention window after it is delivered or failed."""
+    return f"{DELIVERY_PREFIX}{delivery_id}"
 
 
 def task(task_id: str) -> str:

@@ -7,7 +7,15 @@ Task and event JSON are assembled from stored JSON fragments, never re-encoded.
 
 from __future__ import annotations
 
-__all__ = ["APPEND", "CANCEL", "READ", "VIEW"]
+__all__ = [
+    "APPEND",
+    "CANCEL",
+    "CLAIM_DELIVERIES",
+    "FINISH_ATTEMPT",
+    "READ",
+    "RETRY_DELIVERY",
+    "VIEW",
+]
 
 _COMMON = r"""
 local TERMINAL_TASK = {completed=true, partial=true, failed=true, cancelled=true}
@@ -61,17 +69,57 @@ local function expire_all(h, stream, outp, n, ttl)
   for i = 0, n - 1 do redis.call('EXPIRE', outp .. i, ttl) end
 end
 
-local function finish(h, stream, channel, outp, task_id, now, maxlen, status, ttl, out)
+-- The webhook part of APPEND's and CANCEL's arguments: the due and pending-index keys, then
+-- ARGV from ``first``: now in ms, the delivery hash prefix, the delivery id prefix and the
+-- configured URLs.
+local function webhooks_from(due, pending, first)
+  local urls = {}
+  for i = first + 3, #ARGV do urls[#urls + 1] = ARGV[i] end
+  return {due = due, pending = pending, now_ms = ARGV[first], prefix = ARGV[first + 1],
+    id_prefix = ARGV[first + 2], urls = urls}
+end
+
+-- One delivery per URL (the task's own first, then the configured ones, each once), created
+-- with the terminal event in the same script: neither exists without the other.
+local function create_deliveries(h, task_id, etype, now, data, wh)
+  local targets, seen = {}, {}
+  local own = redis.call('HGET', h, 'webhook_url')
+  if own and own ~= '' then
+    targets[1] = own
+    seen[own] = true
+  end
+  for _, url in ipairs(wh.urls) do
+    if not seen[url] then
+      targets[#targets + 1] = url
+      seen[url] = true
+    end
+  end
+  if #targets == 0 then return end
+  local payload = '{"type":"' .. etype .. '","timestamp":"' .. now .. '","data":' .. data .. '}'
+  for n, url in ipairs(targets) do
+    local id = wh.id_prefix .. (n - 1)
+    redis.call('HSET', wh.prefix .. id, 'id', id, 'url', url, 'task_id', task_id,
+      'type', etype, 'status', 'pending', 'attempts', 0, 'round', 0, 'last_error', '',
+      'next_at', wh.now_ms, 'created_at', wh.now_ms, 'payload', payload)
+    redis.call('ZADD', wh.due, wh.now_ms, id)
+    redis.call('ZADD', wh.pending, wh.now_ms, id)
+  end
+end
+
+local function finish(h, stream, channel, outp, task_id, now, maxlen, status, ttl, out, wh)
   redis.call('HSET', h, 'status', status, 'finished_at', now)
+  local final
   emit(h, stream, channel, task_id, now, maxlen, 'task.' .. status, nil,
-    function() return task_json(h, outp) end, out)
+    function() final = task_json(h, outp); return final end, out)
   expire_all(h, stream, outp, tonumber(redis.call('HGET', h, 'n')), ttl)
+  create_deliveries(h, task_id, 'task.' .. status, now, final, wh)
 end
 """
 
-# KEYS: task hash, events stream, live channel
+# KEYS: task hash, events stream, live channel, deliveries due, deliveries pending
 # ARGV: task_id, outputs prefix, now, maxlen, retention ttl, live ttl,
-#       type, index, data json, progress json, error json
+#       type, index, data json, progress json, error json,
+#       now ms, delivery prefix, delivery id prefix, configured webhook URLs...
 APPEND = (
     _COMMON
     + r"""
@@ -80,6 +128,7 @@ local task_id, outp, now, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ttl, live_ttl = ARGV[5], ARGV[6]
 local etype, index, data = ARGV[7], ARGV[8], ARGV[9]
 local progress, err = ARGV[10], ARGV[11]
+local wh = webhooks_from(KEYS[4], KEYS[5], 12)
 
 local status = redis.call('HGET', h, 'status')
 if not status or TERMINAL_TASK[status] then return {} end
@@ -143,7 +192,7 @@ if TERMINAL_REQ[rule[2]] then
     if final == 'failed' and redis.call('HGET', h, 'error') == 'null' then
       redis.call('HSET', h, 'error', first_error)
     end
-    finish(h, stream, channel, outp, task_id, now, maxlen, final, ttl, out)
+    finish(h, stream, channel, outp, task_id, now, maxlen, final, ttl, out, wh)
     return out
   end
 end
@@ -152,13 +201,15 @@ return out
 """
 )
 
-# KEYS: task hash, events stream, live channel, control channel
-# ARGV: task_id, outputs prefix, now, maxlen, retention ttl
+# KEYS: task hash, events stream, live channel, control channel, deliveries due, pending
+# ARGV: task_id, outputs prefix, now, maxlen, retention ttl,
+#       now ms, delivery prefix, delivery id prefix, configured webhook URLs...
 CANCEL = (
     _COMMON
     + r"""
 local h, stream, channel, control = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local task_id, outp, now, maxlen, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local wh = webhooks_from(KEYS[5], KEYS[6], 6)
 local status = redis.call('HGET', h, 'status')
 if not status then return {'missing'} end
 if TERMINAL_TASK[status] then return {'conflict', status} end
@@ -169,7 +220,7 @@ for j = 0, n - 1 do
   end
 end
 local out = {'ok'}
-finish(h, stream, channel, outp, task_id, now, maxlen, 'cancelled', ttl, out)
+finish(h, stream, channel, outp, task_id, now, maxlen, 'cancelled', ttl, out, wh)
 redis.call('PUBLISH', control, 'cancel ' .. task_id)
 return out
 """
@@ -194,4 +245,86 @@ local first_seq = state[2]
 if #first > 0 then first_seq = string.match(first[1][1], '^(%d+)') end
 local entries = redis.call('XRANGE', KEYS[2], '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
 return {state[1], state[2], first_seq, entries}
+"""
+
+# Claim due deliveries: lapsed claims first (their process died or stalled), then the due ones.
+# Each claim counts one attempt and takes a lease; returns the claimed hashes and when the
+# next delivery falls due (ms, '' when none).
+# KEYS: deliveries due, deliveries claimed   ARGV: now ms, lease ms, count, delivery prefix
+CLAIM_DELIVERIES = r"""
+local due, claimed = KEYS[1], KEYS[2]
+local now, lease, count, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local ids = redis.call('ZRANGEBYSCORE', claimed, '-inf', now, 'LIMIT', 0, count)
+if #ids < count then
+  local more = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, count - #ids)
+  for _, id in ipairs(more) do ids[#ids + 1] = id end
+end
+local out = {}
+for _, id in ipairs(ids) do
+  local key = prefix .. id
+  redis.call('ZREM', due, id)
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('ZADD', claimed, now + lease, id)
+    redis.call('HINCRBY', key, 'attempts', 1)
+    redis.call('HSET', key, 'next_at', '')
+    out[#out + 1] = redis.call('HGETALL', key)
+  else
+    redis.call('ZREM', claimed, id)
+  end
+end
+local next_due = ''
+local first = redis.call('ZRANGE', due, 0, 0, 'WITHSCORES')
+if #first > 0 then next_due = first[2] end
+local lapse = redis.call('ZRANGE', claimed, 0, 0, 'WITHSCORES')
+if #lapse > 0 and (next_due == '' or tonumber(lapse[2]) < tonumber(next_due)) then
+  next_due = lapse[2]
+end
+return {out, next_due}
+"""
+
+# Record an attempt's outcome, only if that attempt still holds the claim (else 0).
+# KEYS: delivery hash, due, claimed, pending index, delivered index, failed index
+# ARGV: id, attempt, outcome (delivered|retry|failed), last error, retry at ms, retention ttl
+FINISH_ATTEMPT = r"""
+local h, due, claimed = KEYS[1], KEYS[2], KEYS[3]
+local id, attempt, outcome, err = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local retry_at, ttl = ARGV[5], ARGV[6]
+if redis.call('HGET', h, 'attempts') ~= attempt then return 0 end
+if not redis.call('ZSCORE', claimed, id) then return 0 end
+redis.call('ZREM', claimed, id)
+redis.call('HSET', h, 'last_error', err)
+if outcome == 'retry' then
+  redis.call('HSET', h, 'next_at', retry_at)
+  redis.call('ZADD', due, retry_at, id)
+  return 1
+end
+redis.call('HSET', h, 'status', outcome)
+local created = redis.call('HGET', h, 'created_at')
+redis.call('ZREM', KEYS[4], id)
+if outcome == 'delivered' then
+  redis.call('ZADD', KEYS[5], created, id)
+else
+  redis.call('ZADD', KEYS[6], created, id)
+end
+redis.call('EXPIRE', h, ttl)
+return 1
+"""
+
+# Make a delivery due now as a new round of attempts ('missing', 'inflight' or 'ok' + hash).
+# KEYS: delivery hash, due, claimed, pending index, delivered index, failed index
+# ARGV: id, now ms
+RETRY_DELIVERY = r"""
+local h, due, claimed = KEYS[1], KEYS[2], KEYS[3]
+local id, now = ARGV[1], ARGV[2]
+if redis.call('EXISTS', h) == 0 then return {'missing'} end
+if redis.call('ZSCORE', claimed, id) then return {'inflight'} end
+local created = redis.call('HGET', h, 'created_at')
+redis.call('ZREM', KEYS[5], id)
+redis.call('ZREM', KEYS[6], id)
+redis.call('ZADD', KEYS[4], created, id)
+redis.call('HSET', h, 'status', 'pending', 'round', redis.call('HGET', h, 'attempts'),
+  'next_at', now)
+redis.call('PERSIST', h)
+redis.call('ZADD', due, now, id)
+return {'ok', redis.call('HGETALL', h)}
 """

@@ -1,0 +1,168 @@
+"""The SSRF guard: which webhook URLs skillwire may POST to.
+
+Only ``http`` and ``https``. The host is resolved and every address it resolves to must be
+public: private, loopback, link-local, multicast, reserved, unspecified and shared
+(carrier-grade NAT) addresses are refused unless ``webhooks.allow_private`` is on or the
+host is listed in ``webhooks.allow_hosts``. Cloud-metadata addresses are refused even with
+``allow_private``; only ``allow_hosts`` lets one through.
+
+The same rules run at call time (a 422 naming ``webhook_url``) and at delivery time, where
+the connection goes to exactly the addresses that were checked (``_transport``), so a DNS
+answer that changes in between (rebinding) cannot steer a delivery inward.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from skillwire.protocol import ValidationError
+
+__all__ = ["METADATA_ADDRESSES", "Target", "Unresolvable", "UnsafeUrl", "UrlGuard"]
+
+MAX_URL_LENGTH = 2048
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# Instance-metadata services: AWS/GCP/Azure/OpenStack (IPv4), AWS (IPv6), Alibaba Cloud.
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")
+)
+
+
+class UnsafeUrl(Exception):
+    """A URL skillwire refuses to deliver to; the message says why (never retried)."""
+
+
+class Unresolvable(Exception):
+    """The host name did not resolve (at delivery time: a network error, retried)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    scheme: str
+    host: str  # lower case, IDNA-encoded, no brackets around IPv6, no trailing dot
+    port: int
+
+
+def _literal(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+class UrlGuard:
+    def __init__(
+        self, *, allow_private: bool, allow_hosts: Iterable[str], resolve_timeout: float = 5.0
+    ) -> None:
+        self.allow_private = allow_private
+        self._hosts = {h.strip().lower().rstrip(".").strip("[]") for h in allow_hosts if h.strip()}
+        self._resolve_timeout = resolve_timeout
+
+    # -- the URL itself -----------------------------------------------------------------------
+    def parse(self, url: str) -> Target:
+        if len(url) > MAX_URL_LENGTH:
+            raise UnsafeUrl(f"the URL is longer than {MAX_URL_LENGTH} characters")
+        if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+            raise UnsafeUrl("the URL contains whitespace or control characters")
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise UnsafeUrl(f"not a valid URL: {exc}") from None
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https"):
+            raise UnsafeUrl("only http and https URLs are allowed")
+        host = (parts.hostname or "").rstrip(".")
+        if not host:
+            raise UnsafeUrl("the URL has no host")
+        if _literal(host) is None:
+            try:
+                host = host.encode("idna").decode("ascii").lower()
+            except UnicodeError:
+                raise UnsafeUrl(f"{host!r} is not a valid host name") from None
+        if port is None:
+            port = 443 if scheme == "https" else 80
+        return Target(scheme, host, port)
+
+    def host_allowed(self, host: str) -> bool:
+        """Listed in ``allow_hosts``: exactly, or under a ``*.example.org`` entry."""
+        host = host.lower().rstrip(".")
+        if host in self._hosts:
+            return True
+        return any(h.startswith("*.") and host.endswith(h[1:]) for h in self._hosts)
+
+    # -- addresses ----------------------------------------------------------------------------
+    def refusal(self, address: IPAddress) -> str | None:
+        """What kind of address ``address`` is when it may not receive webhooks, else None."""
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if address in METADATA_ADDRESSES:
+            return "a cloud metadata address"
+        if self.allow_private:
+            return None
+        for flag, kind in (
+            (address.is_loopback, "a loopback"),
+            (address.is_unspecified, "an unspecified"),
+            (address.is_link_local, "a link-local"),
+            (address.is_multicast, "a multicast"),
+            (address.is_reserved, "a reserved"),
+            (address.is_private, "a private"),
+            (not address.is_global, "a non-public"),
+        ):
+            if flag:
+                return f"{kind} address"
+        return None
+
+    async def resolve(self, host: str, port: int) -> list[str]:
+        """The addresses to connect to for ``host``, each one checked; raises UnsafeUrl."""
+        literal = _literal(host)
+        if literal is not None:
+            addresses = [literal]
+        else:
+            addresses = await self._lookup(host, port)
+        if self.host_allowed(host):
+            return [str(a) for a in addresses]
+        for address in addresses:  # every answer must pass, or an attacker mixes one in
+            kind = self.refusal(address)
+            if kind is not None:
+                shown = f"{host} resolves to {address}," if literal is None else f"{address} is"
+                raise UnsafeUrl(f"{shown} {kind}, which is not allowed")
+        return [str(a) for a in addresses]
+
+    async def _lookup(self, host: str, port: int) -> list[IPAddress]:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self._resolve_timeout):
+                infos = await loop.getaddrinfo(
+                    host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+                )
+        except (OSError, TimeoutError, UnicodeError) as exc:
+            raise Unresolvable(f"cannot resolve {host}: {exc or 'timed out'}") from None
+        found: list[IPAddress] = []
+        for _family, _type, _proto, _name, sockaddr in infos:
+            address = ipaddress.ip_address(str(sockaddr[0]).partition("%")[0])
+            if address not in found:
+                found.append(address)
+        if not found:
+            raise Unresolvable(f"cannot resolve {host}: no addresses")
+        return found
+
+    async def check(self, url: str) -> Target:
+        """Parse and resolve ``url``; raises UnsafeUrl or Unresolvable."""
+        target = self.parse(url)
+        await self.resolve(target.host, target.port)
+        return target
+
+    async def check_call(self, url: str) -> None:
+        """The call-time check: a bad webhook URL is a 422 naming ``webhook_url``."""
+        try:
+            await self.check(url)
+        except (UnsafeUrl, Unresolvable) as exc:
+            raise ValidationError(
+                f"invalid `webhook_url`: {exc}",
+                details={"field": "webhook_url", "constraint": str(exc)},
+            ) from None
