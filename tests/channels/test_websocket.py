@@ -262,6 +262,14 @@ async def test_subscribe_past_the_end_of_a_finished_task_says_so(server: Running
     with server.client() as client:
         last = client.get(f"/api/v1/tasks/{task_id}", params={"wait": 5}).json()["last_seq"]
     async with ws(server) as conn:
-        await conn.send(json.dumps({"op": "subscribe", "ref": "s", "task_id": task_id, "after": last}))
+        await conn.send(
+            json.dumps({"op": "subscribe", "ref": "s", "task_id": task_id, "after": last})
+        )
         reply = (await ws_messages(conn))[0]
-    assert reply == {"op": "subscribed", "ref": "s", "task_id": task_id, "status": "completed", "last_seq": last}
+    assert reply == {
+        "op": "subscribed",
+        "ref": "s",
+        "task_id": task_id,
+        "status": "completed",
+        "last_seq": last,
+    }

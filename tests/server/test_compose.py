@@ -57,6 +57,8 @@ def test_environment_names_are_config_keys() -> None:
 
     environment = _compose()["x-skillwire"]["environment"]
     for name in environment:
+        if not name.startswith("SKILLWIRE_"):
+            continue
         path = name.removeprefix("SKILLWIRE_").lower().split("__")
         assert _field_type(path) is not None, name
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -283,3 +284,22 @@ role = "admin"
     assert keys.lookup("sk_u").permissions == {Permission.READ}  # type: ignore[union-attr]
     assert keys.lookup("sk_a").permissions == {Permission.READ, Permission.METRICS}  # type: ignore[union-attr]
     assert keys.lookup("sk_root").permissions == frozenset(Permission)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"rate_limit": "lots"}, "rate_limit"),
+        ({"role_rate_limits": {"user": "5/fortnight"}}, "role_rate_limits.user"),
+        ({"provider_limits": {"acme.ask": "x"}}, "provider_limits.acme.ask"),
+        ({"keys": [{"name": "k", "key": "s", "rate_limit": "often"}]}, "keys[0].rate_limit"),
+        ({"keys": [{"name": "k", "key": "s", "role": "wizard"}]}, "keys[0].role"),
+    ],
+)
+def test_bad_limits_and_unknown_roles_are_configuration_errors(
+    overrides: dict[str, Any], field: str
+) -> None:
+    """Limit strings that do not parse and keys with unknown roles fail at load, naming the key."""
+    with pytest.raises(ValidationError) as caught:
+        load_config(environ={}, overrides=overrides)
+    assert caught.value.details["field"] == field

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from skillwire.protocol import ValidationError
 from skillwire.server import load_config
 from skillwire.server.auth import DEFAULT_ROLES, KeyStore, Permission, Principal, resolve_roles
 
@@ -64,7 +65,7 @@ def test_key_without_secret_is_an_error() -> None:
 
 def test_unknown_role_is_an_error() -> None:
     """A key with a role that is neither a default nor under [roles] fails at start."""
-    with pytest.raises(ValueError, match="unknown role 'boss'"):
+    with pytest.raises(ValidationError, match="unknown role 'boss'"):
         store(keys=[{"name": "x", "key": "k", "role": "boss"}])
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
+from limits import parse as parse_limit
 
 from skillwire.protocol import ValidationError, validate
 
@@ -163,4 +164,37 @@ def load_config(
     if overrides:
         data = _merge(data, overrides)
     # Non-strict: environment values arrive as strings ("15", "true").
-    return validate(data, Config, strict=False)
+    config = validate(data, Config, strict=False)
+    _check_semantics(config)
+    return config
+
+
+def _check_limit(field: str, text: str | None) -> None:
+    if text is None or text.strip() in ("", "0"):
+        return
+    try:
+        parse_limit(text)
+    except ValueError as exc:
+        raise ValidationError(
+            f'invalid `{field}`: {text!r} is not a rate limit like "600/minute"',
+            details={"field": field, "constraint": str(exc)},
+        ) from None
+
+
+def _check_semantics(config: Config) -> None:
+    """What the types cannot say: limit strings parse, keys name roles that exist."""
+    from .auth import DEFAULT_ROLES
+
+    _check_limit("rate_limit", config.rate_limit)
+    for role, text in config.role_rate_limits.items():
+        _check_limit(f"role_rate_limits.{role}", text)
+    for name, text in config.provider_limits.items():
+        _check_limit(f"provider_limits.{name}", text)
+    roles = set(DEFAULT_ROLES) | set(config.roles)
+    for i, key in enumerate(config.keys):
+        _check_limit(f"keys[{i}].rate_limit", key.rate_limit)
+        if key.role not in roles:
+            raise ValidationError(
+                f"invalid `keys[{i}].role`: unknown role {key.role!r}",
+                details={"field": f"keys[{i}].role", "constraint": f"one of {sorted(roles)}"},
+            )

@@ -37,8 +37,8 @@ from skillwire.protocol import (
     Pong,
     ServerMessage,
     SkillwireError,
-    SubscribeOp,
     Subscribed,
+    SubscribeOp,
     Unauthorized,
     UnsubscribeOp,
     encode_server_message,
@@ -189,8 +189,15 @@ class WebSocketSession:
         body = CallBody(requests=op.requests, webhook_url=op.webhook_url, metadata=op.metadata)
         result = await self.runtime.tasks.call(principal, spec, body)
         self.runtime.metrics.calls.labels(op.app, op.skill, "ws").inc()
-        audit("call", principal.name, task_id=result.task.task_id, app=op.app, skill=op.skill,
-              requests=len(op.requests), channel="ws")
+        audit(
+            "call",
+            principal.name,
+            task_id=result.task.task_id,
+            app=op.app,
+            skill=op.skill,
+            requests=len(op.requests),
+            channel="ws",
+        )
         self.reply(Accepted(task_id=result.task.task_id, ref=op.ref))
         self._follow(result.task.task_id, 0, snapshot=False)
 

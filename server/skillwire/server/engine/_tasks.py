@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from skillwire.protocol import (
+    BackboneUnavailable,
     CallBody,
     Conflict,
     Expired,
@@ -165,7 +166,12 @@ class TaskService:
             if event.terminal and not finished.done():
                 finished.set_result(None)
 
-        undo = await self.backbone.listen(task_id, on_event)
+        try:
+            undo = await self.backbone.listen(task_id, on_event)
+        except BackboneUnavailable:
+            # Live events are out (pub/sub reconnecting) but the store answers: poll it, so a
+            # call whose task was already created never answers 503 for its wait.
+            return await self._poll(principal, task_id, timeout)
         try:
             stored = await self.get(principal, task_id)
             if stored.task.status not in lifecycle.TERMINAL_TASK_STATUSES:
@@ -178,6 +184,16 @@ class TaskService:
         finally:
             undo()
         return stored.task
+
+    async def _poll(self, principal: Principal, task_id: str, timeout: float) -> Task:
+        deadline = time.monotonic() + timeout
+        while True:
+            stored = await self.get(principal, task_id)
+            if stored.task.status in lifecycle.TERMINAL_TASK_STATUSES:
+                return stored.task
+            if time.monotonic() >= deadline:
+                return stored.task
+            await asyncio.sleep(min(0.2, max(deadline - time.monotonic(), 0.0)))
 
     async def list(
         self,

@@ -12,6 +12,9 @@ import msgspec
 
 from skillwire.protocol import (
     AppsList,
+    Delivery,
+    DeliveryList,
+    DeliveryStatus,
     ErrorEnvelope,
     HealthStatus,
     ReadyStatus,
@@ -135,6 +138,8 @@ def openapi_document(registry: Registry, max_requests: int) -> dict[str, Any]:
             Task,
             TaskList,
             AppsList,
+            Delivery,
+            DeliveryList,
             Skill,
             ErrorEnvelope,
             Ticket,
@@ -314,6 +319,49 @@ def openapi_document(registry: Registry, max_requests: int) -> dict[str, Any]:
                 },
             }
         },
+    }
+    paths["/api/v1/webhooks/deliveries"] = {
+        "get": {
+            "operationId": "list_deliveries",
+            "summary": "Webhook deliveries by status (admin)",
+            "parameters": [
+                _param(
+                    "status",
+                    "query",
+                    {"type": "string", "enum": [s.value for s in DeliveryStatus]},
+                    "Filter",
+                ),
+                _param(
+                    "limit",
+                    "query",
+                    {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
+                    "Page size",
+                ),
+                _param(
+                    "offset",
+                    "query",
+                    {"type": "integer", "minimum": 0, "maximum": 1000000, "default": 0},
+                    "Skip",
+                ),
+            ],
+            "responses": {
+                "200": {"description": "A page", "content": _json(_ref("DeliveryList"))},
+                **_auth(("400",)),
+            },
+        }
+    }
+    paths["/api/v1/webhooks/deliveries/{delivery_id}/retry"] = {
+        "post": {
+            "operationId": "retry_delivery",
+            "summary": "Send a delivery again under the same webhook-id (admin)",
+            "parameters": [
+                _param("delivery_id", "path", {"type": "string"}, "Its webhook-id", True)
+            ],
+            "responses": {
+                "202": {"description": "Scheduled", "content": _json(_ref("Delivery"))},
+                **_auth(("404", "409")),
+            },
+        }
     }
     for spec in registry.specs():
         limit = registry.max_requests(spec)

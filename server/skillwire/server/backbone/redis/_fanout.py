@@ -15,8 +15,8 @@ import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from skillwire.protocol import EncodedEvent
@@ -39,7 +39,7 @@ def parse_live(payload: bytes) -> EncodedEvent:
 class Fanout:
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: Any,  # redis.asyncio.Redis; its reply types are too loose to be useful
         on_control: Callable[[bytes], None],
         resync: Callable[[str], Awaitable[EncodedEvent | None]],
     ) -> None:
@@ -48,7 +48,7 @@ class Fanout:
         self._resync = resync
         self._listeners: dict[str, list[EventListener]] = {}
         self._confirm: dict[bytes, asyncio.Future[None]] = {}
-        self._pubsub: aioredis.client.PubSub | None = None
+        self._pubsub: Any = None  # redis.asyncio.client.PubSub
         self._reader: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._closing = False
@@ -94,9 +94,7 @@ class Fanout:
         if not listeners:
             del self._listeners[task_id]
             if self._pubsub is not None and self._connected.is_set():
-                task = asyncio.get_running_loop().create_task(
-                    self._unsubscribe(keys.live(task_id))
-                )
+                task = asyncio.get_running_loop().create_task(self._unsubscribe(keys.live(task_id)))
                 task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def _subscribe(self, channel: str) -> None:
@@ -148,7 +146,7 @@ class Fanout:
                     waiter.cancel()
             self._confirm.clear()
             await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, 2.0)
 
     async def _connect_and_read(self) -> None:
         if self._pubsub is not None:
@@ -169,11 +167,11 @@ class Fanout:
                 continue
             kind = message["type"]
             if kind == "message":
-                channel: bytes = message["channel"]
-                if channel == keys.CONTROL.encode():
+                source: bytes = message["channel"]
+                if source == keys.CONTROL.encode():
                     self._on_control(message["data"])
                     continue
-                self._dispatch(channel, message["data"])
+                self._dispatch(source, message["data"])
             elif kind == "subscribe":
                 waiter = self._confirm.get(message["channel"])
                 if waiter is not None and not waiter.done():

@@ -1,0 +1,48 @@
+"""The bench suite still runs: ``bench/run --smoke`` end to end, and it loses nothing.
+
+One tiny fan-out (skillwire, memory backbone, a few WebSocket subscribers, no baselines)
+through the real orchestrator, server and Node load generator. It checks what the run
+delivered, never how fast: performance figures come only from a full ``bench/run``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)  # a first run installs the loader's npm packages
+def test_bench_smoke_writes_json_with_zero_loss(tmp_path: Path) -> None:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("the bench's load generator needs node and npm")
+    out = tmp_path / "smoke.json"
+    proc = subprocess.run(
+        [str(ROOT / "bench" / "run"), "--smoke", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=230,
+        check=False,
+    )
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    result = json.loads(out.read_text())
+    runs = result["runs"]
+    assert [r["scenario"] for r in runs] == ["A"]
+    for run in runs:
+        assert "error" not in run, run.get("error")
+        assert run["system"] == "skillwire-memory"
+        assert run["expected"] > 0
+        assert run["delivered"] == run["expected"]
+        assert run["lost"] == 0
+        assert run["dups"] == 0
+        assert run["gaps"] == 0
+        assert run["samples"] == run["delivered"]  # a latency for every delivered event
+    assert result["meta"]["machine"]["nproc"] >= 1
+    assert "| scenario" in result["table"]
