@@ -76,6 +76,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     max_parallel: int = 5
     concurrency: int = 64
     work_lease: float = 30.0
+    work_max_deliveries: int = 5
     shutdown_grace: float = 10.0
     skill_timeout: float = 300.0
     max_events: int = 10_000

@@ -81,6 +81,7 @@ def make_workers(
         limits=limits,
         metrics=metrics,
         requeue_on_stop=backbone.name != "memory",
+        max_deliveries=config.work_max_deliveries,
         concurrency=config.concurrency,
         default_timeout=config.skill_timeout,
         timeouts=config.skill_timeouts,

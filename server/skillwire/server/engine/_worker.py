@@ -62,7 +62,9 @@ class WorkerPool:
         limits: RateLimits | None = None,
         metrics: Metrics | None = None,
         requeue_on_stop: bool = True,
+        max_deliveries: int = 5,
     ) -> None:
+        self._max_deliveries = max_deliveries
         self._requeue_on_stop = requeue_on_stop
         self._limits = limits
         self._metrics = metrics
@@ -152,7 +154,10 @@ class WorkerPool:
 
     async def _run_claim(self, claim: Claim) -> None:
         try:
-            await self._run_chain(claim)
+            if claim.deliveries > self._max_deliveries:
+                await self._give_up(claim)
+            else:
+                await self._run_chain(claim)
         except asyncio.CancelledError:
             with contextlib.suppress(BackboneUnavailable):
                 if self._requeue_on_stop:
@@ -173,6 +178,23 @@ class WorkerPool:
         finally:
             self._claims.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
             self._slot_freed.set()
+
+    async def _give_up(self, claim: Claim) -> None:
+        """An item whose worker was lost again and again: fail it so no task stays running."""
+        log.error(
+            "giving up on task %s requests %s after %d deliveries",
+            claim.item.task_id,
+            claim.item.indices,
+            claim.deliveries,
+        )
+        failure = _failure(
+            "WORKER_LOST",
+            f"the worker running this was lost {claim.deliveries - 1} times; not retrying",
+        )
+        for index in claim.item.indices:
+            await self._backbone.append(
+                claim.item.task_id, EventType.REQUEST_FAILED, index, failure
+            )
 
     async def _run_chain(self, claim: Claim) -> None:
         item = claim.item

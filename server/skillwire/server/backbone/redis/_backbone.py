@@ -370,9 +370,10 @@ class RedisBackbone(Backbone):
                 _, reclaimed, _ = await self._client.xautoclaim(
                     keys.WORK, keys.WORK_GROUP, consumer, self._lease_ms, "0-0", count=count
                 )
-                claims = [_claim(entry_id, fields, 2) for entry_id, fields in reclaimed if fields]
-                if claims:
-                    return claims
+                live = [(entry_id, fields) for entry_id, fields in reclaimed if fields]
+                if live:
+                    counts = await self._delivery_counts([entry_id for entry_id, _ in live])
+                    return [_claim(i, fields, counts.get(i, 2)) for i, fields in live]
             try:
                 found = await self._blocking.xreadgroup(
                     keys.WORK_GROUP,
@@ -389,6 +390,17 @@ class RedisBackbone(Backbone):
         if not found:
             return []
         return [_claim(entry_id, fields, 1) for entry_id, fields in found[0][1]]
+
+    async def _delivery_counts(self, entry_ids: list[bytes]) -> dict[bytes, int]:
+        """How often each pending entry was delivered (a lost worker's item comes back)."""
+        ordered = sorted(entry_ids, key=lambda i: tuple(int(p) for p in i.split(b"-")))
+        pending = await self._client.xpending_range(
+            keys.WORK, keys.WORK_GROUP, min=ordered[0], max=ordered[-1], count=10_000
+        )
+        wanted = set(entry_ids)
+        return {
+            p["message_id"]: int(p["times_delivered"]) for p in pending if p["message_id"] in wanted
+        }
 
     async def touch(self, consumer: str, claims: list[Claim]) -> None:
         if not claims:
