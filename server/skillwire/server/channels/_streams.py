@@ -24,6 +24,7 @@ from skillwire.protocol import (
     sse_retry,
 )
 
+from .._metrics import Tally
 from .._runtime import Runtime
 from ..auth import Permission, Principal
 from ..http._auth import require, runtime_of
@@ -133,7 +134,7 @@ class EventStreamResponse(Response):
                 outbox.close()
             await asyncio.Future()  # finished: wait for the writer to drain and end the group
 
-        delivered = runtime.metrics.events_delivered.labels(self.fmt)
+        delivered = Tally(runtime.metrics.events_delivered.labels(self.fmt))
 
         async def write() -> None:
             while True:
@@ -144,7 +145,7 @@ class EventStreamResponse(Response):
                 body = b"".join(items) if items else heartbeat
                 await send({"type": "http.response.body", "body": body, "more_body": True})
                 if items:
-                    delivered.inc(len(items))
+                    delivered.add(len(items))
 
         async def disconnected() -> None:
             while (await receive())["type"] != "http.disconnect":
@@ -159,6 +160,7 @@ class EventStreamResponse(Response):
         try:
             await _first_done(produce, write, disconnected, shutdown)
         finally:
+            delivered.flush()
             runtime.open_streams -= 1
             connections.dec()
             if outbox.overflowed:

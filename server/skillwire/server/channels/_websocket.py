@@ -50,6 +50,7 @@ from skillwire.protocol import (
 )
 
 from .._logging import audit
+from .._metrics import Tally
 from .._runtime import Runtime
 from ..auth import Permission, Principal
 from ..http._auth import authenticate
@@ -93,7 +94,13 @@ class WebSocketSession:
 
     async def writer(self) -> None:
         interval = self.runtime.config.heartbeat_interval
-        delivered = self.runtime.metrics.events_delivered.labels("ws")
+        delivered = Tally(self.runtime.metrics.events_delivered.labels("ws"))
+        try:
+            await self._write(interval, delivered)
+        finally:
+            delivered.flush()
+
+    async def _write(self, interval: float, delivered: Tally) -> None:
         while True:
             try:
                 items = await self.outbox.take(interval)
@@ -107,7 +114,7 @@ class WebSocketSession:
                 frame = ws_heartbeat(format_time(time.time())).decode("ascii")
             await self.ws.send_text(frame)
             if items:
-                delivered.inc(len(items))
+                delivered.add(len(items))
 
     # -- receiving -----------------------------------------------------------------------
     async def reader(self) -> None:

@@ -70,7 +70,8 @@ class RequestContextMiddleware:
                 response = error_response(ServiceUnavailable("server is shutting down"), request_id)
                 await response(scope, receive, send_with_id)
                 return
-            await self.app(scope, receive, send_with_id)
+            # WebSocket frames skip the wrapper: it only adds a header to HTTP responses.
+            await self.app(scope, receive, send_with_id if scope["type"] == "http" else send)
         except Exception:
             errors.exception("unhandled error; request_id=%s", request_id)
             if scope["type"] == "http" and not response_started:

@@ -85,6 +85,9 @@ class RateLimitMiddleware:
             )
             await response(scope, receive, send)
             return
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, send)  # no headers to add: keep the frame path bare
+            return
         raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
         async def send_with_headers(message: Message) -> None:
