@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ from skillwire.protocol import (
     SSE_HEARTBEAT,
     BadRequest,
     EncodedEvent,
+    SkillwireError,
     sse_retry,
 )
 
@@ -39,6 +41,7 @@ __all__ = [
     "stream_response",
 ]
 
+log = logging.getLogger("skillwire.streams")
 StreamFormat = Literal["sse", "ndjson"]
 SSE_RETRY_MS = 2000
 
@@ -80,8 +83,14 @@ async def _first_done(*jobs: Callable[[], Coroutine[Any, Any, None]]) -> None:
                 await task
     for task in done:
         exc = None if task.cancelled() else task.exception()
-        if exc is not None and not isinstance(exc, (SlowConsumer, OutboxClosed)):
-            raise exc
+        if exc is None or isinstance(exc, (SlowConsumer, OutboxClosed)):
+            continue
+        # The response has started: nothing is left but to end the stream. The client
+        # reconnects and resumes from its last seq (Last-Event-ID / ?after=).
+        if isinstance(exc, SkillwireError):
+            log.warning("stream ended early: %s", exc.message)
+        else:
+            log.error("stream failed", exc_info=exc)
 
 
 class EventStreamResponse(Response):

@@ -94,6 +94,8 @@ class RedisBackbone(Backbone):
         max_events: int = 10_000,
         retention: float = 86_400.0,
         lease: float = 30.0,
+        max_connections: int = 256,
+        pool_timeout: float = 10.0,
     ) -> None:
         self._url = url
         self._max_events = max_events
@@ -101,9 +103,18 @@ class RedisBackbone(Backbone):
         self._lease_ms = int(lease * 1000)
         # redis-py's return types are unions of every reply shape: treat the client as Any here,
         # at the edge, and check the shapes we rely on in the tests (both backbones run them).
-        self._client: Any = aioredis.Redis.from_url(
-            url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
+        # A blocking pool: past max_connections a command waits for a free connection (up to
+        # pool_timeout) instead of failing with "Too many connections" under a burst of
+        # subscribers; the pool size bounds what one process asks of Redis.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=pool_timeout,
+            socket_timeout=5,
+            socket_connect_timeout=2,
+            health_check_interval=10,
         )
+        self._client: Any = aioredis.Redis.from_pool(pool)  # owns the pool: aclose() closes it
         self._blocking: Any = aioredis.Redis.from_url(url, socket_connect_timeout=2)
         self._cancel_listeners: list[CancelListener] = []
         self._fanout = Fanout(self._client, self._on_control, self._newest_event)
