@@ -374,7 +374,6 @@ class Bench:
         self.tmp = Path(tempfile.mkdtemp(prefix="skillwire-bench-"))
         self.redis: Redis | None = None
         self.runs: list[dict[str, Any]] = []
-        self.notes: list[str] = []
         self.worker_failures: list[str] = []
         self._run_started = time.monotonic()
 
@@ -1206,7 +1205,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size", type=int, default=int(env("SIZE", "200")), help="output payload bytes")
     p.add_argument("--a-k", default=env("A_K", "100,1000"), help="A: subscribers per run")
     p.add_argument(
-        "--a-events", default=env("A_EVENTS", "500,100"), help="A: events per run, one per --a-k"
+        "--a-events", default=env("A_EVENTS", "2000,300"), help="A: events per run, one per --a-k"
     )
     p.add_argument(
         "--a-rate",
@@ -1233,7 +1232,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="B: clients (one task each)",
     )
     p.add_argument(
-        "--b-events", type=int, default=int(env("B_EVENTS", "30")), help="B: events per task"
+        "--b-events", type=int, default=int(env("B_EVENTS", "60")), help="B: events per task"
     )
     p.add_argument(
         "--b-rate",
@@ -1276,17 +1275,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--run-timeout",
         type=float,
-        default=float(env("RUN_TIMEOUT", "30")),
+        default=float(env("RUN_TIMEOUT", "60")),
         help="seconds a run may take after go (what has not arrived by then is lost)",
     )
     p.add_argument(
         "--profile", action="store_true", help="also py-spy the server under A K=1000 WS"
-    )
-    p.add_argument(
-        "--profile-seconds",
-        type=float,
-        default=float(env("PROFILE_SECONDS", "0")),
-        help="(unused: the run's length)",
     )
     p.add_argument(
         "--json",
@@ -1653,8 +1646,8 @@ def profile_runs(bench: Bench, args: argparse.Namespace, backbones: list[str]) -
             hook = {"format": fmt, "path": path, "pyspy": pyspy}
             bench.profile_hook = hook  # type: ignore[attr-defined]
             try:
-                # long enough for a few thousand samples at each backbone's pace
-                n = 150 if backbone == "memory" else 1000
+                # long enough for a few thousand samples (1M deliveries)
+                n = 1000
                 run = bench.stream_run(
                     "P",
                     name,
