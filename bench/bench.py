@@ -1287,6 +1287,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="where to write the JSON",
     )
     args = p.parse_args(argv)
+    default_json = str(BENCH / "results" / "latest.json")
+    if set(csv_strs(args.only.upper())) == {"P"} and args.json == default_json:
+        args.json = str(BENCH / "results" / "profile.json")  # a profile leaves the table alone
     if args.smoke:
         args.only = "A"
         args.backbones = "memory"

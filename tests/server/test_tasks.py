@@ -72,8 +72,10 @@ def test_wait_wakes_up_on_cancel(any_server: RunningServer) -> None:
     with any_server.client() as client, any_server.client() as canceller:
         task_id = start_countdown(client)
         wait_until(lambda: task_of(client, task_id)["status"] == "running")
-        threading.Timer(0.1, lambda: canceller.delete(f"/api/v1/tasks/{task_id}")).start()
+        timer = threading.Timer(0.1, lambda: canceller.delete(f"/api/v1/tasks/{task_id}"))
+        timer.start()
         response = client.get(f"/api/v1/tasks/{task_id}", params={"wait": 30})
+        timer.join()  # the DELETE's answer must be read before its client closes
     assert response.json()["status"] == "cancelled"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from ._config import Config, load_config
@@ -110,7 +110,7 @@ def serve(config: Config, apps: Sequence[str]) -> None:
                 break
         await startup
 
-    asyncio.run(run())
+    _run(run())
 
 
 def work(config: Config, apps: Sequence[str], metrics_port: int = 0) -> None:
@@ -148,7 +148,21 @@ def work(config: Config, apps: Sequence[str], metrics_port: int = 0) -> None:
         await limits.close()
         await backbone.close()
 
-    asyncio.run(run())
+    _run(run())
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop when it is installed (uvicorn[standard] brings it), as uvicorn would."""
+    import asyncio
+
+    try:
+        import uvloop
+    except ImportError:
+        factory = None
+    else:
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
