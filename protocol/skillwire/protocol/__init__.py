@@ -40,7 +40,14 @@ from ._errors import (
     ValidationError,
     error_class_for,
 )
-from ._framing import NDJSON_HEARTBEAT, SSE_HEARTBEAT, EncodedEvent, sse_retry, ws_heartbeat
+from ._framing import (
+    NDJSON_HEARTBEAT,
+    SSE_HEARTBEAT,
+    TERMINAL_EVENT_TYPES,
+    EncodedEvent,
+    sse_retry,
+    ws_heartbeat,
+)
 from ._ids import TASK_ID_PREFIX, new_task_id, task_id_time
 from ._models import (
     AppSkills,
@@ -98,6 +105,7 @@ __all__ = [
     "SSE_HEARTBEAT",
     "SUBPROTOCOL",
     "TASK_ID_PREFIX",
+    "TERMINAL_EVENT_TYPES",
     "Accepted",
     "AppSkills",
     "AppsList",

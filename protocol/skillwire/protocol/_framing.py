@@ -7,11 +7,13 @@ those bytes on first use and cached, so every subscriber of a channel gets the s
 from __future__ import annotations
 
 from ._codec import encode
+from ._lifecycle import TASK_TERMINAL_EVENTS
 from ._models import Event
 
 __all__ = [
     "NDJSON_HEARTBEAT",
     "SSE_HEARTBEAT",
+    "TERMINAL_EVENT_TYPES",
     "EncodedEvent",
     "sse_retry",
     "ws_heartbeat",
@@ -51,7 +53,7 @@ class EncodedEvent:
             event.seq,
             event.type,
             encode(event),
-            terminal=event.type in _TERMINAL_TYPES,
+            terminal=event.type in TERMINAL_EVENT_TYPES,
         )
 
     @property
@@ -87,4 +89,5 @@ class EncodedEvent:
         return f"EncodedEvent(seq={self.seq}, type={self.type!r})"
 
 
-_TERMINAL_TYPES = frozenset({"task.completed", "task.partial", "task.failed", "task.cancelled"})
+# The event types that end a task's stream, as strings (one definition, from the lifecycle).
+TERMINAL_EVENT_TYPES = frozenset(t.value for t in TASK_TERMINAL_EVENTS.values())

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .._config import Config
-from ._permissions import Permission, resolve_roles
+from ._permissions import resolve_roles
 from ._principal import Principal
 
 __all__ = ["KeyStore", "digest"]
@@ -91,6 +91,3 @@ class KeyStore:
     def by_name(self, name: str) -> Principal | None:
         """The principal a ticket was issued to (tickets store names, never keys)."""
         return next((e.principal for e in self._entries if e.principal.name == name), None)
-
-    def has_permission_anywhere(self, permission: Permission) -> bool:
-        return any(permission in e.principal.permissions for e in self._entries)

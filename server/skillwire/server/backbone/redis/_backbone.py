@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from skillwire.protocol import (
+    TERMINAL_EVENT_TYPES,
     BackboneUnavailable,
     Conflict,
     DeliveryStatus,
@@ -59,7 +60,7 @@ from ._fanout import Fanout
 __all__ = ["RedisBackbone"]
 
 _work_decoder = msgspec.json.Decoder(WorkItem)
-_TERMINAL = frozenset({"task.completed", "task.partial", "task.failed", "task.cancelled"})
+_TERMINAL = TERMINAL_EVENT_TYPES
 LIST_SCAN_LIMIT = 10_000
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from skillwire.protocol import EncodedEvent
+from skillwire.protocol import TERMINAL_EVENT_TYPES, EncodedEvent
 
 from .. import EventListener
 from . import _keys as keys
@@ -27,7 +27,7 @@ from . import _keys as keys
 __all__ = ["Fanout", "parse_live"]
 
 log = logging.getLogger("skillwire.redis")
-TERMINAL = frozenset({b"task.completed", b"task.partial", b"task.failed", b"task.cancelled"})
+TERMINAL = frozenset(t.encode("ascii") for t in TERMINAL_EVENT_TYPES)
 
 
 def parse_live(payload: bytes) -> EncodedEvent:
