@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from skillwire.protocol import (
     TERMINAL_EVENT_TYPES,
@@ -54,6 +54,7 @@ from .._base import (
 )
 from . import _keys as keys
 from . import _scripts as scripts
+from ._batching import CommandBatcher
 from ._deliveries import RedisDeliveries, creation_args, creation_keys
 from ._fanout import Fanout
 
@@ -121,7 +122,7 @@ class RedisBackbone(Backbone):
         self._fanout = Fanout(self._client, self._on_control, self._newest_event)
         self._secret: bytes | None = None
         self._last_reclaim = 0.0
-        self._shas: dict[str, str] = {}
+        self._batcher = CommandBatcher(self._client)
         self._deliveries = RedisDeliveries(self._client, self._script, self._retention)
         self._delivery_listeners: list[DeliveryListener] = []
 
@@ -141,6 +142,7 @@ class RedisBackbone(Backbone):
 
     async def close(self) -> None:
         await self._fanout.close()
+        await self._batcher.close()
         await self._client.aclose()
         await self._blocking.aclose()
 
@@ -157,15 +159,8 @@ class RedisBackbone(Backbone):
         return self._secret
 
     async def _script(self, name: str, source: str, keys_: list[str], args: list[Any]) -> Any:
-        sha = self._shas.get(name)
-        if sha is None:
-            sha = await self._client.script_load(source)
-            self._shas[name] = sha
-        try:
-            return await self._client.evalsha(sha, len(keys_), *keys_, *args)
-        except NoScriptError:  # Redis restarted and forgot its scripts
-            self._shas.pop(name, None)
-            return await self._script(name, source, keys_, args)
+        # Every script of this process shares round trips with the others queued meanwhile.
+        return await self._batcher.script(source, keys_, args)
 
     # -- tasks ---------------------------------------------------------------------------
     async def create_task(
@@ -428,11 +423,14 @@ class RedisBackbone(Backbone):
             )
 
     async def ack(self, claim: Claim) -> None:
+        # Two commands in the shared batch rather than a MULTI on a connection of its own: a
+        # thousand tasks finishing together must not queue for the pool. Acked is what counts;
+        # an entry whose XDEL was lost with the connection is history, never delivered again.
         async with _translated():
-            pipe = self._client.pipeline(transaction=True)
-            pipe.xack(keys.WORK, keys.WORK_GROUP, claim.token)
-            pipe.xdel(keys.WORK, claim.token)
-            await pipe.execute()
+            await asyncio.gather(
+                self._batcher.command("XACK", keys.WORK, keys.WORK_GROUP, claim.token),
+                self._batcher.command("XDEL", keys.WORK, claim.token),
+            )
 
     async def requeue(self, claim: Claim) -> None:
         async with _translated():

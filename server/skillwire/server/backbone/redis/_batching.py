@@ -1,0 +1,125 @@
+"""Commands of the whole process, many per round trip (auto-pipelining).
+
+A thousand running skills that each append an event would otherwise hold a thousand pooled
+connections, each for one round trip, and the ones past the pool's size would wait for a
+connection, their events late. Here a call queues its command and awaits the reply; a
+flusher sends everything queued meanwhile as one pipeline on one connection, and a few
+flushers run at once so packing the next batch overlaps Redis running the current one.
+
+Per-caller order holds: a caller awaits each reply before its next command. Redis runs a
+pipeline's commands in order, one at a time, so each script stays atomic; the pipeline is
+not a transaction (one command's error does not undo the others).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+
+__all__ = ["CommandBatcher"]
+
+
+class _Call:
+    __slots__ = ("args", "future", "script")
+
+    def __init__(self, args: tuple[Any, ...], future: asyncio.Future[Any], script: str | None):
+        self.args = args
+        self.future = future
+        self.script = script  # the Lua source, for an EVALSHA that Redis may have forgotten
+
+
+class CommandBatcher:
+    def __init__(self, client: Any, *, max_batch: int = 512, max_in_flight: int = 4) -> None:
+        self._client = client
+        self._max_batch = max_batch
+        self._max_in_flight = max_in_flight
+        self._pending: deque[_Call] = deque()
+        self._flushers: set[asyncio.Task[None]] = set()
+        self._shas: dict[str, str] = {}
+
+    async def command(self, *args: Any) -> Any:
+        return await self._queue(args, None)
+
+    async def script(self, source: str, keys: list[str], args: list[Any]) -> Any:
+        sha = self._shas.get(source)
+        if sha is None:
+            sha = self._shas[source] = await self._client.script_load(source)
+        return await self._queue(("EVALSHA", sha, len(keys), *keys, *args), source)
+
+    async def close(self) -> None:
+        for flusher in list(self._flushers):
+            flusher.cancel()
+        await asyncio.gather(*self._flushers, return_exceptions=True)
+
+    def _queue(self, args: tuple[Any, ...], script: str | None) -> asyncio.Future[Any]:
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append(_Call(args, future, script))
+        if len(self._flushers) < self._max_in_flight:
+            # Started, not run: it takes what is queued when it first runs, so every command
+            # issued in this turn of the loop shares its round trip.
+            flusher = asyncio.create_task(self._flush(), name="skillwire-redis-batch")
+            self._flushers.add(flusher)
+            flusher.add_done_callback(self._flushers.discard)
+        return future
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch = [
+                self._pending.popleft() for _ in range(min(len(self._pending), self._max_batch))
+            ]
+            batch = [call for call in batch if not call.future.done()]  # callers gone
+            if not batch:
+                continue
+            try:
+                await self._send(batch, retry_unknown_scripts=True)
+            except asyncio.CancelledError:
+                for call in batch:
+                    call.future.cancel()
+                raise
+            except Exception as exc:  # reloading a script failed: the connection is gone
+                _fail(batch, exc)
+
+    async def _send(self, batch: list[_Call], *, retry_unknown_scripts: bool) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        for call in batch:
+            pipe.execute_command(*call.args)
+        try:
+            replies = await pipe.execute(raise_on_error=False)
+        except Exception as exc:  # the connection failed: every caller hears it
+            _fail(batch, exc)
+            return
+        forgotten: list[_Call] = []
+        for call, reply in zip(batch, replies, strict=True):
+            if isinstance(reply, NoScriptError) and call.script and retry_unknown_scripts:
+                forgotten.append(call)
+            elif call.future.done():
+                continue
+            elif isinstance(reply, Exception):
+                call.future.set_exception(reply)
+            else:
+                call.future.set_result(reply)
+        if forgotten:  # Redis restarted and lost its scripts: load them again, send once more
+            for call in forgotten:
+                sha = await self._client.script_load(call.script)
+                self._shas[call.script or ""] = sha
+                call.args = ("EVALSHA", sha, *call.args[2:])
+            await self._send(forgotten, retry_unknown_scripts=False)
+
+
+def _fail(batch: list[_Call], exc: Exception) -> None:
+    for call in batch:
+        if not call.future.done():
+            call.future.set_exception(_copy(exc))
+
+
+def _copy(exc: Exception) -> Exception:
+    """One exception object per waiting caller (each raise writes its own traceback)."""
+    if isinstance(exc, ResponseError):
+        return ResponseError(str(exc))
+    if isinstance(exc, OSError):
+        return OSError(str(exc))
+    return RedisConnectionError(str(exc) or type(exc).__name__)
