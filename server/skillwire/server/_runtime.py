@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from skillwire.protocol import ValidationError
 
@@ -89,6 +91,16 @@ def make_workers(
     )
 
 
+class Connection(Protocol):
+    """An open connection the runtime beats and drains (a WebSocket session)."""
+
+    def heartbeat(self, now: float) -> None:
+        """Send a heartbeat if nothing was sent for one interval (``now``: monotonic)."""
+
+    def drain(self) -> None:
+        """The server is shutting down: close (WebSocket 1012)."""
+
+
 @dataclass
 class Runtime:
     config: Config
@@ -105,6 +117,8 @@ class Runtime:
     open_streams: int = 0
     open_sockets: int = 0
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
+    connections: set[Connection] = field(default_factory=set)
+    _beating: asyncio.Task[None] | None = None
 
     @classmethod
     def build(cls, config: Config, apps: Sequence[App | str]) -> Runtime:
@@ -151,9 +165,34 @@ class Runtime:
         """Stop taking new work: streams end, WebSockets close with 1012, new requests 503."""
         self.draining = True
         self.shutdown.set()
+        for connection in list(self.connections):
+            connection.drain()
+
+    # -- open connections: one heartbeat timer for all of them -------------------------------
+    def add_connection(self, connection: Connection) -> None:
+        self.connections.add(connection)
+        if self._beating is None:
+            self._beating = asyncio.create_task(self._beat(), name="skillwire-heartbeats")
+
+    def remove_connection(self, connection: Connection) -> None:
+        self.connections.discard(connection)
+
+    async def _beat(self) -> None:
+        # A quarter of the interval: a heartbeat goes out between 1 and 1.25 intervals after
+        # the last frame, for the price of one timer per process instead of one per connection.
+        try:
+            while self.connections:
+                await asyncio.sleep(self.config.heartbeat_interval / 4)
+                now = time.monotonic()
+                for connection in list(self.connections):
+                    connection.heartbeat(now)
+        finally:
+            self._beating = None
 
     async def stop(self) -> None:
         self.begin_drain()
+        if self._beating is not None:
+            self._beating.cancel()
         if self.workers is not None:
             await self.workers.stop(grace=self.config.shutdown_grace)
         if self.webhooks is not None:

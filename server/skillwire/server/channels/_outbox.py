@@ -4,12 +4,16 @@ Live events are pushed without waiting (``push``); a connection whose queue is f
 client that stopped reading, and is marked ``overflowed`` so its channel can close it (WS
 1013, SSE/NDJSON end of stream) instead of growing memory. Replays wait for room (``put``),
 because they are paced by the reader, never by a producer.
+
+Thousands of connections sit idle with an empty outbox, so it keeps no synchronisation
+objects of its own: a future exists only while someone waits on it.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 __all__ = ["Outbox", "OutboxClosed"]
@@ -22,17 +26,26 @@ class OutboxClosed(Exception):
 Item = TypeVar("Item", bytes, str)
 
 
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
 class Outbox(Generic[Item]):
-    """Frames for one connection: bytes for SSE/NDJSON, str for WebSocket text frames."""
+    """Frames for one connection: bytes for SSE/NDJSON, str for WebSocket text frames.
 
-    __slots__ = ("_items", "_limit", "_ready", "_room", "closed", "overflowed")
+    ``on_ready`` is called after each queued item: a connection that sends from a task it
+    starts on demand (WebSocket) uses it instead of a writer waiting in ``take``.
+    """
 
-    def __init__(self, limit: int) -> None:
+    __slots__ = ("_items", "_limit", "_on_ready", "_ready", "_room", "closed", "overflowed")
+
+    def __init__(self, limit: int, on_ready: Callable[[], None] | None = None) -> None:
         self._items: deque[Item] = deque()
         self._limit = limit
-        self._ready = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
+        self._on_ready = on_ready
+        self._ready: asyncio.Future[None] | None = None  # a take() waiting for items
+        self._room: asyncio.Future[None] | None = None  # put()s waiting for room
         self.closed = False
         self.overflowed = False
 
@@ -47,41 +60,50 @@ class Outbox(Generic[Item]):
             self.overflowed = True
             self.close()
             return False
-        self._items.append(data)
-        self._ready.set()
-        if len(self._items) >= self._limit:
-            self._room.clear()
+        self._queued(data)
         return True
 
     async def put(self, data: Item) -> None:
         """Queue ``data``, waiting while the outbox is full."""
         while len(self._items) >= self._limit and not self.closed:
-            self._room.clear()
-            await self._room.wait()
+            if self._room is None or self._room.done():
+                self._room = asyncio.get_running_loop().create_future()
+            await self._room
         if self.closed:
             raise OutboxClosed
+        self._queued(data)
+
+    def _queued(self, data: Item) -> None:
         self._items.append(data)
-        self._ready.set()
+        _wake(self._ready)
+        if self._on_ready is not None:
+            self._on_ready()
 
     def close(self) -> None:
         self.closed = True
-        self._ready.set()
-        self._room.set()
+        _wake(self._ready)
+        _wake(self._room)
+
+    def take_nowait(self) -> list[Item]:
+        """Everything queued, possibly nothing."""
+        items = list(self._items)
+        self._items.clear()
+        _wake(self._room)
+        return items
 
     async def take(self, timeout: float) -> list[Item]:
         """Everything queued (at least one item), or [] after ``timeout`` seconds of nothing."""
         if not self._items:
             if self.closed:
                 raise OutboxClosed
-            self._ready.clear()
+            self._ready = asyncio.get_running_loop().create_future()
             try:
                 async with asyncio.timeout(timeout):
-                    await self._ready.wait()
+                    await self._ready
             except TimeoutError:
                 return []
+            finally:
+                self._ready = None
             if not self._items:
                 raise OutboxClosed
-        items = list(self._items)
-        self._items.clear()
-        self._room.set()
-        return items
+        return self.take_nowait()

@@ -60,8 +60,10 @@ class Subscription:
         self._frame = frame
         self._snapshot = snapshot
         self._buffer_limit = buffer_limit
-        self._pending: deque[EncodedEvent] = deque()
-        self._wake = asyncio.Event()
+        # Both made only when needed: most subscriptions go live with nothing buffered, and
+        # an idle one is just this object and its task.
+        self._pending: deque[EncodedEvent] | None = None
+        self._wake: asyncio.Future[None] | None = None
         self._direct = False
         self.finished = False
         self._failed = False
@@ -82,20 +84,26 @@ class Subscription:
                     self._finish()
                 return
             self._direct = False  # a gap: the run loop fills it from the log
+        if self._pending is None:
+            self._pending = deque()
         if len(self._pending) >= self._buffer_limit:
             self._fail()
             return
         self._pending.append(event)
-        self._wake.set()
+        self._signal()
 
     def _fail(self) -> None:
         self._failed = True
         self._outbox.overflowed = True
-        self._wake.set()
+        self._signal()
 
     def _finish(self) -> None:
         self.finished = True
-        self._wake.set()
+        self._signal()
+
+    def _signal(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
 
     # -- the run loop --------------------------------------------------------------------
     async def run(self) -> None:
@@ -109,9 +117,12 @@ class Subscription:
                 if self._pending:
                     await self._drain_pending()
                     continue
-                self._wake.clear()
                 self._direct = True  # no await since the check: nothing slips in between
-                await self._wake.wait()
+                self._wake = asyncio.get_running_loop().create_future()
+                try:
+                    await self._wake
+                finally:
+                    self._wake = None
                 if self._failed:
                     raise SlowConsumer(self.task_id)
         finally:
@@ -124,6 +135,7 @@ class Subscription:
             self.finished = True
 
     async def _drain_pending(self) -> None:
+        assert self._pending is not None
         while self._pending and not self.finished:
             event = self._pending.popleft()
             if event.seq <= self.last:

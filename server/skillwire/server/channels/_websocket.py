@@ -1,8 +1,10 @@
 """The WebSocket channel (``/api/v1/ws``, subprotocol ``skillwire.v1``): multiplexed ops.
 
-One connection is a reader loop (ops in), a writer (everything queued goes out as one
-frame of newline-separated messages, or a heartbeat after an idle interval), and one
-subscription task per followed task. An op error never closes the connection; only failed
+One connection is a reader task (ops in), one subscription task per followed task, and a
+writer task that exists only while there is something to send: everything queued goes out
+as one frame of newline-separated messages. Heartbeats come from the runtime's one timer
+for all connections. An idle connection so holds two tasks, and no timer of its own (bench
+scenario C: memory per idle WebSocket). An op error never closes the connection; only failed
 authentication (4401), a frame over the limit (1009), a client too slow to keep up (1013)
 and a server shutdown (1012) do.
 """
@@ -61,6 +63,8 @@ __all__ = ["websocket_endpoint"]
 
 log = logging.getLogger("skillwire.ws")
 
+WRITER_GRACE = 5.0  # seconds a closing connection's writer may take to send what is queued
+
 
 class _Close(Exception):
     def __init__(self, code: int, reason: str = "") -> None:
@@ -73,11 +77,31 @@ class WebSocketSession:
     def __init__(self, websocket: WebSocket, runtime: Runtime) -> None:
         self.ws = websocket
         self.runtime = runtime
-        self.outbox: Outbox[str] = Outbox(runtime.config.send_queue)
+        self.outbox: Outbox[str] = Outbox(runtime.config.send_queue, on_ready=self._start_writer)
         self.principal: Principal | None = None
         self.subscriptions: dict[str, asyncio.Task[None]] = {}
         self.close_code: int = CloseCode.NORMAL
         self.close_reason = ""
+        self.last_sent = time.monotonic()
+        self._interval = runtime.config.heartbeat_interval
+        self._writer: asyncio.Task[None] | None = None
+        self._ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._delivered = Tally(runtime.metrics.events_delivered.labels("ws"))
+
+    def end(self, code: int, reason: str = "") -> None:
+        """Close the connection with ``code``; the first reason given is the one that counts."""
+        if not self._ended.done():
+            self.close_code, self.close_reason = code, reason
+            self._ended.set_result(None)
+
+    # -- the runtime's calls -----------------------------------------------------------------
+    def heartbeat(self, now: float) -> None:
+        if now - self.last_sent >= self._interval and self._writer is None:
+            self.last_sent = now
+            self.outbox.push(ws_heartbeat(format_time(time.time())).decode("ascii"))
+
+    def drain(self) -> None:
+        self.end(CloseCode.SERVICE_RESTART, "server restarting")
 
     # -- sending -------------------------------------------------------------------------
     def reply(self, message: ServerMessage) -> None:
@@ -89,32 +113,28 @@ class WebSocketSession:
         self.reply(ErrorMessage(error=body, ref=ref))
 
     def _too_slow(self) -> None:
-        self.close_code, self.close_reason = CloseCode.TRY_AGAIN_LATER, "client too slow"
         self.outbox.close()
+        self.end(CloseCode.TRY_AGAIN_LATER, "client too slow")
 
-    async def writer(self) -> None:
-        interval = self.runtime.config.heartbeat_interval
-        delivered = Tally(self.runtime.metrics.events_delivered.labels("ws"))
+    def _start_writer(self) -> None:
+        if self._writer is None and not self._ended.done():
+            self._writer = asyncio.create_task(self._write())
+
+    async def _write(self) -> None:
+        """Send what is queued, one frame per batch, until nothing is left; then end."""
         try:
-            await self._write(interval, delivered)
+            while items := self.outbox.take_nowait():
+                frame = items[0] if len(items) == 1 else "\n".join(items)
+                await self.ws.send_text(frame)
+                self.last_sent = time.monotonic()
+                self._delivered.add(len(items))
+        except WebSocketDisconnect:
+            self.end(-1)
+        except Exception as exc:
+            log.error("websocket send failed", exc_info=exc)
+            self.end(CloseCode.TRY_AGAIN_LATER, "internal error")
         finally:
-            delivered.flush()
-
-    async def _write(self, interval: float, delivered: Tally) -> None:
-        while True:
-            try:
-                items = await self.outbox.take(interval)
-            except OutboxClosed:
-                return
-            if len(items) == 1:
-                frame = items[0]
-            elif items:
-                frame = "\n".join(items)
-            else:
-                frame = ws_heartbeat(format_time(time.time())).decode("ascii")
-            await self.ws.send_text(frame)
-            if items:
-                delivered.add(len(items))
+            self._writer = None
 
     # -- receiving -----------------------------------------------------------------------
     async def reader(self) -> None:
@@ -252,37 +272,52 @@ class WebSocketSession:
 
     # -- the connection ------------------------------------------------------------------
     async def run(self) -> None:
-        async def shutdown() -> None:
-            await self.runtime.shutdown.wait()
-            self.close_code, self.close_reason = CloseCode.SERVICE_RESTART, "server restarting"
-
-        jobs = [
-            asyncio.create_task(self.reader()),
-            asyncio.create_task(self.writer()),
-            asyncio.create_task(shutdown()),
-        ]
+        reader = asyncio.create_task(self.reader())
+        reader.add_done_callback(self._reader_done)
+        self.runtime.add_connection(self)
         try:
-            done, _ = await asyncio.wait(jobs, return_when=asyncio.FIRST_COMPLETED)
-            for job in done:
-                exc = job.exception()
-                if isinstance(exc, _Close):
-                    self.close_code, self.close_reason = exc.code, exc.reason
-                elif isinstance(exc, WebSocketDisconnect):
-                    self.close_code = -1
-                elif exc is not None:
-                    log.error("websocket session failed", exc_info=exc)
-                    self.close_code, self.close_reason = CloseCode.TRY_AGAIN_LATER, "internal error"
+            await self._ended
         finally:
-            for job in [*jobs, *self.subscriptions.values()]:
+            self.runtime.remove_connection(self)
+            jobs = [reader, *self.subscriptions.values()]
+            for job in jobs:
                 job.cancel()
-            for job in [*jobs, *self.subscriptions.values()]:
+            for job in jobs:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await job
             self.subscriptions.clear()
+            await self._finish_writing()
+            self._delivered.flush()
         if self.close_code != -1 and self.ws.client_state is WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
                     await self.ws.close(self.close_code, self.close_reason)
+
+    async def _finish_writing(self) -> None:
+        """Let a send in progress end (the close frame must not cut a frame in two), and what
+        is still queued go out, for a while; nothing new is queued once the readers stopped."""
+        writer = self._writer
+        if writer is None:
+            return
+        if self.close_code != -1:
+            await asyncio.wait({writer}, timeout=WRITER_GRACE)
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await writer
+
+    def _reader_done(self, reader: asyncio.Task[None]) -> None:
+        if reader.cancelled():
+            return
+        exc = reader.exception()
+        if isinstance(exc, _Close):
+            self.end(exc.code, exc.reason)
+        elif isinstance(exc, WebSocketDisconnect):
+            self.end(-1)
+        elif exc is not None:
+            log.error("websocket session failed", exc_info=exc)
+            self.end(CloseCode.TRY_AGAIN_LATER, "internal error")
+        else:
+            self.end(CloseCode.NORMAL)  # the client closed
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
