@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
+from datetime import datetime
 
 __all__ = ["format_time", "parse_time"]
+
+# Every event carries a timestamp: the date and time of day change once a second, so they
+# are formatted once a second and the microseconds appended (strftime costs more than the
+# rest of an event's encoding).
+_second = -1
+_prefix = ""
 
 
 def format_time(timestamp: float) -> str:
     """``2026-11-23T12:00:00.123456Z`` for a POSIX timestamp (always six fraction digits)."""
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    global _second, _prefix
+    micros = round(timestamp * 1_000_000)
+    second, fraction = divmod(micros, 1_000_000)
+    if second != _second:
+        _prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second = second
+    return f"{_prefix}.{fraction:06d}Z"
 
 
 def parse_time(text: str) -> float:

@@ -69,7 +69,24 @@ def _routes() -> list[BaseRoute]:
     from ..channels import channel_routes
     from ._static import client_module, demo_page
 
+    # Starlette tries routes in order: the API's own (calls, tasks, streams) come first, so a
+    # call is matched at the first try rather than after the ops and docs pages.
     return [
+        Route(
+            "/api/v1/apps/{app}/{skill}",
+            _by_method(GET=get_skill, HEAD=get_skill, POST=call_skill),
+            methods=["GET", "POST"],
+        ),
+        Route(
+            "/api/v1/tasks/{task_id}",
+            _by_method(GET=get_task, HEAD=get_task, DELETE=cancel_task),
+            methods=["GET", "DELETE"],
+        ),
+        *channel_routes(),
+        Route("/api/v1/apps", list_apps, methods=["GET"]),
+        Route("/api/v1/tasks", list_tasks, methods=["GET"]),
+        Route("/api/v1/webhooks/deliveries", list_deliveries, methods=["GET"]),
+        Route("/api/v1/webhooks/deliveries/{delivery_id}/retry", retry_delivery, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
         Route("/readyz", ready, methods=["GET"]),
@@ -79,21 +96,6 @@ def _routes() -> list[BaseRoute]:
         Route("/docs", docs, methods=["GET"]),
         Route("/", demo_page, methods=["GET"]),
         Route("/skillwire.js", client_module, methods=["GET"]),
-        Route("/api/v1/apps", list_apps, methods=["GET"]),
-        Route(
-            "/api/v1/apps/{app}/{skill}",
-            _by_method(GET=get_skill, HEAD=get_skill, POST=call_skill),
-            methods=["GET", "POST"],
-        ),
-        Route("/api/v1/tasks", list_tasks, methods=["GET"]),
-        Route(
-            "/api/v1/tasks/{task_id}",
-            _by_method(GET=get_task, HEAD=get_task, DELETE=cancel_task),
-            methods=["GET", "DELETE"],
-        ),
-        Route("/api/v1/webhooks/deliveries", list_deliveries, methods=["GET"]),
-        Route("/api/v1/webhooks/deliveries/{delivery_id}/retry", retry_delivery, methods=["POST"]),
-        *channel_routes(),
     ]
 
 
