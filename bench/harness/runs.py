@@ -19,7 +19,7 @@ from .figures import latencies, percentiles, stream_figures
 from .loaders import loader_count, start_loaders
 from .processes import CLK_TCK, Proc, scan_log
 from .session import Bench
-from .systems import System, http_json, start_baseline, start_skillwire
+from .systems import FLOOR, System, http_json, start_baseline, start_floor, start_skillwire
 
 
 def stream_run(
@@ -227,6 +227,10 @@ def idle_run(bench: Bench, system_name: str, transport: str, conns_n: int) -> di
                 "key": KEY,
                 "terminal": True,
             }
+        elif system_name == FLOOR:
+            system = start_floor(bench)
+            target = f"idle{secrets.token_hex(3)}"
+            base = {"system": "bare", "transport": transport, "port": system.port}
         else:
             system = start_baseline(bench, system_name)
             target = f"idle{secrets.token_hex(3)}"

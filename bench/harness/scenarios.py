@@ -13,7 +13,7 @@ from .options import csv_ints, csv_strs
 from .redis_trace import monitor_one_call
 from .runs import call_run, idle_run, stream_run
 from .session import Bench
-from .systems import http_json, start_bare, start_skillwire
+from .systems import FLOOR, http_json, start_bare, start_skillwire
 
 
 @dataclass
@@ -85,7 +85,10 @@ def scenario_c(bench: Bench, plan: Plan) -> None:
     args = bench.args
     log(f"C  idle connections: {args.c_conns}")
     for transport in plan.transports:
-        for name in plan.systems(transport):
+        # the floor (uvicorn alone, skillwire's .venv) runs with or without the baselines, like
+        # E's bare endpoint: what of skillwire's memory per WebSocket is the server stack's own
+        floor = [FLOOR] if transport == "ws" else []
+        for name in plan.systems(transport) + floor:
             idle_run(bench, name, transport, args.c_conns)
 
 

@@ -19,10 +19,13 @@ from .environment import BASE_PY, BENCH, GCSTATS, KEY, NO_REDIS, PY_ENV, ROOT, S
 from .processes import Proc, free_port, wait_http, wait_log
 from .session import Bench
 
+# Scenario C's floor: its own row, never a baseline the ratios or targets are taken against.
+FLOOR = "bare-uvicorn (floor)"
+
 
 @dataclass
 class System:
-    name: str  # skillwire-memory, skillwire-redis, naive, socketio, redis-pubsub, bare
+    name: str  # skillwire-memory, skillwire-redis, naive, socketio, redis-pubsub, bare-*
     port: int
     procs: dict[str, Proc] = field(default_factory=dict)
     note: str = ""
@@ -160,5 +163,19 @@ def start_bare(bench: Bench, body_file: Path, loop: str) -> System:
         logdir=bench.tmp,
     )
     system = System(f"bare-starlette ({loop} loop)", port, {"server": proc})
+    wait_http(port, proc=proc)
+    return system
+
+
+def start_floor(bench: Bench) -> System:
+    """Scenario C's floor: uvicorn alone, a WebSocket handler that accepts and waits."""
+    port = free_port()
+    proc = Proc(
+        "bare-uvicorn",
+        [str(SW_PY), str(BENCH / "baselines" / "bare_uvicorn_server.py"), "--port", str(port)],
+        env=PY_ENV,
+        logdir=bench.tmp,
+    )
+    system = System(FLOOR, port, {"server": proc})
     wait_http(port, proc=proc)
     return system
