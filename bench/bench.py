@@ -7,7 +7,7 @@ both backbones, and the baselines from bench/.venv-baselines), the Node load gen
   A  fan-out: one task (channel, room) to K subscribers over WS and SSE, at full speed
      (delivered events/s) and at a fixed rate (publish->receive latency)
   B  many tasks: K clients, each following its own task
-  C  idle connections: server RSS per open WebSocket / SSE stream
+  C  idle connections: server RSS per open WebSocket / SSE stream (WS: also bare uvicorn's)
   D  quick demo/echo calls over REST, redis backbone, separate worker processes
   E  overhead: a quick call answered inline vs a bare Starlette endpoint
 
