@@ -281,6 +281,17 @@ function openNaiveWs(conn) {
   ws.on('error', (e) => noteError(`conn ${conn.index}: ${e.message}`));
 }
 
+// A bare WebSocket server (scenario C's floor) accepts and then says nothing: a subscriber is
+// ready once the handshake completes.
+function openBareWs(conn) {
+  const gen = conn.gen;
+  const ws = new WebSocket(`ws://${HOST}:${cfg.port}/ws/${conn.target}`, { perMessageDeflate: false, handshakeTimeout: 30000 });
+  conn.handle = ws;
+  ws.on('open', () => markReady(conn));
+  ws.on('close', (code) => lost(conn, `ws closed ${code}`, gen));
+  ws.on('error', (e) => noteError(`conn ${conn.index}: ${e.message}`));
+}
+
 // SSE: blocks separated by a blank line (\n\n, or \r\n\r\n from sse-starlette)
 function sseParser(onBlock) {
   let buf = '';
@@ -458,6 +469,7 @@ function open(conn) {
     else if (cfg.transport === 'sse') openSse(conn);
     else if (cfg.system === 'naive') openNaiveWs(conn);
     else if (cfg.system === 'socketio') openSocketio(conn);
+    else if (cfg.system === 'bare') openBareWs(conn);
     else if (cfg.system === 'redis') openRedis(conn);
     else throw new Error(`unknown system/transport ${cfg.system}/${cfg.transport}`);
   } catch (e) {
