@@ -148,7 +148,7 @@ class Proc:
                 proc.stop(grace=2.0)
 
 
-_IDS = re.compile(r"tsk_[A-Za-z0-9_-]+|req_[0-9a-f]+|conn \\d+|\\d+\\.\\d+\\.\\d+\\.\\d+:\\d+")
+_IDS = re.compile(r"tsk_[A-Za-z0-9_-]+|req_[0-9a-f]+|conn \d+|\d+\.\d+\.\d+\.\d+:\d+")
 
 
 def scan_log(proc: Proc, t0: float | None = None, t1: float | None = None) -> dict[str, Any]:
