@@ -14,9 +14,11 @@ not a transaction (one command's error does not undo the others).
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from typing import Any
 
+import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
@@ -33,8 +35,16 @@ class _Call:
 
 
 class CommandBatcher:
-    def __init__(self, client: Any, *, max_batch: int = 512, max_in_flight: int = 4) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        max_batch: int = 512,
+        max_in_flight: int = 4,
+        reply_timeout: float = 10.0,
+    ) -> None:
         self._client = client
+        self._reply_timeout = reply_timeout
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
         self._pending: deque[_Call] = deque()
@@ -84,11 +94,8 @@ class CommandBatcher:
                 _fail(batch, exc)
 
     async def _send(self, batch: list[_Call], *, retry_unknown_scripts: bool) -> None:
-        pipe = self._client.pipeline(transaction=False)
-        for call in batch:
-            pipe.execute_command(*call.args)
         try:
-            replies = await pipe.execute(raise_on_error=False)
+            replies = await self._round_trip(batch)
         except Exception as exc:  # the connection failed: every caller hears it
             _fail(batch, exc)
             return
@@ -109,6 +116,32 @@ class CommandBatcher:
                 call.args = ("EVALSHA", sha, *call.args[2:])
             await self._send(forgotten, retry_unknown_scripts=False)
 
+    async def _round_trip(self, batch: list[_Call]) -> list[Any]:
+        """One write of every command, then their replies (an error reply is returned, not
+        raised). Packed by hiredis in C, read under one timeout for the whole batch: redis-py's
+        pipeline packs in Python and times each reply, which cost the worker a third of its
+        time when a thousand tasks were appending."""
+        pool = self._client.connection_pool
+        connection = await pool.get_connection()
+        try:
+            await connection.send_packed_command(
+                b"".join([hiredis.pack_command(call.args) for call in batch])
+            )
+            replies: list[Any] = []
+            async with asyncio.timeout(self._reply_timeout):
+                for _ in batch:
+                    try:
+                        replies.append(await connection.read_response(timeout=math.inf))
+                    except ResponseError as exc:
+                        replies.append(exc)
+            return replies
+        except BaseException:
+            # Replies may still be on their way: this connection's stream is out of step.
+            await connection.disconnect(nowait=True)
+            raise
+        finally:
+            await pool.release(connection)
+
 
 def _fail(batch: list[_Call], exc: Exception) -> None:
     for call in batch:
@@ -122,4 +155,6 @@ def _copy(exc: Exception) -> Exception:
         return ResponseError(str(exc))
     if isinstance(exc, OSError):
         return OSError(str(exc))
+    if isinstance(exc, TimeoutError):
+        return RedisConnectionError("redis did not answer in time")
     return RedisConnectionError(str(exc) or type(exc).__name__)
