@@ -48,6 +48,8 @@ def configure_logging(level: str, fmt: str) -> None:
 
 def audit(action: str, principal: str, **fields: Any) -> None:
     """One audit line: who did what (a call, a cancel, an admin action) to what."""
+    if not _audit.isEnabledFor(logging.INFO):
+        return
     _audit.info(
         "%s by %s",
         action,

@@ -68,6 +68,12 @@ class RateLimits:
         self._roles = {role: parse_limit(text) for role, text in config.role_rate_limits.items()}
         self._providers = {key: parse_limit(text) for key, text in config.provider_limits.items()}
         self._parsed: dict[str, RateLimitItem | None] = {}
+        # No client limit anywhere (default, roles, keys): requests need no limiter at all.
+        self.clients_unlimited = (
+            self._default is None
+            and not any(self._roles.values())
+            and not any(parse_limit(key.rate_limit) for key in config.keys)
+        )
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -6,8 +6,8 @@ Pure ASGI (no BaseHTTPMiddleware), so streaming responses pass through untouched
 from __future__ import annotations
 
 import logging
+import random
 import re
-import secrets
 import time
 from collections.abc import Callable
 
@@ -48,7 +48,8 @@ class RequestContextMiddleware:
         given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode(
             "latin-1"
         )
-        request_id = given if _SANE_ID.match(given) else "req_" + secrets.token_hex(8)
+        # A correlation id, not a secret: the fast generator, not the OS's random source.
+        request_id = given if _SANE_ID.match(given) else f"req_{random.getrandbits(64):016x}"
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 0
@@ -81,24 +82,29 @@ class RequestContextMiddleware:
             if scope["type"] == "http":
                 elapsed = time.perf_counter() - started
                 route = getattr(scope.get("route"), "path", "unmatched")
-                principal = scope.get("state", {}).get("principal", "-")
-                fields = {
-                    "request_id": request_id,
-                    "principal": principal,
-                    "method": scope["method"],
-                    "route": route,
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 2),
-                }
-                log.info(
-                    "%s %s %d %.1fms",
-                    scope["method"],
-                    scope["path"],
-                    status,
-                    elapsed * 1000,
-                    extra={"fields": fields},
-                )
+                if log.isEnabledFor(logging.INFO):
+                    self._log(scope, request_id, route, status, elapsed)
                 if self.metrics is not None:
                     self.metrics.http_requests.labels(scope["method"], route, str(status)).inc()
                     self.metrics.http_seconds.labels(scope["method"], route).observe(elapsed)
+
+    @staticmethod
+    def _log(scope: Scope, request_id: str, route: str, status: int, elapsed: float) -> None:
+        principal = scope.get("state", {}).get("principal", "-")
+        fields = {
+            "request_id": request_id,
+            "principal": principal,
+            "method": scope["method"],
+            "route": route,
+            "path": scope["path"],
+            "status": status,
+            "duration_ms": round(elapsed * 1000, 2),
+        }
+        log.info(
+            "%s %s %d %.1fms",
+            scope["method"],
+            scope["path"],
+            status,
+            elapsed * 1000,
+            extra={"fields": fields},
+        )

@@ -53,7 +53,11 @@ class RateLimitMiddleware:
         return await limits.hit(item, *identity)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or not scope["path"].startswith("/api/v1"):
+        if (
+            scope["type"] not in ("http", "websocket")
+            or not scope["path"].startswith("/api/v1")
+            or self.runtime().limits.clients_unlimited
+        ):
             await self.app(scope, receive, send)
             return
         decision = await self._decide(scope)

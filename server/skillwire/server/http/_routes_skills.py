@@ -95,6 +95,9 @@ def _stream_format(request: Request) -> Literal["sse", "ndjson"] | None:
     accept = request.headers.get("accept", "")
     if "text/event-stream" in accept:
         return "sse"
-    if "application/x-ndjson" in accept or request.query_params.get("stream") == "true":
+    if "application/x-ndjson" in accept:
+        return "ndjson"
+    # Most calls carry no query string: skip parsing one.
+    if request.scope["query_string"] and request.query_params.get("stream") == "true":
         return "ndjson"
     return None
