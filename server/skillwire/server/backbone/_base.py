@@ -163,6 +163,23 @@ class Backbone(abc.ABC):
     ) -> list[EncodedEvent]:
         """Append a ``request.*`` event; returns what was appended (empty if discarded)."""
 
+    # Whether append_batch stores several events for the price of one (a round trip to a
+    # shared store): then a skill's outputs are written behind it, several per step.
+    batches_appends: bool = False
+
+    async def append_batch(
+        self, task_id: str, index: int, entries: list[tuple[EventType, Any]]
+    ) -> tuple[int, list[EncodedEvent]]:
+        """Append one sub-request's events in order: how many were applied (it stops at the
+        first one refused, the task or request having finished) and the events appended."""
+        appended: list[EncodedEvent] = []
+        for applied, (type_, data) in enumerate(entries):
+            events = await self.append(task_id, type_, index, data)
+            if not events:
+                return applied, appended
+            appended.extend(events)
+        return len(entries), appended
+
     @abc.abstractmethod
     async def cancel(self, task_id: str) -> Task:
         """Cancel a task everywhere: raises NotFound, or Conflict when already finished."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from skillwire.protocol import EventType, to_builtins
+from skillwire.protocol import BackboneUnavailable, EventType, to_builtins
 
 if TYPE_CHECKING:
     from ..backbone import Backbone
@@ -13,22 +13,90 @@ if TYPE_CHECKING:
 __all__ = ["Context", "Discarded"]
 
 YIELD_EVERY = 16  # well under any send queue (default 1024): a healthy reader never overflows
+WRITE_BEHIND_LIMIT = 256  # events a skill may have on their way before an emit waits
 
 
 class Discarded(Exception):
     """The task finished (cancelled) under a running skill: stop, nothing more is kept."""
 
 
+class _WriteBehind:
+    """A sub-request's events on their way to a shared backbone, several per round trip.
+
+    An emit queues its event and returns; one flush at a time stores everything queued
+    meanwhile in one step, in order. A skill that emits faster than the store keeps up
+    waits once ``WRITE_BEHIND_LIMIT`` events are queued. What the store refused or failed
+    surfaces at the skill's next emit, or when the worker flushes before it ends the
+    sub-request, so an ending event never overtakes an output.
+    """
+
+    __slots__ = ("_backbone", "_error", "_flushing", "_index", "_queued", "_refused", "_task_id")
+
+    def __init__(self, backbone: Backbone, task_id: str, index: int) -> None:
+        self._backbone = backbone
+        self._task_id = task_id
+        self._index = index
+        self._queued: list[tuple[EventType, Any]] = []
+        self._flushing: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
+        self._refused = False
+
+    async def add(self, type_: EventType, data: Any) -> None:
+        self._check()
+        self._queued.append((type_, data))
+        if self._flushing is None:
+            self._flushing = asyncio.create_task(self._flush())
+        elif len(self._queued) >= WRITE_BEHIND_LIMIT:
+            await self.drain()
+
+    async def drain(self) -> None:
+        """Wait until everything queued is stored; raise what stopped it."""
+        while self._flushing is not None:
+            await asyncio.wait({self._flushing})
+        self._check()
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._refused:
+            raise Discarded(self._task_id)
+
+    async def _flush(self) -> None:
+        try:
+            while self._queued and not self._refused:
+                batch, self._queued = self._queued, []
+                applied, _ = await self._backbone.append_batch(self._task_id, self._index, batch)
+                if applied < len(batch):
+                    self._refused = True  # the task finished (cancelled): drop the rest
+        except asyncio.CancelledError:
+            self._error = BackboneUnavailable("the process stopped before the events were stored")
+            raise
+        except Exception as exc:
+            self._error = exc
+        finally:
+            self._flushing = None
+
+
 class Context:
     """Passed to a skill that asks for it (a parameter annotated ``Context``)."""
 
-    __slots__ = ("_appended", "_backbone", "app", "index", "principal", "skill", "task_id")
+    __slots__ = (
+        "_appended",
+        "_backbone",
+        "_behind",
+        "app",
+        "index",
+        "principal",
+        "skill",
+        "task_id",
+    )
 
     def __init__(
         self, backbone: Backbone, task_id: str, index: int, app: str, skill: str, principal: str
     ) -> None:
         self._backbone = backbone
         self._appended = 0
+        self._behind = _WriteBehind(backbone, task_id, index) if backbone.batches_appends else None
         self.task_id = task_id
         self.index = index
         self.app = app
@@ -44,7 +112,17 @@ class Context:
         """Emit one output item now (what returning or yielding a value does too)."""
         await self._append(EventType.REQUEST_OUTPUT, to_builtins(item))
 
+    async def flush(self) -> None:
+        """Everything emitted so far is stored (the worker's step before it ends the request).
+
+        Raises ``Discarded`` when the task finished meanwhile."""
+        if self._behind is not None:
+            await self._behind.drain()
+
     async def _append(self, type_: EventType, data: Any) -> None:
+        if self._behind is not None:
+            await self._behind.add(type_, data)
+            return
         if not await self._backbone.append(self.task_id, type_, self.index, data):
             raise Discarded(self.task_id)
         # A skill that emits in a tight loop must not starve the writers that carry its events

@@ -299,6 +299,7 @@ class WorkerPool:
         if not await append(task_id, EventType.REQUEST_STARTED, index, {}):
             return
         ctx = Context(self._backbone, task_id, index, app, skill, owner)
+        ending: tuple[EventType, dict[str, Any]] = (EventType.REQUEST_COMPLETED, {})
         try:
             value = msgspec.convert(raw, spec.input_type)
             async with asyncio.timeout(self.timeout_for(spec)):
@@ -315,20 +316,19 @@ class WorkerPool:
             raise
         except SkillError as exc:
             failure = _failure(exc.code, exc.message, to_builtins(exc.details))
-            await append(task_id, EventType.REQUEST_FAILED, index, failure)
-            return
+            ending = (EventType.REQUEST_FAILED, failure)
         except TimeoutError:
             limit = self.timeout_for(spec)
-            failure = _failure(
-                ErrorCode.TIMEOUT, f"{app}/{skill} did not finish within {limit:g} s"
-            )
-            await append(task_id, EventType.REQUEST_FAILED, index, failure)
-            return
+            message = f"{app}/{skill} did not finish within {limit:g} s"
+            ending = (EventType.REQUEST_FAILED, _failure(ErrorCode.TIMEOUT, message))
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("skill %s/%s failed on task %s request %d", app, skill, task_id, index)
             failure = _failure(ErrorCode.INTERNAL_ERROR, "the skill raised an unexpected error")
-            await append(task_id, EventType.REQUEST_FAILED, index, failure)
+            ending = (EventType.REQUEST_FAILED, failure)
+        try:
+            await ctx.flush()  # the outputs written behind the skill come before its end
+        except Discarded:
             return
-        await append(task_id, EventType.REQUEST_COMPLETED, index, {})
+        await append(task_id, ending[0], index, ending[1])

@@ -279,12 +279,23 @@ class RedisBackbone(Backbone):
     async def append(
         self, task_id: str, type_: EventType, index: int, data: Any
     ) -> list[EncodedEvent]:
-        progress = b"0.0"
-        error = b"null"
-        if type_ is EventType.REQUEST_PROGRESS:
-            progress = encode(float(data.get("progress", 0.0)))
-        elif type_ is EventType.REQUEST_FAILED:
-            error = encode(data["error"])
+        _, events = await self.append_batch(task_id, index, [(type_, data)])
+        return events
+
+    batches_appends = True
+
+    async def append_batch(
+        self, task_id: str, index: int, entries: list[tuple[EventType, Any]]
+    ) -> tuple[int, list[EncodedEvent]]:
+        groups: list[Any] = []
+        for type_, data in entries:
+            progress = b"0.0"
+            error = b"null"
+            if type_ is EventType.REQUEST_PROGRESS:
+                progress = encode(float(data.get("progress", 0.0)))
+            elif type_ is EventType.REQUEST_FAILED:
+                error = encode(data["error"])
+            groups += (type_.value, index, encode(data), progress, error)
         now = time.time()
         async with _translated():
             flat = await self._script(
@@ -298,18 +309,15 @@ class RedisBackbone(Backbone):
                     self._max_events,
                     self._retention,
                     self._retention,
-                    type_.value,
-                    index,
-                    encode(data),
-                    progress,
-                    error,
+                    len(entries),
+                    *groups,
                     *creation_args(task_id, now, self.webhook_urls),
                 ],
             )
-        events = _events(flat)
+        events = _events(flat, 1)
         if events and events[-1].terminal:
             self._wake_dispatchers()
-        return events
+        return int(flat[0]), events
 
     async def cancel(self, task_id: str) -> Task:
         now = time.time()
@@ -541,9 +549,10 @@ class RedisBackbone(Backbone):
 _TERMINAL_STATUSES = frozenset(s.value for s in lifecycle.TERMINAL_TASK_STATUSES)
 
 
-def _events(flat: list[Any]) -> list[EncodedEvent]:
+def _events(flat: list[Any], start: int = 0) -> list[EncodedEvent]:
+    """Events as a script returns them: seq, type, JSON, seq, type, JSON, ... from ``start``."""
     out = []
-    for i in range(0, len(flat), 3):
+    for i in range(start, len(flat), 3):
         type_ = flat[i + 1].decode()
         out.append(EncodedEvent(int(flat[i]), type_, flat[i + 2], terminal=type_ in _TERMINAL))
     return out

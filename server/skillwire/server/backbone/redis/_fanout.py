@@ -30,10 +30,15 @@ log = logging.getLogger("skillwire.redis")
 TERMINAL = frozenset(t.encode("ascii") for t in TERMINAL_EVENT_TYPES)
 
 
-def parse_live(payload: bytes) -> EncodedEvent:
-    """``<seq> <type> <json>`` as published by the append script."""
-    seq, type_, json = payload.split(b" ", 2)
-    return EncodedEvent(int(seq), type_.decode("ascii"), json, terminal=type_ in TERMINAL)
+def parse_live(payload: bytes) -> list[EncodedEvent]:
+    """``<seq> <type> <json>`` lines, one per event, as a script publishes them."""
+    events = []
+    for line in payload.split(b"\n"):
+        seq, type_, json = line.split(b" ", 2)
+        events.append(
+            EncodedEvent(int(seq), type_.decode("ascii"), json, terminal=type_ in TERMINAL)
+        )
+    return events
 
 
 class Fanout:
@@ -189,9 +194,9 @@ class Fanout:
         listeners = self._listeners.get(task_id)
         if not listeners:
             return
-        event = parse_live(payload)
-        for listener in list(listeners):
-            listener(event)
+        for event in parse_live(payload):
+            for listener in list(listeners):
+                listener(event)
 
     async def _resync_all(self) -> None:
         """After a (re)connect: hand each followed task's newest event to its listeners."""

@@ -47,8 +47,10 @@ local function task_json(h, outp)
     t['links'] .. '}'
 end
 
--- Append one event: the next seq, the log (capped), the live channel. data_fn builds the
--- data after the seq is taken, so a terminal task's data carries its own last_seq.
+-- Append one event: the next seq, the log (capped), and a record for the live channel,
+-- published once per script by publish(). data_fn builds the data after the seq is taken,
+-- so a terminal task's data carries its own last_seq.
+local LIVE = {}
 local function emit(h, stream, channel, task_id, now, maxlen, etype, index, data_fn, out)
   local seq = redis.call('HINCRBY', h, 'last_seq', 1)
   redis.call('HSET', h, 'updated_at', now)
@@ -57,10 +59,15 @@ local function emit(h, stream, channel, task_id, now, maxlen, etype, index, data
   if index ~= nil then json = json .. ',"index":' .. index end
   json = json .. '}'
   redis.call('XADD', stream, 'MAXLEN', '~', maxlen, seq .. '-0', 't', etype, 'e', json)
-  redis.call('PUBLISH', channel, seq .. ' ' .. etype .. ' ' .. json)
+  LIVE[#LIVE + 1] = seq .. ' ' .. etype .. ' ' .. json
   out[#out + 1] = seq
   out[#out + 1] = etype
   out[#out + 1] = json
+end
+
+-- Every event of this script in one message, a line each (event JSON holds no raw newline).
+local function publish(channel)
+  if #LIVE > 0 then redis.call('PUBLISH', channel, table.concat(LIVE, '\n')) end
 end
 
 local function expire_all(h, stream, outp, n, ttl)
@@ -117,26 +124,18 @@ end
 """
 
 # KEYS: task hash, events stream, live channel, deliveries due, deliveries pending
-# ARGV: task_id, outputs prefix, now, maxlen, retention ttl, live ttl,
-#       type, index, data json, progress json, error json,
+# ARGV: task_id, outputs prefix, now, maxlen, retention ttl, live ttl, count,
+#       count groups of (type, index, data json, progress json, error json),
 #       now ms, delivery prefix, delivery id prefix, configured webhook URLs...
+# Returns {applied, seq, type, json, seq, type, json, ...}: the groups applied, in order,
+# stopping at the first one refused (task or request already finished), and their events.
 APPEND = (
     _COMMON
     + r"""
 local h, stream, channel = KEYS[1], KEYS[2], KEYS[3]
 local task_id, outp, now, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local ttl, live_ttl = ARGV[5], ARGV[6]
-local etype, index, data = ARGV[7], ARGV[8], ARGV[9]
-local progress, err = ARGV[10], ARGV[11]
-local wh = webhooks_from(KEYS[4], KEYS[5], 12)
-
-local status = redis.call('HGET', h, 'status')
-if not status or TERMINAL_TASK[status] then return {} end
-local n = tonumber(redis.call('HGET', h, 'n'))
-local i = tonumber(index)
-if i == nil or i < 0 or i >= n then return redis.error_reply('ILLEGAL index out of range') end
-local rs = redis.call('HGET', h, 's:' .. index)
-if TERMINAL_REQ[rs] then return {} end
+local ttl, live_ttl, count = ARGV[5], ARGV[6], tonumber(ARGV[7])
+local wh = webhooks_from(KEYS[4], KEYS[5], 8 + 5 * count)
 
 local RULES = {
   ['request.queued'] = {{queued=true, running=true}, 'queued'},
@@ -146,57 +145,83 @@ local RULES = {
   ['request.completed'] = {{running=true}, 'completed'},
   ['request.failed'] = {{queued=true, running=true}, 'failed'},
 }
-local rule = RULES[etype]
-if rule == nil then return redis.error_reply('ILLEGAL not a request event: ' .. etype) end
-if not rule[1][rs] then
-  return redis.error_reply('ILLEGAL ' .. etype .. ' cannot follow request status ' .. rs)
-end
 
-local out = {}
-local data_fn = function() return data end
-if etype == 'request.started' and status == 'queued' then
-  redis.call('HSET', h, 'status', 'running')
-  emit(h, stream, channel, task_id, now, maxlen, 'task.started', nil,
-    function() return '{}' end, out)
-end
-redis.call('HSET', h, 's:' .. index, rule[2])
-if etype == 'request.started' then
-  redis.call('DEL', outp .. index)
-  redis.call('HSET', h, 'p:' .. index, '0.0')
-elseif etype == 'request.progress' then
-  redis.call('HSET', h, 'p:' .. index, progress)
-elseif etype == 'request.output' then
-  redis.call('RPUSH', outp .. index, data)
-elseif etype == 'request.completed' then
-  redis.call('HSET', h, 'p:' .. index, '1.0')
-elseif etype == 'request.failed' then
-  redis.call('HSET', h, 'e:' .. index, err)
-end
-emit(h, stream, channel, task_id, now, maxlen, etype, index, data_fn, out)
-
-if TERMINAL_REQ[rule[2]] then
-  local done = redis.call('HINCRBY', h, 'done', 1)
-  if done >= n then
-    local completed, failed = 0, 0
-    local first_error = nil
-    for j = 0, n - 1 do
-      local s = redis.call('HGET', h, 's:' .. j)
-      if s == 'completed' then completed = completed + 1 end
-      if s == 'failed' then
-        failed = failed + 1
-        if first_error == nil then first_error = redis.call('HGET', h, 'e:' .. j) end
-      end
-    end
-    local final = 'partial'
-    if completed == n then final = 'completed' elseif failed == n then final = 'failed' end
-    if final == 'failed' and redis.call('HGET', h, 'error') == 'null' then
-      redis.call('HSET', h, 'error', first_error)
-    end
-    finish(h, stream, channel, outp, task_id, now, maxlen, final, ttl, out, wh)
-    return out
+-- One request event: 'ok', 'refused' (already finished), 'finished' (it ended the task),
+-- or an error reply for an illegal transition.
+local function apply(etype, index, data, progress, err, out)
+  local status = redis.call('HGET', h, 'status')
+  if not status or TERMINAL_TASK[status] then return 'refused' end
+  local n = tonumber(redis.call('HGET', h, 'n'))
+  local i = tonumber(index)
+  if i == nil or i < 0 or i >= n then return redis.error_reply('ILLEGAL index out of range') end
+  local rs = redis.call('HGET', h, 's:' .. index)
+  if TERMINAL_REQ[rs] then return 'refused' end
+  local rule = RULES[etype]
+  if rule == nil then return redis.error_reply('ILLEGAL not a request event: ' .. etype) end
+  if not rule[1][rs] then
+    return redis.error_reply('ILLEGAL ' .. etype .. ' cannot follow request status ' .. rs)
   end
+  if etype == 'request.started' and status == 'queued' then
+    redis.call('HSET', h, 'status', 'running')
+    emit(h, stream, channel, task_id, now, maxlen, 'task.started', nil,
+      function() return '{}' end, out)
+  end
+  redis.call('HSET', h, 's:' .. index, rule[2])
+  if etype == 'request.started' then
+    redis.call('DEL', outp .. index)
+    redis.call('HSET', h, 'p:' .. index, '0.0')
+  elseif etype == 'request.progress' then
+    redis.call('HSET', h, 'p:' .. index, progress)
+  elseif etype == 'request.output' then
+    redis.call('RPUSH', outp .. index, data)
+  elseif etype == 'request.completed' then
+    redis.call('HSET', h, 'p:' .. index, '1.0')
+  elseif etype == 'request.failed' then
+    redis.call('HSET', h, 'e:' .. index, err)
+  end
+  emit(h, stream, channel, task_id, now, maxlen, etype, index, function() return data end, out)
+  if TERMINAL_REQ[rule[2]] then
+    local done = redis.call('HINCRBY', h, 'done', 1)
+    if done >= n then
+      local completed, failed = 0, 0
+      local first_error = nil
+      for j = 0, n - 1 do
+        local s = redis.call('HGET', h, 's:' .. j)
+        if s == 'completed' then completed = completed + 1 end
+        if s == 'failed' then
+          failed = failed + 1
+          if first_error == nil then first_error = redis.call('HGET', h, 'e:' .. j) end
+        end
+      end
+      local final = 'partial'
+      if completed == n then final = 'completed' elseif failed == n then final = 'failed' end
+      if final == 'failed' and redis.call('HGET', h, 'error') == 'null' then
+        redis.call('HSET', h, 'error', first_error)
+      end
+      finish(h, stream, channel, outp, task_id, now, maxlen, final, ttl, out, wh)
+      return 'finished'
+    end
+  end
+  return 'ok'
 end
-expire_all(h, stream, outp, n, live_ttl)
+
+local out = {0}
+local outcome = 'ok'
+for g = 0, count - 1 do
+  local at = 8 + 5 * g
+  outcome = apply(ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4], out)
+  if type(outcome) == 'table' then  -- an illegal transition: what was applied still goes out
+    publish(channel)
+    return outcome
+  end
+  if outcome == 'refused' then break end
+  out[1] = out[1] + 1
+  if outcome == 'finished' then break end
+end
+if out[1] > 0 and outcome ~= 'finished' then
+  expire_all(h, stream, outp, tonumber(redis.call('HGET', h, 'n')), live_ttl)
+end
+publish(channel)
 return out
 """
 )
@@ -221,6 +246,7 @@ for j = 0, n - 1 do
 end
 local out = {'ok'}
 finish(h, stream, channel, outp, task_id, now, maxlen, 'cancelled', ttl, out, wh)
+publish(channel)
 redis.call('PUBLISH', control, 'cancel ' .. task_id)
 return out
 """

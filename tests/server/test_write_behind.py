@@ -1,0 +1,177 @@
+"""Outputs written behind the skill on a shared backbone: batched, in order, never lost.
+
+On Redis a skill's emit queues its event and returns; one flush at a time stores what was
+queued meanwhile in one script call. These tests drive a WorkerPool on a real Redis, and
+the context against a backbone that fails on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from skillwire.protocol import (
+    BackboneUnavailable,
+    EncodedEvent,
+    EventType,
+    SkillError,
+    decode_event,
+    format_time,
+    lifecycle,
+)
+from skillwire.server import App, Context
+from skillwire.server.backbone import MemoryBackbone, WorkItem
+from skillwire.server.backbone.redis import RedisBackbone
+from skillwire.server.engine import Registry, WorkerPool
+from skillwire.server.engine._context import Discarded
+from tests.conftest import RedisServer
+
+burst = App("burst")
+
+
+@burst.skill()
+async def many(ctx: Context, n: int) -> None:
+    for i in range(n):
+        await ctx.output({"i": i})
+
+
+@burst.skill()
+async def then_fail(ctx: Context, n: int) -> None:
+    for i in range(n):
+        await ctx.output({"i": i})
+    raise SkillError("BROKEN", "after the outputs")
+
+
+async def _appends(url: str) -> int:
+    client = aioredis.Redis.from_url(url)
+    try:
+        stats = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+async def _run(backbone: RedisBackbone, task_id: str, skill: str, n: int) -> list[Any]:
+    task, first = lifecycle.new_task(task_id, "burst", skill, 1, {}, format_time(0))
+    item = WorkItem(task_id, "burst", skill, "u", [0], [{"n": n}])
+    await backbone.create_task(task, first, owner="u", webhook_url=None, work=[item])
+    pool = WorkerPool(
+        backbone, Registry([burst], max_requests=5), concurrency=4, default_timeout=30
+    )
+    await pool.start()
+    try:
+        for _ in range(400):
+            stored = await backbone.get_task(task_id)
+            if stored is not None and stored.task.status in lifecycle.TERMINAL_TASK_STATUSES:
+                break
+            await asyncio.sleep(0.025)
+        else:
+            pytest.fail("the task never ended")
+    finally:
+        await pool.stop()
+    log = await backbone.read_events(task_id, 0, 10_000)
+    assert log is not None
+    return [decode_event(e.json) for e in log.events]
+
+
+@pytest.fixture
+async def backbone(redis_server: RedisServer) -> AsyncIterator[RedisBackbone]:
+    redis_server.flush()
+    backbone = RedisBackbone(redis_server.url)
+    await backbone.start()
+    try:
+        yield backbone
+    finally:
+        await backbone.close()
+
+
+async def test_a_burst_of_outputs_is_stored_in_order_in_few_round_trips(
+    backbone: RedisBackbone, redis_server: RedisServer
+) -> None:
+    """2,000 outputs emitted in a tight loop: all stored, in order, gap-free, with far fewer
+    append scripts than outputs; a live listener receives each once, in order."""
+    received: list[EncodedEvent] = []
+    await backbone.listen("tsk_burst", received.append)
+    before = await _appends(redis_server.url)
+    events = await _run(backbone, "tsk_burst", "many", 2000)
+    scripts = await _appends(redis_server.url) - before
+    outputs = [e.data["i"] for e in events if e.type == "request.output"]
+    assert outputs == list(range(2000))
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert events[-1].type == "task.completed"
+    assert scripts < 500, f"{scripts} append/read scripts for 2,000 outputs"
+    await asyncio.sleep(0.2)
+    assert [e.seq for e in received] == list(range(2, len(events) + 1))
+
+
+async def test_outputs_come_before_the_failure_that_follows_them(backbone: RedisBackbone) -> None:
+    """A skill that emits and then raises: every output is stored, then request.failed."""
+    events = await _run(backbone, "tsk_fails", "then_fail", 300)
+    types = [e.type for e in events]
+    assert types.count("request.output") == 300
+    assert types[-2:] == ["request.failed", "task.failed"]
+    assert max(i for i, t in enumerate(types) if t == "request.output") < types.index(
+        "request.failed"
+    )
+
+
+class FailingBackbone(MemoryBackbone):
+    """Stores in batches like Redis would, and fails or refuses when told to."""
+
+    batches_appends = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail = False
+        self.batches: list[int] = []
+
+    async def append_batch(
+        self, task_id: str, index: int, entries: list[tuple[EventType, Any]]
+    ) -> tuple[int, list[EncodedEvent]]:
+        await asyncio.sleep(0.01)  # a round trip: emits queue up meanwhile
+        if self.fail:
+            raise BackboneUnavailable("redis unavailable: gone")
+        self.batches.append(len(entries))
+        return await super().append_batch(task_id, index, entries)
+
+
+async def _started(backbone: MemoryBackbone, task_id: str) -> Context:
+    task, first = lifecycle.new_task(task_id, "burst", "many", 1, {}, format_time(0))
+    await backbone.create_task(task, first, owner="u", webhook_url=None, work=[])
+    assert await backbone.append(task_id, EventType.REQUEST_STARTED, 0, {})
+    return Context(backbone, task_id, 0, "burst", "many", "u")
+
+
+async def test_a_store_that_fails_surfaces_at_the_next_emit_and_at_the_flush() -> None:
+    """Nothing is silently dropped: the failure reaches the skill and the worker's flush."""
+    backbone = FailingBackbone()
+    ctx = await _started(backbone, "tsk_down")
+    backbone.fail = True
+    await ctx.output({"i": 0})  # queued; its flush fails in the background
+    with pytest.raises(BackboneUnavailable):
+        await ctx.flush()
+    with pytest.raises(BackboneUnavailable):
+        await ctx.output({"i": 1})
+
+
+async def test_emits_queued_meanwhile_share_one_step_and_a_cancel_discards_the_rest() -> None:
+    """Emits during a round trip go out together; once the task is cancelled the skill is
+    told (Discarded) and nothing more is stored."""
+    backbone = FailingBackbone()
+    ctx = await _started(backbone, "tsk_cut")
+    for i in range(50):
+        await ctx.output({"i": i})
+    await ctx.flush()
+    assert sum(backbone.batches) == 50 and len(backbone.batches) <= 3
+    await backbone.cancel("tsk_cut")
+    await ctx.output({"i": 50})
+    with pytest.raises(Discarded):
+        await ctx.flush()
+    with pytest.raises(Discarded):
+        await ctx.output({"i": 51})
+    stored = await backbone.get_task("tsk_cut")
+    assert stored is not None and len(stored.task.requests[0].output) == 50
