@@ -12,7 +12,6 @@ objects of its own: a future exists only while someone waits on it.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -41,7 +40,7 @@ class Outbox(Generic[Item]):
     __slots__ = ("_items", "_limit", "_on_ready", "_ready", "_room", "closed", "overflowed")
 
     def __init__(self, limit: int, on_ready: Callable[[], None] | None = None) -> None:
-        self._items: deque[Item] = deque()
+        self._items: list[Item] = []  # a list, not a deque: empty it costs 56 bytes, not 600
         self._limit = limit
         self._on_ready = on_ready
         self._ready: asyncio.Future[None] | None = None  # a take() waiting for items
@@ -86,8 +85,7 @@ class Outbox(Generic[Item]):
 
     def take_nowait(self) -> list[Item]:
         """Everything queued, possibly nothing."""
-        items = list(self._items)
-        self._items.clear()
+        items, self._items = self._items, []
         _wake(self._room)
         return items
 
