@@ -42,6 +42,21 @@ class SlowConsumer(Exception):
 
 
 class Subscription:
+    __slots__ = (
+        "_backbone",
+        "_buffer_limit",
+        "_direct",
+        "_failed",
+        "_frame",
+        "_outbox",
+        "_pending",
+        "_snapshot",
+        "_wake",
+        "finished",
+        "last",
+        "task_id",
+    )
+
     def __init__(
         self,
         backbone: Backbone,

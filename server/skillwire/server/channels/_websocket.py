@@ -74,6 +74,22 @@ class _Close(Exception):
 
 
 class WebSocketSession:
+    # Thousands of these sit idle: no per-instance dict.
+    __slots__ = (
+        "_delivered",
+        "_ended",
+        "_interval",
+        "_writer",
+        "close_code",
+        "close_reason",
+        "last_sent",
+        "outbox",
+        "principal",
+        "runtime",
+        "subscriptions",
+        "ws",
+    )
+
     def __init__(self, websocket: WebSocket, runtime: Runtime) -> None:
         self.ws = websocket
         self.runtime = runtime
