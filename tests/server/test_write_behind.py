@@ -175,3 +175,19 @@ async def test_emits_queued_meanwhile_share_one_step_and_a_cancel_discards_the_r
         await ctx.output({"i": 51})
     stored = await backbone.get_task("tsk_cut")
     assert stored is not None and len(stored.task.requests[0].output) == 50
+
+
+async def test_a_stopped_sub_request_leaves_no_late_outputs() -> None:
+    """When the worker stops a sub-request (its work is requeued, or the task cancelled), the
+    events still on their way are dropped: none lands after the run that replaces it began."""
+    backbone = FailingBackbone()
+    ctx = await _started(backbone, "tsk_stop")
+    for i in range(50):
+        await ctx.output({"i": i})
+    ctx.abandon()
+    await asyncio.sleep(0.05)
+    with pytest.raises(Discarded):
+        await ctx.flush()
+    stored = await backbone.get_task("tsk_stop")
+    assert stored is not None and stored.task.requests[0].output == []
+    assert backbone.batches == []

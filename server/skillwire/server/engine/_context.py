@@ -51,9 +51,21 @@ class _WriteBehind:
 
     async def drain(self) -> None:
         """Wait until everything queued is stored; raise what stopped it."""
-        while self._flushing is not None:
-            await asyncio.wait({self._flushing})
+        while (flushing := self._flushing) is not None:
+            await asyncio.wait({flushing})
+            if self._flushing is flushing:  # cancelled before it ever ran: no finally of its own
+                self._flushing = None
         self._check()
+
+    def abandon(self) -> None:
+        """The sub-request was stopped: what is not yet sent is dropped, a flush in flight
+        stopped. Its work is requeued (or the task was cancelled), and a late batch must not
+        land among the outputs of the run that replaces it."""
+        self._queued = []
+        self._refused = True
+        if self._flushing is not None:
+            self._flushing.cancel()
+            self._flushing = None
 
     def _check(self) -> None:
         if self._error is not None:
@@ -118,6 +130,11 @@ class Context:
         Raises ``Discarded`` when the task finished meanwhile."""
         if self._behind is not None:
             await self._behind.drain()
+
+    def abandon(self) -> None:
+        """The worker stopped this sub-request: drop the events still on their way."""
+        if self._behind is not None:
+            self._behind.abandon()
 
     async def _append(self, type_: EventType, data: Any) -> None:
         if self._behind is not None:

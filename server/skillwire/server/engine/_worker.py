@@ -322,6 +322,7 @@ class WorkerPool:
             message = f"{app}/{skill} did not finish within {limit:g} s"
             ending = (EventType.REQUEST_FAILED, _failure(ErrorCode.TIMEOUT, message))
         except asyncio.CancelledError:
+            ctx.abandon()
             raise
         except Exception:
             log.exception("skill %s/%s failed on task %s request %d", app, skill, task_id, index)
@@ -331,4 +332,7 @@ class WorkerPool:
             await ctx.flush()  # the outputs written behind the skill come before its end
         except Discarded:
             return
+        except asyncio.CancelledError:
+            ctx.abandon()
+            raise
         await append(task_id, ending[0], index, ending[1])

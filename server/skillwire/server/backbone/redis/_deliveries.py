@@ -154,14 +154,19 @@ class RedisDeliveries:
         self, status: DeliveryStatus | None, limit: int, offset: int
     ) -> tuple[list[DeliveryRecord], int]:
         statuses = list(DeliveryStatus) if status is None else [status]
-        ranked: list[tuple[float, bytes]] = []
-        total = 0
         for one in statuses:
-            index = keys.deliveries(one)
             if one is not DeliveryStatus.PENDING:
-                await self._prune(index)
-            total += await self._client.zcard(index)
-            top: Any = await self._client.zrevrange(index, 0, offset + limit - 1, withscores=True)
+                await self._prune(index=keys.deliveries(one))
+        # One MULTI across the status indexes: a delivery that moves from pending to delivered
+        # meanwhile is seen in exactly one of them, never counted twice.
+        pipe = self._client.pipeline(transaction=True)
+        for one in statuses:
+            pipe.zcard(keys.deliveries(one))
+            pipe.zrevrange(keys.deliveries(one), 0, offset + limit - 1, withscores=True)
+        replies: list[Any] = await pipe.execute()
+        total = sum(replies[0::2])
+        ranked: list[tuple[float, bytes]] = []
+        for top in replies[1::2]:
             ranked.extend((score, delivery_id) for delivery_id, score in top)
         ranked.sort(reverse=True)
         page = [delivery_id.decode() for _, delivery_id in ranked[offset : offset + limit]]
