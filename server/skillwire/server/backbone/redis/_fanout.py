@@ -41,6 +41,18 @@ def parse_live(payload: bytes) -> list[EncodedEvent]:
     return events
 
 
+def _skip_push_debug_log(pubsub: Any) -> None:
+    """redis-py's hiredis parser formats every pub/sub message into a debug log line, logged
+    or not (a third of the gateway's time reading a busy channel): hand messages on as is."""
+    parser = getattr(pubsub.connection, "_parser", None)
+    if parser is not None and hasattr(parser, "set_pubsub_push_handler"):
+
+        async def as_is(response: Any) -> Any:
+            return response
+
+        parser.set_pubsub_push_handler(as_is)
+
+
 class Fanout:
     def __init__(
         self,
@@ -163,6 +175,9 @@ class Fanout:
         for channel in channels:
             self._confirm[channel.encode()] = asyncio.get_running_loop().create_future()
         await pubsub.subscribe(*channels)
+        _skip_push_debug_log(pubsub)
+        # Confirmations still awaited for this connection's first SUBSCRIBE; at none, resync.
+        unconfirmed = {channel.encode() for channel in channels}
         resynced = False
         while True:
             message = await pubsub.get_message(timeout=1.0)
@@ -183,9 +198,8 @@ class Fanout:
                     waiter.set_result(None)
                 if not self._connected.is_set() and message["channel"] == keys.CONTROL.encode():
                     self._connected.set()
-                if not resynced and all(
-                    w.done() for c, w in self._confirm.items() if c.decode() in channels
-                ):
+                unconfirmed.discard(message["channel"])
+                if not resynced and not unconfirmed:
                     resynced = True
                     asyncio.get_running_loop().create_task(self._resync_all())
 
