@@ -163,6 +163,12 @@ class Backbone(abc.ABC):
     ) -> list[EncodedEvent]:
         """Append a ``request.*`` event; returns what was appended (empty if discarded)."""
 
+    def hand_work_to(self, taker: Callable[[Claim], bool]) -> None:
+        """Offer new work straight to this process's worker pool, which takes it (True) while
+        it has a free slot. Only a backbone whose work stays in this process does; a shared
+        one keeps every item in the shared queue, for any worker to claim."""
+        return None
+
     # Whether append_batch stores several events for the price of one (a round trip to a
     # shared store): then a skill's outputs are written behind it, several per step.
     batches_appends: bool = False

@@ -75,6 +75,7 @@ class MemoryBackbone(Backbone):
         self._secret = secrets.token_bytes(32)
         self._sweeper: asyncio.Task[None] | None = None
         self._deliveries = MemoryDeliveries(retention)
+        self._taker: Callable[[Claim], bool] | None = None
 
     # -- life ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -108,8 +109,16 @@ class MemoryBackbone(Backbone):
         )
         now = time.time()
         for item in work:
+            # Straight to a free worker when nothing waits before it: no trip through the
+            # queue and the fetch loop (a quick call answers sooner).
+            taker = self._taker
+            if taker is not None and self._queue.empty() and taker(Claim(item, enqueued_at=now)):
+                continue
             self._enqueued[id(item)] = now
             self._queue.put_nowait(item)
+
+    def hand_work_to(self, taker: Callable[[Claim], bool]) -> None:
+        self._taker = taker
 
     async def get_task(self, task_id: str) -> StoredTask | None:
         record = self._records.get(task_id)

@@ -88,6 +88,7 @@ class WorkerPool:
 
     async def start(self) -> None:
         self._backbone.add_cancel_listener(self._on_cancel)
+        self._backbone.hand_work_to(self._take)
         self._loops = [
             asyncio.create_task(self._fetch(), name="skillwire-worker-fetch"),
             asyncio.create_task(self._renew(), name="skillwire-worker-lease"),
@@ -124,6 +125,17 @@ class WorkerPool:
         return self._timeouts.get(key) or spec.timeout or self._default_timeout
 
     # -- claiming ------------------------------------------------------------------------
+    def _take(self, claim: Claim) -> bool:
+        """Work handed over by the backbone as it is created: run it now if a slot is free."""
+        if self._stopping or not self._loops or len(self._claims) >= self._slots:
+            return False
+        self._start(claim)
+        return True
+
+    def _start(self, claim: Claim) -> None:
+        job = asyncio.create_task(self._run_claim(claim))
+        self._claims[job] = claim
+
     async def _fetch(self) -> None:
         backoff = 0.1
         while not self._stopping:
@@ -143,8 +155,11 @@ class WorkerPool:
                 continue
             backoff = 0.1
             for claim in claims:
-                job = asyncio.create_task(self._run_claim(claim))
-                self._claims[job] = claim
+                if len(self._claims) >= self._slots:  # work handed over took the slot meanwhile
+                    with contextlib.suppress(BackboneUnavailable):
+                        await self._backbone.requeue(claim)
+                    continue
+                self._start(claim)
 
     async def _renew(self) -> None:
         while True:
