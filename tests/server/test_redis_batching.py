@@ -139,3 +139,19 @@ async def test_one_failing_script_does_not_fail_its_batch(
     finally:
         await batcher.close()
         await client.aclose()
+
+
+async def test_a_call_right_after_the_last_flusher_finished_is_still_sent(
+    redis_server: RedisServer,
+) -> None:
+    """The caller woken by a reply queues its next command before the finished flusher's done
+    callbacks run: the flusher must already have left the running set, or nothing sends it."""
+    client = aioredis.Redis.from_url(redis_server.url)
+    batcher = CommandBatcher(client, max_in_flight=1)
+    try:
+        async with asyncio.timeout(5):  # not wait_for: its own task would hide the race
+            for _ in range(50):
+                assert await batcher.command("PING") == b"PONG"
+    finally:
+        await batcher.close()
+        await client.aclose()

@@ -77,6 +77,15 @@ class CommandBatcher:
         return future
 
     async def _flush(self) -> None:
+        try:
+            await self._drain()
+        finally:
+            # At once, not in a done callback: a call queued before that callback ran would
+            # count this flusher as running and start none, and wait with nobody to send it.
+            if (this := asyncio.current_task()) is not None:
+                self._flushers.discard(this)
+
+    async def _drain(self) -> None:
         while self._pending:
             batch = [
                 self._pending.popleft() for _ in range(min(len(self._pending), self._max_batch))
@@ -153,8 +162,8 @@ def _copy(exc: Exception) -> Exception:
     """One exception object per waiting caller (each raise writes its own traceback)."""
     if isinstance(exc, ResponseError):
         return ResponseError(str(exc))
+    if isinstance(exc, TimeoutError):  # before OSError, of which it is a subclass
+        return RedisConnectionError("redis did not answer in time")
     if isinstance(exc, OSError):
         return OSError(str(exc))
-    if isinstance(exc, TimeoutError):
-        return RedisConnectionError("redis did not answer in time")
     return RedisConnectionError(str(exc) or type(exc).__name__)
