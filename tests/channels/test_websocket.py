@@ -226,6 +226,32 @@ async def test_heartbeat_when_idle(server: RunningServer) -> None:
     assert "time" in messages[-1]
 
 
+async def test_heartbeats_are_not_counted_as_delivered_messages(server: RunningServer) -> None:
+    """skillwire_events_delivered_total{channel="ws"} counts events and replies, not heartbeats."""
+
+    def delivered() -> float:
+        with server.client() as client:
+            text = client.get("/metrics").text
+        line = next(
+            (
+                x
+                for x in text.splitlines()
+                if x.startswith("skillwire_events_delivered_total{") and 'channel="ws"' in x
+            ),
+            None,
+        )
+        return float(line.rsplit(" ", 1)[1]) if line else 0.0
+
+    before = delivered()
+    async with ws(server) as conn:
+        for _ in range(2):
+            await ws_until(conn, lambda m: m["op"] == "heartbeat", timeout=5)
+        await conn.send(json.dumps({"op": "ping", "ref": "p"}))
+        await ws_until(conn, lambda m: m["op"] == "pong", timeout=5)
+    await asyncio.sleep(scaled(0.2))  # the session flushes its tally as it closes
+    assert delivered() - before == 1  # the pong; two heartbeats not counted
+
+
 async def test_cancel_and_unsubscribe_ops(server: RunningServer) -> None:
     """`cancel` answers ok and the stream ends with task.cancelled; `unsubscribe` answers ok."""
     task_id = start_task(server, "countdown", [{"n": 1000, "interval": 0.02}])

@@ -63,6 +63,7 @@ __all__ = ["websocket_endpoint"]
 
 log = logging.getLogger("skillwire.ws")
 
+_HEARTBEAT_PREFIX = '{"op":"heartbeat"'
 WRITER_GRACE = 5.0  # seconds a closing connection's writer may take to send what is queued
 
 
@@ -143,7 +144,10 @@ class WebSocketSession:
                 frame = items[0] if len(items) == 1 else "\n".join(items)
                 await self.ws.send_text(frame)
                 self.last_sent = time.monotonic()
-                self._delivered.add(len(items))
+                # The metric counts events and replies. A heartbeat is only ever queued into
+                # an empty outbox, so it can only open a batch.
+                beat = items[0].startswith(_HEARTBEAT_PREFIX)
+                self._delivered.add(len(items) - beat)
         except WebSocketDisconnect:
             self.end(-1)
         except Exception as exc:
