@@ -171,7 +171,9 @@ class Runtime:
     # -- open connections: one heartbeat timer for all of them -------------------------------
     def add_connection(self, connection: Connection) -> None:
         self.connections.add(connection)
-        if self._beating is None:
+        beating = self._beating
+        # A timer left from another event loop (an app served again, as tests do) never beats.
+        if beating is None or beating.get_loop() is not asyncio.get_running_loop():
             self._beating = asyncio.create_task(self._beat(), name="skillwire-heartbeats")
 
     def remove_connection(self, connection: Connection) -> None:
@@ -180,6 +182,7 @@ class Runtime:
     async def _beat(self) -> None:
         # A quarter of the interval: a heartbeat goes out between 1 and 1.25 intervals after
         # the last frame, for the price of one timer per process instead of one per connection.
+        this = asyncio.current_task()
         try:
             while self.connections:
                 await asyncio.sleep(self.config.heartbeat_interval / 4)
@@ -187,7 +190,8 @@ class Runtime:
                 for connection in list(self.connections):
                     connection.heartbeat(now)
         finally:
-            self._beating = None
+            if self._beating is this:  # (a timer replaced by another loop's leaves it be)
+                self._beating = None
 
     async def stop(self) -> None:
         self.begin_drain()
