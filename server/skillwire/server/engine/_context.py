@@ -68,10 +68,10 @@ class _WriteBehind:
             self._flushing = None
 
     def _check(self) -> None:
+        if self._refused:  # first: an abandoned flush also leaves an error behind
+            raise Discarded(self._task_id)
         if self._error is not None:
             raise self._error
-        if self._refused:
-            raise Discarded(self._task_id)
 
     async def _flush(self) -> None:
         try:
