@@ -122,8 +122,9 @@ class RedisBackbone(Backbone):
         self._fanout = Fanout(self._client, self._on_control, self._newest_event)
         self._secret: bytes | None = None
         self._last_reclaim = 0.0
+        # Every script call and ack of this process shares round trips with the others.
         self._batcher = CommandBatcher(self._client)
-        self._deliveries = RedisDeliveries(self._client, self._script, self._retention)
+        self._deliveries = RedisDeliveries(self._client, self._batcher.script, self._retention)
         self._delivery_listeners: list[DeliveryListener] = []
 
     # -- life ----------------------------------------------------------------------------
@@ -157,10 +158,6 @@ class RedisBackbone(Backbone):
                 value = await self._client.get(keys.SECRET)
             self._secret = bytes.fromhex(value.decode())
         return self._secret
-
-    async def _script(self, name: str, source: str, keys_: list[str], args: list[Any]) -> Any:
-        # Every script of this process shares round trips with the others queued meanwhile.
-        return await self._batcher.script(source, keys_, args)
 
     # -- tasks ---------------------------------------------------------------------------
     async def create_task(
@@ -212,8 +209,8 @@ class RedisBackbone(Backbone):
 
     async def get_task(self, task_id: str) -> StoredTask | None:
         async with _translated():
-            found = await self._script(
-                "view", scripts.VIEW, [keys.task(task_id)], [keys.output_prefix(task_id)]
+            found = await self._batcher.script(
+                scripts.VIEW, [keys.task(task_id)], [keys.output_prefix(task_id)]
             )
         if found is None:
             return None
@@ -298,8 +295,7 @@ class RedisBackbone(Backbone):
             groups += (type_.value, index, encode(data), progress, error)
         now = time.time()
         async with _translated():
-            flat = await self._script(
-                "append",
+            flat = await self._batcher.script(
                 scripts.APPEND,
                 [keys.task(task_id), keys.events(task_id), keys.live(task_id), *creation_keys()],
                 [
@@ -314,7 +310,7 @@ class RedisBackbone(Backbone):
                     *creation_args(task_id, now, self.webhook_urls),
                 ],
             )
-        events = _events(flat, 1)
+        events = _events(flat[1:])
         if events and events[-1].terminal:
             self._wake_dispatchers()
         return int(flat[0]), events
@@ -322,8 +318,7 @@ class RedisBackbone(Backbone):
     async def cancel(self, task_id: str) -> Task:
         now = time.time()
         async with _translated():
-            result = await self._script(
-                "cancel",
+            result = await self._batcher.script(
                 scripts.CANCEL,
                 [
                     keys.task(task_id),
@@ -353,8 +348,8 @@ class RedisBackbone(Backbone):
     # -- log and fan-out -----------------------------------------------------------------
     async def read_events(self, task_id: str, after: int, limit: int) -> LogSlice | None:
         async with _translated():
-            found = await self._script(
-                "read", scripts.READ, [keys.task(task_id), keys.events(task_id)], [after, limit]
+            found = await self._batcher.script(
+                scripts.READ, [keys.task(task_id), keys.events(task_id)], [after, limit]
             )
         if found is None:
             return None
@@ -549,10 +544,10 @@ class RedisBackbone(Backbone):
 _TERMINAL_STATUSES = frozenset(s.value for s in lifecycle.TERMINAL_TASK_STATUSES)
 
 
-def _events(flat: list[Any], start: int = 0) -> list[EncodedEvent]:
-    """Events as a script returns them: seq, type, JSON, seq, type, JSON, ... from ``start``."""
+def _events(flat: list[Any]) -> list[EncodedEvent]:
+    """Events as a script returns them: seq, type, JSON, seq, type, JSON, ..."""
     out = []
-    for i in range(start, len(flat), 3):
+    for i in range(0, len(flat), 3):
         type_ = flat[i + 1].decode()
         out.append(EncodedEvent(int(flat[i]), type_, flat[i + 2], terminal=type_ in _TERMINAL))
     return out

@@ -25,7 +25,7 @@ from . import _scripts as scripts
 
 __all__ = ["RedisDeliveries", "creation_args", "creation_keys"]
 
-ScriptRunner = Callable[[str, str, list[str], list[Any]], Awaitable[Any]]
+ScriptRunner = Callable[[str, list[str], list[Any]], Awaitable[Any]]  # source, keys, args
 
 
 def creation_keys() -> list[str]:
@@ -69,7 +69,6 @@ class RedisDeliveries:
 
     async def claim(self, count: int, lease: float) -> tuple[list[DeliveryRecord], float | None]:
         claimed, next_due = await self._script(
-            "claim_deliveries",
             scripts.CLAIM_DELIVERIES,
             [keys.DELIVERIES_DUE, keys.DELIVERIES_CLAIMED],
             [int(time.time() * 1000), max(int(lease * 1000), 1), count, keys.DELIVERY_PREFIX],
@@ -93,7 +92,6 @@ class RedisDeliveries:
         else:
             outcome = "retry"
         done = await self._script(
-            "finish_attempt",
             scripts.FINISH_ATTEMPT,
             [
                 keys.delivery(delivery_id),
@@ -114,7 +112,6 @@ class RedisDeliveries:
 
     async def retry(self, delivery_id: str) -> DeliveryRecord:
         result = await self._script(
-            "retry_delivery",
             scripts.RETRY_DELIVERY,
             [
                 keys.delivery(delivery_id),
