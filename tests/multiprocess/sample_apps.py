@@ -17,7 +17,11 @@ async def sleeper(seconds: float, marker: str) -> dict[str, str]:
     try:
         await asyncio.sleep(seconds)
     except asyncio.CancelledError:
-        with open(marker, "w") as fh:
+        # Written beside and renamed into place: the test polls for the file, and must never
+        # see it before its text is there.
+        partial = f"{marker}.partial"
+        with open(partial, "w") as fh:
             fh.write(f"{time.time()} {os.getpid()}")
+        os.replace(partial, marker)
         raise
     return {"slept": str(seconds)}
