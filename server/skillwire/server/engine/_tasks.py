@@ -51,6 +51,11 @@ def _chains(indices: list[int], inputs: list[Any], width: int) -> list[tuple[lis
     return [(indices[i::width], inputs[i::width]) for i in range(min(width, len(indices)))]
 
 
+def _settle(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class TaskService:
     def __init__(
         self,
@@ -160,11 +165,12 @@ class TaskService:
         stored = await self.get(principal, task_id)
         if timeout <= 0 or stored.task.status in lifecycle.TERMINAL_TASK_STATUSES:
             return stored.task
-        finished = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        finished = loop.create_future()
 
         def on_event(event: Any) -> None:
-            if event.terminal and not finished.done():
-                finished.set_result(None)
+            if event.terminal:
+                _settle(finished)
 
         try:
             undo = await self.backbone.listen(task_id, on_event)
@@ -175,11 +181,12 @@ class TaskService:
         try:
             stored = await self.get(principal, task_id)
             if stored.task.status not in lifecycle.TERMINAL_TASK_STATUSES:
+                # A timer that ends the wait, cheaper than a timeout scope around it.
+                timer = loop.call_later(timeout, _settle, finished)
                 try:
-                    async with asyncio.timeout(timeout):
-                        await finished
-                except TimeoutError:
-                    pass
+                    await finished
+                finally:
+                    timer.cancel()
                 stored = await self.get(principal, task_id)
         finally:
             undo()

@@ -213,26 +213,28 @@ class WorkerPool:
 
     async def _run_chain(self, claim: Claim) -> None:
         item = claim.item
+        claim_job = asyncio.current_task()
+        assert claim_job is not None
         for index, raw in zip(item.indices, item.inputs, strict=True):
             runner = asyncio.create_task(
                 self._run_request(item.task_id, item.app, item.skill, item.owner, index, raw)
             )
             self._running[item.task_id].add(runner)
             try:
-                await asyncio.wait({runner})
+                await runner
             except asyncio.CancelledError:
-                # This claim is being stopped: interrupt the sub-request too, let it unwind.
-                runner.cancel()
-                await asyncio.wait({runner})
-                raise
+                if not runner.done() or claim_job.cancelling():
+                    # This claim is being stopped (awaiting the runner cancelled it too): let
+                    # the sub-request unwind before the claim is requeued.
+                    await asyncio.wait({runner})
+                    raise
+                return  # the task was cancelled: the rest of this chain never starts
             finally:
                 self._running[item.task_id].discard(runner)
                 if not self._running[item.task_id]:
                     del self._running[item.task_id]
-            if runner.cancelled():
-                return  # the task was cancelled: the rest of this chain never starts
-            if (exc := runner.exception()) is not None:
-                raise exc
+            if claim_job.cancelling():
+                raise asyncio.CancelledError  # a skill swallowed the stop: the claim still stops
 
     # -- one sub-request -----------------------------------------------------------------
     async def _provider_slot(self, spec: SkillSpec, task_id: str, index: int) -> bool:
