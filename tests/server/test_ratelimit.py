@@ -81,3 +81,25 @@ def test_provider_limit_queues_instead_of_failing(server_factory) -> None:  # ty
         e["data"]["reason"] == "provider_rate_limit" and e["data"]["retry_at"].endswith("Z")
         for e in queued
     )
+
+
+async def test_a_websocket_past_the_limit_is_accepted_and_closed_with_1013(server_factory) -> None:  # type: ignore[no-untyped-def]
+    """Opening a WebSocket counts against the client's limit; past it the socket closes 1013."""
+    import pytest
+    from websockets.exceptions import ConnectionClosed
+
+    from tests.channels.helpers import ws, ws_next
+
+    server: RunningServer = server_factory({"rate_limit": "2/minute"})
+    for _ in range(2):
+        async with ws(server, USER_KEY) as conn:
+            await conn.send(json.dumps({"op": "ping", "ref": "p"}))
+            assert (await ws_next(conn))["op"] == "pong"
+    async with ws(server, USER_KEY) as conn:
+        with pytest.raises(ConnectionClosed):
+            await ws_next(conn)
+        assert conn.close_code == 1013
+        assert conn.close_reason == "rate limited"
+    async with ws(server, OTHER_KEY) as conn:  # another key has its own budget
+        await conn.send(json.dumps({"op": "ping", "ref": "p"}))
+        assert (await ws_next(conn))["op"] == "pong"

@@ -17,6 +17,7 @@ import logging
 import time
 from typing import Any
 
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from skillwire.protocol import (
@@ -56,10 +57,13 @@ from .._metrics import Tally
 from .._runtime import Runtime
 from ..auth import Permission, Principal
 from ..http._auth import authenticate
+from ..http._ratelimit import websocket_refused
 from ._outbox import Outbox, OutboxClosed
 from ._subscription import SlowConsumer, Subscription
 
-__all__ = ["websocket_endpoint"]
+__all__ = ["WS_PATH", "websocket_app", "websocket_endpoint"]
+
+WS_PATH = "/api/v1/ws"
 
 log = logging.getLogger("skillwire.ws")
 
@@ -369,3 +373,17 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         connections.dec()
         if session.close_code == CloseCode.TRY_AGAIN_LATER:
             runtime.metrics.slow_clients.labels("ws").inc()
+
+
+async def websocket_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """The channel as a bare ASGI app, for a connection that skips the middleware stack.
+
+    Of that stack only the client rate limit applies to a WebSocket; it is applied here.
+    """
+    runtime: Runtime = scope["app"].state.skillwire
+    if await websocket_refused(runtime, scope, receive, send):
+        return
+    try:
+        await websocket_endpoint(WebSocket(scope, receive, send))
+    except Exception:
+        log.exception("unhandled error in a WebSocket session")

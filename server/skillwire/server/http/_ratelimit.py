@@ -18,7 +18,7 @@ from .._runtime import Runtime
 from ._middleware import request_id_of
 from ._responses import error_response
 
-__all__ = ["RateLimitMiddleware"]
+__all__ = ["RateLimitMiddleware", "websocket_refused"]
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -28,57 +28,68 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+async def _decide(runtime: Runtime, scope: Scope) -> Decision | None:
+    limits = runtime.limits
+    authorization = _header(scope, b"authorization")
+    key = _header(scope, b"x-api-key")
+    if authorization and authorization.lower().startswith("bearer "):
+        key = authorization[7:].strip()
+    principal = runtime.keys.lookup(key) if key else None
+    if principal is not None:
+        item = limits.client_limit(principal.rate_limit, principal.role)
+        identity = ("key", principal.name)
+    else:
+        item = limits.client_limit(None, None)
+        client = scope.get("client")
+        identity = ("ip", client[0] if client else "unknown")
+    if item is None:
+        return None
+    return await limits.hit(item, *identity)
+
+
+def _limited(scope: Scope) -> bool:
+    path: str = scope["path"]
+    return path.startswith("/api/v1")
+
+
+async def websocket_refused(runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> bool:
+    """True when a WebSocket is over its limit: it has been accepted and closed with 1013."""
+    if runtime.limits.clients_unlimited or not _limited(scope):
+        return False
+    decision = await _decide(runtime, scope)
+    if decision is None or decision.allowed:
+        return False
+    runtime.metrics.rate_limited.labels("client").inc()
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    await send(
+        {"type": "websocket.close", "code": CloseCode.TRY_AGAIN_LATER, "reason": "rate limited"}
+    )
+    return True
+
+
 class RateLimitMiddleware:
     def __init__(self, app: ASGIApp, runtime: Callable[[], Runtime]) -> None:
         self.app = app
         self.runtime = runtime
 
-    async def _decide(self, scope: Scope) -> Decision | None:
-        runtime = self.runtime()
-        limits = runtime.limits
-        authorization = _header(scope, b"authorization")
-        key = _header(scope, b"x-api-key")
-        if authorization and authorization.lower().startswith("bearer "):
-            key = authorization[7:].strip()
-        principal = runtime.keys.lookup(key) if key else None
-        if principal is not None:
-            item = limits.client_limit(principal.rate_limit, principal.role)
-            identity = ("key", principal.name)
-        else:
-            item = limits.client_limit(None, None)
-            client = scope.get("client")
-            identity = ("ip", client[0] if client else "unknown")
-        if item is None:
-            return None
-        return await limits.hit(item, *identity)
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] not in ("http", "websocket")
-            or not scope["path"].startswith("/api/v1")
-            or self.runtime().limits.clients_unlimited
-        ):
+        runtime = self.runtime()
+        if scope["type"] == "websocket":
+            if not await websocket_refused(runtime, scope, receive, send):
+                await self.app(scope, receive, send)  # no headers to add: the frame path stays bare
+            return
+        if scope["type"] != "http" or not _limited(scope) or runtime.limits.clients_unlimited:
             await self.app(scope, receive, send)
             return
-        decision = await self._decide(scope)
+        decision = await _decide(runtime, scope)
         if decision is None:
             await self.app(scope, receive, send)
             return
         headers = decision.headers
         if not decision.allowed:
-            self.runtime().metrics.rate_limited.labels("client").inc()
+            runtime.metrics.rate_limited.labels("client").inc()
             retry_after = str(max(int(decision.reset_after + 0.999), 1))
-            if scope["type"] == "websocket":
-                await receive()  # websocket.connect
-                await send({"type": "websocket.accept"})
-                await send(
-                    {
-                        "type": "websocket.close",
-                        "code": CloseCode.TRY_AGAIN_LATER,
-                        "reason": "rate limited",
-                    }
-                )
-                return
             response = error_response(
                 RateLimited(
                     f"rate limit of {decision.limit} exceeded; retry in {retry_after} s",
@@ -88,9 +99,6 @@ class RateLimitMiddleware:
                 headers={**headers, "Retry-After": retry_after},
             )
             await response(scope, receive, send)
-            return
-        if scope["type"] == "websocket":
-            await self.app(scope, receive, send)  # no headers to add: keep the frame path bare
             return
         raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
