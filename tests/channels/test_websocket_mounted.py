@@ -32,13 +32,13 @@ def mounted() -> Iterator[str]:
     port = free_port()
     config = load_config(environ={}, overrides={"api_key": ADMIN_KEY, "rate_limit": "0"})
     inner = create_app(config)
-    channel = inner._ws_app  # type: ignore[attr-defined]
+    endpoint = inner._ws_endpoint  # type: ignore[attr-defined]
 
-    async def counted(scope: Any, receive: Any, send: Any) -> None:
-        shortcuts.append(scope["path"])
-        await channel(scope, receive, send)
+    async def counted(websocket: Any, **kwargs: Any) -> None:
+        shortcuts.append(websocket.scope["path"])
+        await endpoint(websocket, **kwargs)
 
-    inner._ws_app = counted  # type: ignore[attr-defined]
+    inner._ws_endpoint = counted  # type: ignore[attr-defined]
     shortcuts.clear()
     outer = Starlette(
         routes=[Mount("/gw", app=inner)],

@@ -7,7 +7,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from ._streams import EventStreamResponse, events_endpoint, stream_response
 from ._subscription import SlowConsumer, Subscription
 from ._tickets import issue_ticket
-from ._websocket import WS_PATH, websocket_app, websocket_endpoint
+from ._websocket import WS_PATH, websocket_endpoint
 
 __all__ = [
     "WS_PATH",
@@ -16,7 +16,7 @@ __all__ = [
     "Subscription",
     "channel_routes",
     "stream_response",
-    "websocket_app",
+    "websocket_endpoint",
 ]
 
 

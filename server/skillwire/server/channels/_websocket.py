@@ -1,12 +1,12 @@
 """The WebSocket channel (``/api/v1/ws``, subprotocol ``skillwire.v1``): multiplexed ops.
 
-One connection is a reader task (ops in), one subscription task per followed task, and a
-writer task that exists only while there is something to send: everything queued goes out
-as one frame of newline-separated messages. Heartbeats come from the runtime's one timer
-for all connections. An idle connection so holds two tasks, and no timer of its own (bench
-scenario C: memory per idle WebSocket). An op error never closes the connection; only failed
-authentication (4401), a frame over the limit (1009), a client too slow to keep up (1013)
-and a server shutdown (1012) do.
+A connection reads ops in the task the server gave it; each followed task has a subscription
+task, and a writer task exists only while there is something to send: everything queued goes
+out as one frame of newline-separated messages. Heartbeats come from the runtime's one timer
+for all connections, so an idle connection holds no timer (bench scenario C: memory per idle
+WebSocket). An op error never closes the connection; only failed authentication (4401), a
+frame over the limit (1009), a client too slow to keep up (1013) and a server shutdown
+(1012) do.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import logging
 import time
 from typing import Any
 
-from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from skillwire.protocol import (
@@ -30,6 +29,7 @@ from skillwire.protocol import (
     CallOp,
     CancelOp,
     CloseCode,
+    EncodedEvent,
     ErrorBody,
     ErrorMessage,
     Forbidden,
@@ -61,7 +61,7 @@ from ..http._ratelimit import websocket_refused
 from ._outbox import Outbox, OutboxClosed
 from ._subscription import SlowConsumer, Subscription
 
-__all__ = ["WS_PATH", "websocket_app", "websocket_endpoint"]
+__all__ = ["WS_PATH", "websocket_endpoint"]
 
 WS_PATH = "/api/v1/ws"
 
@@ -69,6 +69,10 @@ log = logging.getLogger("skillwire.ws")
 
 _HEARTBEAT_PREFIX = '{"op":"heartbeat"'
 WRITER_GRACE = 5.0  # seconds a closing connection's writer may take to send what is queued
+
+
+def _ws_text(event: EncodedEvent) -> str:
+    return event.ws_text
 
 
 class _Close(Exception):
@@ -83,7 +87,9 @@ class WebSocketSession:
     __slots__ = (
         "_delivered",
         "_ended",
+        "_ending_cancel",
         "_interval",
+        "_task",
         "_writer",
         "close_code",
         "close_reason",
@@ -106,14 +112,23 @@ class WebSocketSession:
         self.last_sent = time.monotonic()
         self._interval = runtime.config.heartbeat_interval
         self._writer: asyncio.Task[None] | None = None
-        self._ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._ended = False
+        self._ending_cancel = False  # end() cancelled the connection's task to stop its reader
+        self._task: asyncio.Task[Any] | None = None
         self._delivered = Tally(runtime.metrics.events_delivered.labels("ws"))
 
     def end(self, code: int, reason: str = "") -> None:
         """Close the connection with ``code``; the first reason given is the one that counts."""
-        if not self._ended.done():
-            self.close_code, self.close_reason = code, reason
-            self._ended.set_result(None)
+        if self._ended:
+            return
+        self._ended = True
+        self.close_code, self.close_reason = code, reason
+        task = self._task
+        if task is not None and task is not asyncio.current_task():
+            # The reader is waiting for a frame in the connection's task: stop it there. Ended
+            # from within that task, the reader stops before it reads again.
+            self._ending_cancel = True
+            task.cancel()
 
     # -- the runtime's calls -----------------------------------------------------------------
     def heartbeat(self, now: float) -> None:
@@ -138,7 +153,7 @@ class WebSocketSession:
         self.end(CloseCode.TRY_AGAIN_LATER, "client too slow")
 
     def _start_writer(self) -> None:
-        if self._writer is None and not self._ended.done():
+        if self._writer is None and not self._ended:
             self._writer = asyncio.create_task(self._write())
 
     async def _write(self) -> None:
@@ -164,13 +179,15 @@ class WebSocketSession:
     async def reader(self) -> None:
         limit = self.runtime.config.ws_max_message
         deadline = time.monotonic() + self.runtime.config.ws_auth_timeout
-        while True:
-            timeout = None if self.principal else max(deadline - time.monotonic(), 0.0)
-            try:
-                async with asyncio.timeout(timeout):
-                    message = await self.ws.receive()
-            except TimeoutError:
-                raise _Close(CloseCode.UNAUTHENTICATED, "authentication timed out") from None
+        while not self._ended:
+            if self.principal is not None:
+                message = await self.ws.receive()  # no timeout scope held while idle
+            else:
+                try:
+                    async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
+                        message = await self.ws.receive()
+                except TimeoutError:
+                    raise _Close(CloseCode.UNAUTHENTICATED, "authentication timed out") from None
             if message["type"] == "websocket.disconnect":
                 return
             text, data = message.get("text"), message.get("bytes")
@@ -270,40 +287,58 @@ class WebSocketSession:
             task_id,
             after,
             outbox=self.outbox,
-            frame=lambda e: e.ws_text,
+            frame=_ws_text,
             snapshot=snapshot,
             buffer_limit=self.runtime.config.send_queue,
         )
-        job = asyncio.create_task(self._run_subscription(subscription))
+        # The task runs the subscription itself and its ending is handled by a callback: no
+        # wrapper coroutine, whose frame every idle subscription would hold.
+        job = asyncio.create_task(subscription.run())
+        job.add_done_callback(lambda done: self._subscription_done(subscription, done))
         self.subscriptions[task_id] = job
 
-    async def _run_subscription(self, subscription: Subscription) -> None:
-        try:
-            await subscription.run()
-        except SlowConsumer:
+    def _subscription_done(self, subscription: Subscription, job: asyncio.Task[None]) -> None:
+        if self.subscriptions.get(subscription.task_id) is job:
+            del self.subscriptions[subscription.task_id]
+        if job.cancelled():
+            return
+        exc = job.exception()
+        if exc is None or isinstance(exc, OutboxClosed):
+            return
+        if isinstance(exc, SlowConsumer):
             self._too_slow()
-        except OutboxClosed:
-            pass
-        except SkillwireError as exc:
+        elif isinstance(exc, SkillwireError):
             self.reply_error(None, exc)
-        except Exception:
-            log.exception("subscription to %s failed", subscription.task_id)
+        else:
+            log.error("subscription to %s failed", subscription.task_id, exc_info=exc)
             self.reply_error(None, InternalError("the subscription failed; subscribe again"))
-        finally:
-            current = self.subscriptions.get(subscription.task_id)
-            if current is asyncio.current_task():
-                del self.subscriptions[subscription.task_id]
 
     # -- the connection ------------------------------------------------------------------
     async def run(self) -> None:
-        reader = asyncio.create_task(self.reader())
-        reader.add_done_callback(self._reader_done)
+        # The reader runs in the connection's own task, not one of its own: an idle
+        # connection holds one task fewer (bench scenario C).
+        task = self._task = asyncio.current_task()
+        assert task is not None
         self.runtime.add_connection(self)
         try:
-            await self._ended
+            try:
+                await self.reader()
+            except asyncio.CancelledError:
+                if not self._ending_cancel:
+                    raise  # not ours: whoever cancelled the connection's task stops it
+                task.uncancel()
+            except _Close as exc:
+                self.end(exc.code, exc.reason)
+            except WebSocketDisconnect:
+                self.end(-1)
+            except Exception as exc:
+                log.error("websocket session failed", exc_info=exc)
+                self.end(CloseCode.TRY_AGAIN_LATER, "internal error")
+            else:
+                self.end(CloseCode.NORMAL)  # the client closed (or an op ended the connection)
         finally:
             self.runtime.remove_connection(self)
-            jobs = [reader, *self.subscriptions.values()]
+            jobs = list(self.subscriptions.values())
             for job in jobs:
                 job.cancel()
             for job in jobs:
@@ -329,23 +364,16 @@ class WebSocketSession:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await writer
 
-    def _reader_done(self, reader: asyncio.Task[None]) -> None:
-        if reader.cancelled():
-            return
-        exc = reader.exception()
-        if isinstance(exc, _Close):
-            self.end(exc.code, exc.reason)
-        elif isinstance(exc, WebSocketDisconnect):
-            self.end(-1)
-        elif exc is not None:
-            log.error("websocket session failed", exc_info=exc)
-            self.end(CloseCode.TRY_AGAIN_LATER, "internal error")
-        else:
-            self.end(CloseCode.NORMAL)  # the client closed
 
+async def websocket_endpoint(websocket: WebSocket, *, rate_limit: bool = False) -> None:
+    """A connection, from the handshake to the close.
 
-async def websocket_endpoint(websocket: WebSocket) -> None:
+    ``rate_limit``: apply the client rate limit here, for a connection that skipped the
+    middleware stack (http/_app), of which only that limit applies to a WebSocket.
+    """
     runtime: Runtime = websocket.app.state.skillwire
+    if rate_limit and await websocket_refused(runtime, websocket):
+        return
     offered = websocket.scope.get("subprotocols", [])
     await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
     session = WebSocketSession(websocket, runtime)
@@ -373,17 +401,3 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         connections.dec()
         if session.close_code == CloseCode.TRY_AGAIN_LATER:
             runtime.metrics.slow_clients.labels("ws").inc()
-
-
-async def websocket_app(scope: Scope, receive: Receive, send: Send) -> None:
-    """The channel as a bare ASGI app, for a connection that skips the middleware stack.
-
-    Of that stack only the client rate limit applies to a WebSocket; it is applied here.
-    """
-    runtime: Runtime = scope["app"].state.skillwire
-    if await websocket_refused(runtime, scope, receive, send):
-        return
-    try:
-        await websocket_endpoint(WebSocket(scope, receive, send))
-    except Exception:
-        log.exception("unhandled error in a WebSocket session")

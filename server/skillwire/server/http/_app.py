@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from skillwire.protocol import BackboneUnavailable, MethodNotAllowed, NotFound, SkillwireError
 
@@ -136,16 +137,16 @@ class _Gateway(Starlette):
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        from ..channels import WS_PATH, websocket_app
+        from ..channels import WS_PATH, websocket_endpoint
 
         super().__init__(**kwargs)
         self._ws_path = WS_PATH
-        self._ws_app = websocket_app
+        self._ws_endpoint = websocket_endpoint
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and _route_path(scope) == self._ws_path:
             scope["app"] = self
-            await self._ws_app(scope, receive, send)
+            await self._ws_endpoint(WebSocket(scope, receive, send), rate_limit=True)
             return
         await super().__call__(scope, receive, send)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from skillwire.protocol import CloseCode, RateLimited
 
@@ -52,19 +53,16 @@ def _limited(scope: Scope) -> bool:
     return path.startswith("/api/v1")
 
 
-async def websocket_refused(runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> bool:
+async def websocket_refused(runtime: Runtime, websocket: WebSocket) -> bool:
     """True when a WebSocket is over its limit: it has been accepted and closed with 1013."""
-    if runtime.limits.clients_unlimited or not _limited(scope):
+    if runtime.limits.clients_unlimited or not _limited(websocket.scope):
         return False
-    decision = await _decide(runtime, scope)
+    decision = await _decide(runtime, websocket.scope)
     if decision is None or decision.allowed:
         return False
     runtime.metrics.rate_limited.labels("client").inc()
-    await receive()  # websocket.connect
-    await send({"type": "websocket.accept"})
-    await send(
-        {"type": "websocket.close", "code": CloseCode.TRY_AGAIN_LATER, "reason": "rate limited"}
-    )
+    await websocket.accept()
+    await websocket.close(CloseCode.TRY_AGAIN_LATER, "rate limited")
     return True
 
 
@@ -76,7 +74,7 @@ class RateLimitMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         runtime = self.runtime()
         if scope["type"] == "websocket":
-            if not await websocket_refused(runtime, scope, receive, send):
+            if not await websocket_refused(runtime, WebSocket(scope, receive, send)):
                 await self.app(scope, receive, send)  # no headers to add: the frame path stays bare
             return
         if scope["type"] != "http" or not _limited(scope) or runtime.limits.clients_unlimited:
