@@ -15,8 +15,10 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any
 
+from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from skillwire.protocol import (
@@ -293,13 +295,15 @@ class WebSocketSession:
         )
         # The task runs the subscription itself and its ending is handled by a callback: no
         # wrapper coroutine, whose frame every idle subscription would hold.
-        job = asyncio.create_task(subscription.run())
-        job.add_done_callback(lambda done: self._subscription_done(subscription, done))
+        # The job is named after the task it follows, which the callback needs.
+        job = asyncio.create_task(subscription.run(), name=task_id)
+        job.add_done_callback(self._subscription_done)
         self.subscriptions[task_id] = job
 
-    def _subscription_done(self, subscription: Subscription, job: asyncio.Task[None]) -> None:
-        if self.subscriptions.get(subscription.task_id) is job:
-            del self.subscriptions[subscription.task_id]
+    def _subscription_done(self, job: asyncio.Task[None]) -> None:
+        task_id = job.get_name()
+        if self.subscriptions.get(task_id) is job:
+            del self.subscriptions[task_id]
         if job.cancelled():
             return
         exc = job.exception()
@@ -310,21 +314,57 @@ class WebSocketSession:
         elif isinstance(exc, SkillwireError):
             self.reply_error(None, exc)
         else:
-            log.error("subscription to %s failed", subscription.task_id, exc_info=exc)
+            log.error("subscription to %s failed", task_id, exc_info=exc)
             self.reply_error(None, InternalError("the subscription failed; subscribe again"))
 
     # -- the connection ------------------------------------------------------------------
-    async def run(self) -> None:
-        # The reader runs in the connection's own task, not one of its own: an idle
-        # connection holds one task fewer (bench scenario C).
+    async def _open(self, *, rate_limit: bool) -> bool:
+        """The handshake: True once the connection is accepted (and authenticated, when the
+        request carried credentials); else it has been refused or closed."""
+        websocket, runtime = self.ws, self.runtime
+        if rate_limit and await websocket_refused(runtime, websocket):
+            return False
+        offered = websocket.scope.get("subprotocols", [])
+        await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+        if runtime.draining:
+            await websocket.close(CloseCode.SERVICE_RESTART, "server restarting")
+            return False
+        # Read from a connection object of its own: the headers and query it parses are
+        # garbage once the key is checked, not kept on the WebSocket for the connection's life.
+        handshake = HTTPConnection(websocket.scope)
+        has_credentials = (
+            handshake.headers.get("authorization")
+            or handshake.headers.get("x-api-key")
+            or handshake.query_params.get("ticket")
+        )
+        if has_credentials:
+            try:
+                self.principal = await authenticate(handshake, allow_ticket=True)
+            except Unauthorized as exc:
+                await websocket.close(CloseCode.UNAUTHENTICATED, exc.message[:120])
+                return False
+        return True
+
+    async def serve(self, *, rate_limit: bool = False) -> None:
+        """Open the connection, read its ops until it ends, then close it.
+
+        The reader runs here, in the connection's own task (one frame, no task of its own:
+        thousands of idle connections each hold this, bench scenario C).
+        """
+        if not await self._open(rate_limit=rate_limit):
+            return
+        runtime = self.runtime
         task = self._task = asyncio.current_task()
         assert task is not None
-        self.runtime.add_connection(self)
+        runtime.open_sockets += 1
+        runtime.metrics.connections.labels("ws").inc()
+        runtime.add_connection(self)
         try:
             try:
                 await self.reader()
             except asyncio.CancelledError:
                 if not self._ending_cancel:
+                    self._ended = True  # nothing may cancel the clean-up below
                     raise  # not ours: whoever cancelled the connection's task stops it
                 task.uncancel()
             except _Close as exc:
@@ -336,21 +376,30 @@ class WebSocketSession:
                 self.end(CloseCode.TRY_AGAIN_LATER, "internal error")
             else:
                 self.end(CloseCode.NORMAL)  # the client closed (or an op ended the connection)
+            finally:
+                runtime.remove_connection(self)
+                await self._stop()
+            if self.close_code != -1 and self.ws.client_state is WebSocketState.CONNECTED:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(1.0):
+                        await self.ws.close(self.close_code, self.close_reason)
         finally:
-            self.runtime.remove_connection(self)
-            jobs = list(self.subscriptions.values())
-            for job in jobs:
-                job.cancel()
-            for job in jobs:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await job
-            self.subscriptions.clear()
-            await self._finish_writing()
-            self._delivered.flush()
-        if self.close_code != -1 and self.ws.client_state is WebSocketState.CONNECTED:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(1.0):
-                    await self.ws.close(self.close_code, self.close_reason)
+            runtime.open_sockets -= 1
+            runtime.metrics.connections.labels("ws").dec()
+            if self.close_code == CloseCode.TRY_AGAIN_LATER:
+                runtime.metrics.slow_clients.labels("ws").inc()
+
+    async def _stop(self) -> None:
+        """Stop the subscriptions and let the writer send what is queued, for a while."""
+        jobs = list(self.subscriptions.values())
+        for job in jobs:
+            job.cancel()
+        for job in jobs:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await job
+        self.subscriptions.clear()
+        await self._finish_writing()
+        self._delivered.flush()
 
     async def _finish_writing(self) -> None:
         """Let a send in progress end (the close frame must not cut a frame in two), and what
@@ -365,39 +414,14 @@ class WebSocketSession:
             await writer
 
 
-async def websocket_endpoint(websocket: WebSocket, *, rate_limit: bool = False) -> None:
-    """A connection, from the handshake to the close.
+def websocket_endpoint(
+    websocket: WebSocket, *, rate_limit: bool = False
+) -> Coroutine[Any, Any, None]:
+    """A connection, from the handshake to the close (the coroutine of its session).
 
-    ``rate_limit``: apply the client rate limit here, for a connection that skipped the
-    middleware stack (http/_app), of which only that limit applies to a WebSocket.
+    A plain function returning the session's coroutine, so that no frame of its own stays
+    alive as long as the connection. ``rate_limit``: apply the client rate limit, for a
+    connection that skipped the middleware stack (http/_app); of that stack only the limit
+    applies to a WebSocket.
     """
-    runtime: Runtime = websocket.app.state.skillwire
-    if rate_limit and await websocket_refused(runtime, websocket):
-        return
-    offered = websocket.scope.get("subprotocols", [])
-    await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
-    session = WebSocketSession(websocket, runtime)
-    if runtime.draining:
-        await websocket.close(CloseCode.SERVICE_RESTART, "server restarting")
-        return
-    has_credentials = (
-        websocket.headers.get("authorization")
-        or websocket.headers.get("x-api-key")
-        or websocket.query_params.get("ticket")
-    )
-    if has_credentials:
-        try:
-            session.principal = await authenticate(websocket, allow_ticket=True)
-        except Unauthorized as exc:
-            await websocket.close(CloseCode.UNAUTHENTICATED, exc.message[:120])
-            return
-    runtime.open_sockets += 1
-    connections = runtime.metrics.connections.labels("ws")
-    connections.inc()
-    try:
-        await session.run()
-    finally:
-        runtime.open_sockets -= 1
-        connections.dec()
-        if session.close_code == CloseCode.TRY_AGAIN_LATER:
-            runtime.metrics.slow_clients.labels("ws").inc()
+    return WebSocketSession(websocket, websocket.app.state.skillwire).serve(rate_limit=rate_limit)
