@@ -293,9 +293,9 @@ class WebSocketSession:
             snapshot=snapshot,
             buffer_limit=self.runtime.config.send_queue,
         )
-        # The task runs the subscription itself and its ending is handled by a callback: no
-        # wrapper coroutine, whose frame every idle subscription would hold.
-        # The job is named after the task it follows, which the callback needs.
+        # The task runs the subscription itself and a callback handles its ending (no wrapper
+        # coroutine, whose frame every idle subscription would hold); the job is named after
+        # the task it follows, which the callback needs.
         job = asyncio.create_task(subscription.run(), name=task_id)
         job.add_done_callback(self._subscription_done)
         self.subscriptions[task_id] = job
