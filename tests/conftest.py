@@ -185,6 +185,13 @@ def _spawn_redis(port: int, directory: str, *, persistent: bool = False) -> subp
             directory,
             "--protected-mode",
             "yes",
+            # As docs/deployment.md recommends: with Redis's default (32 MB hard) a test's burst
+            # (2,000 outputs of 8 KB, then a terminal event carrying them all) can make Redis
+            # drop the gateway's pub/sub connection; the gateway then replays from the log,
+            # which waits for a slow reader, and a flow-control test no longer sees the cut it
+            # checks for.
+            "--client-output-buffer-limit",
+            "pubsub 256mb 64mb 60",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
