@@ -16,7 +16,15 @@ ECHO = "/api/v1/apps/demo/echo"
 
 # -- 400 ---------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "body", [b'{"requests": [', b"not json", b'{"requests": []}}', b"\xff\xfe"]
+    "body",
+    [
+        b'{"requests": [',
+        b"not json",
+        b'{"requests": []}}',
+        b"\xff\xfe",
+        b'{"requests": [{"text": "\xff"}]}',  # invalid UTF-8 inside a string
+        b'{"requests": [{"text": "\xed\xa0\x80"}]}',  # a UTF-8 encoded surrogate
+    ],
 )
 def test_malformed_json_is_400(shared_server: RunningServer, body: bytes) -> None:
     """A body that is not JSON answers 400 BAD_REQUEST."""
