@@ -205,6 +205,9 @@ def test_list_filter_by_running_status(any_server: RunningServer) -> None:
         {"limit": "-1"},
         {"limit": "1001"},
         {"limit": "2.5"},
+        {"limit": "+5"},
+        {"limit": "\uff15"},  # FULLWIDTH DIGIT FIVE
+        {"offset": "\u0661"},  # ARABIC-INDIC DIGIT ONE
         {"offset": "-3"},
         {"offset": "x"},
         {"status": "bogus"},

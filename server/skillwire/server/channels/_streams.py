@@ -30,6 +30,7 @@ from .._metrics import Tally
 from .._runtime import Runtime
 from ..auth import Permission, Principal
 from ..http._auth import require, runtime_of
+from ..http._params import is_ascii_digits
 from ._outbox import Outbox, OutboxClosed
 from ._subscription import SlowConsumer, Subscription
 
@@ -55,8 +56,10 @@ def stream_format(request: Request) -> StreamFormat:
 
 
 def _non_negative(value: str, name: str) -> int:
-    value = value.strip()
-    if not value.isdigit():
+    # The same rule for ?after= as for Last-Event-ID (whose surrounding spaces the HTTP
+    # parser already dropped): no sign, no space (a "+" in a query string is one), no
+    # digits of other scripts.
+    if not is_ascii_digits(value):
         raise BadRequest(f"{name} must be a non-negative integer", details={"field": name})
     return int(value)
 

@@ -10,9 +10,22 @@ from starlette.datastructures import QueryParams
 
 from skillwire.protocol import BadRequest
 
-__all__ = ["Prefer", "enum_param", "float_param", "int_param", "parse_prefer"]
+__all__ = [
+    "Prefer",
+    "enum_param",
+    "float_param",
+    "int_param",
+    "is_ascii_digits",
+    "parse_prefer",
+]
 
 E = TypeVar("E", bound=StrEnum)
+
+
+def is_ascii_digits(raw: str) -> bool:
+    """``0``-``9`` only: ``str.isdigit()`` also takes other scripts' digits (Arabic-Indic,
+    full-width) and ``int()`` a sign or spaces, which no client of ours sends."""
+    return raw.isascii() and raw.isdigit()
 
 
 def int_param(
@@ -21,7 +34,7 @@ def int_param(
     raw = params.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit():
+    if not is_ascii_digits(raw):
         raise BadRequest(
             f"query parameter {name!r} must be a non-negative integer", details={"field": name}
         )
