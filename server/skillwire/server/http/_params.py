@@ -14,6 +14,7 @@ __all__ = [
     "Prefer",
     "enum_param",
     "float_param",
+    "idempotency_key",
     "int_param",
     "is_ascii_digits",
     "parse_prefer",
@@ -72,6 +73,22 @@ def enum_param(params: QueryParams, name: str, enum: type[E]) -> E | None:
             f"query parameter {name!r} must be one of {allowed}",
             details={"field": name, "allowed": allowed},
         ) from None
+
+
+MAX_IDEMPOTENCY_KEY = 255  # characters; a key is stored for the whole retention window
+
+
+def idempotency_key(header: str | None) -> str | None:
+    """The ``Idempotency-Key`` header: 1 to 255 characters, else 400 (a key is kept for the
+    retention window, so its size is bounded like everything else a client makes us store)."""
+    if header is None:
+        return None
+    if not 0 < len(header) <= MAX_IDEMPOTENCY_KEY:
+        raise BadRequest(
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters long",
+            details={"field": "Idempotency-Key", "limit": MAX_IDEMPOTENCY_KEY},
+        )
+    return header
 
 
 class Prefer:

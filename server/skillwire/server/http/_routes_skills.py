@@ -20,7 +20,7 @@ from .._logging import audit
 from ..auth import Permission
 from ._auth import require, runtime_of
 from ._body import read_json
-from ._params import parse_prefer
+from ._params import idempotency_key, parse_prefer
 from ._responses import JSONResponse
 
 __all__ = ["call_skill", "get_skill", "list_apps"]
@@ -54,14 +54,13 @@ async def call_skill(request: Request) -> Response:
     if not principal.may_call(app, skill):
         raise Forbidden(f"this key may not call {app}/{skill}", details={"skill": f"{app}.{skill}"})
     prefer = parse_prefer(request.headers.get("prefer"))
+    key = idempotency_key(request.headers.get("idempotency-key"))
     raw = await read_json(request, runtime.config.max_body)
     _check_version(raw)
     body = validate(raw, CallBody)
 
     stream = _stream_format(request)
-    result = await runtime.tasks.call(
-        principal, spec, body, idempotency_key=request.headers.get("idempotency-key")
-    )
+    result = await runtime.tasks.call(principal, spec, body, idempotency_key=key)
     task = result.task
     if not result.replayed:
         runtime.metrics.calls.labels(app, skill, stream or "rest").inc()
