@@ -30,6 +30,7 @@ from .._metrics import Tally
 from .._runtime import Runtime
 from ..auth import Permission, Principal
 from ..http._auth import require, runtime_of
+from ..http._links import root_of, rooted_frame
 from ..http._params import is_ascii_digits
 from ._outbox import Outbox, OutboxClosed
 from ._subscription import SlowConsumer, Subscription
@@ -120,8 +121,8 @@ class EventStreamResponse(Response):
         runtime = self.runtime
         config = runtime.config
         outbox: Outbox[bytes] = Outbox(config.send_queue)
-        frame: Callable[[EncodedEvent], bytes] = (
-            (lambda e: e.sse) if self.fmt == "sse" else (lambda e: e.ndjson)
+        frame: Callable[[EncodedEvent], bytes] = rooted_frame(
+            (lambda e: e.sse) if self.fmt == "sse" else (lambda e: e.ndjson), root_of(scope)
         )
         heartbeat = SSE_HEARTBEAT if self.fmt == "sse" else NDJSON_HEARTBEAT
         subscription = Subscription(

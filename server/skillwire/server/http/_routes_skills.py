@@ -20,6 +20,7 @@ from .._logging import audit
 from ..auth import Permission
 from ._auth import require, runtime_of
 from ._body import read_json
+from ._links import root_of, rooted_task
 from ._params import idempotency_key, parse_prefer
 from ._responses import JSONResponse
 
@@ -85,6 +86,7 @@ async def call_skill(request: Request) -> Response:
         wait = runtime.config.quick_wait if spec.mode is SkillMode.QUICK else 0.0
     if wait > 0:
         task = await runtime.tasks.wait(principal, task.task_id, wait)
+    task = rooted_task(task, root_of(request.scope))
     if task.status in lifecycle.TERMINAL_TASK_STATUSES:
         return JSONResponse(task, status_code=200)
     return JSONResponse(task, status_code=202, headers={"Location": task.links.self})
