@@ -41,7 +41,9 @@ METADATA = [
     "http://[::ffff:0:a9fe:a9fe]/",  # IPv4-translated (SIIT)
     "http://[64:ff9b::a9fe:a9fe]/",  # the well-known NAT64 prefix
     "http://[64:ff9b::169.254.170.2]/",
-    "http://[64:ff9b:1:a9fe:a9:fe00::]/",  # a local-use NAT64 /48 prefix
+    "http://[64:ff9b:1:a9fe:a9:fe00::]/",  # a local-use NAT64 prefix: /48,
+    "http://[64:ff9b:1:a9:fe:a9fe::]/",  # /56,
+    "http://[64:ff9b:1:0:a9:fea9:fe00:0]/",  # /64
     "http://[2002:a9fe:a9fe::1]/",  # 6to4
     "http://[2001:0:4136:e378:8000:63bf:5601:5601]/",  # Teredo, client 169.254.169.254
 ]

@@ -87,6 +87,14 @@ def embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:
     return [ipaddress.IPv4Address(v) for v in dict.fromkeys(found)]
 
 
+def _metadata(address: IPAddress) -> str | None:
+    """How ``address`` is a cloud metadata address (itself, or one it embeds), else None."""
+    for inner in embedded_ipv4(address):
+        if inner in METADATA_ADDRESSES:
+            return f"an address wrapping {inner}, a cloud metadata address"
+    return "a cloud metadata address" if address in METADATA_ADDRESSES else None
+
+
 def _kind(address: IPAddress) -> str | None:
     """What kind of non-public address ``address`` is, or None for a public one."""
     for flag, kind in (
@@ -172,15 +180,11 @@ class UrlGuard:
 
         The IPv4 addresses it embeds are judged first (where the packets end up), then the
         address itself."""
-        embedded = embedded_ipv4(address)
-        for inner in embedded:
-            if inner in METADATA_ADDRESSES:
-                return f"an address wrapping {inner}, a cloud metadata address"
-        if address in METADATA_ADDRESSES:
-            return "a cloud metadata address"
+        if (metadata := _metadata(address)) is not None:
+            return metadata
         if self.allow_private:
             return None
-        for inner in embedded:
+        for inner in embedded_ipv4(address):
             if (kind := _kind(inner)) is not None:
                 return f"an address wrapping {inner}, {kind}"
         return _kind(address)
@@ -192,11 +196,9 @@ class UrlGuard:
             addresses = [literal]
         else:
             addresses = await self._lookup(host, port)
-        allowed_host = self.host_allowed(host)
+        allowed_host = self.host_allowed(host)  # which opens everything but metadata
         for address in addresses:  # every answer must pass, or an attacker mixes one in
-            kind = self.refusal(address)
-            if allowed_host and kind is not None and "cloud metadata" not in kind:
-                continue  # allow_hosts opens everything but metadata
+            kind = _metadata(address) if allowed_host else self.refusal(address)
             if kind is not None:
                 shown = f"{host} resolves to {address}," if literal is None else f"{address} is"
                 raise UnsafeUrl(f"{shown} {kind}, which is not allowed")
