@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from enum import StrEnum
 from typing import TypeVar
 
@@ -21,6 +22,9 @@ __all__ = [
 ]
 
 E = TypeVar("E", bound=StrEnum)
+# A plain decimal in ASCII: float() would also take a sign, spaces, "1_0", "1e3" or other
+# scripts' digits.
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 
 
 def is_ascii_digits(raw: str) -> bool:
@@ -50,10 +54,7 @@ def float_param(params: QueryParams, name: str) -> float | None:
     raw = params.get(name)
     if raw is None or raw == "":
         return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
+    value = float(raw) if _DECIMAL.fullmatch(raw) else math.nan
     if not math.isfinite(value) or value < 0:
         raise BadRequest(
             f"query parameter {name!r} must be a non-negative number", details={"field": name}
