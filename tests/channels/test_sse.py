@@ -71,10 +71,18 @@ def test_bad_resume_values_are_400(server: RunningServer) -> None:
             ({}, {"Last-Event-ID": "x7"}),
             ({}, {"Last-Event-ID": "-3"}),
             ({"snapshot": "maybe"}, {}),
+            ({"after": "+1"}, {}),
+            ({"after": " 1"}, {}),
+            ({"after": "1 "}, {}),
+            ({"after": "\u0661"}, {}),  # ARABIC-INDIC DIGIT ONE
+            ({"after": "\uff11"}, {}),  # FULLWIDTH DIGIT ONE
+            ({"after": "\u00b2"}, {}),  # SUPERSCRIPT TWO
         ]:
             response = client.get(f"/api/v1/tasks/{task_id}/events", params=params, headers=headers)
             assert response.status_code == 400, (params, headers)
             assert response.json()["error"]["code"] == "BAD_REQUEST"
+        raw_plus = client.get(f"/api/v1/tasks/{task_id}/events?after=+1")  # "+" is a space
+        assert raw_plus.status_code == 400
 
 
 def test_unknown_and_foreign_tasks_are_404(server: RunningServer) -> None:

@@ -131,7 +131,20 @@ def test_decode_json(data: bytes | str) -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"{", b"{'a': 1}", b'{"a": 1,}', b"NaN", b"\xff\xfe", b'{"a":1} trailing', "\ud800"],
+    [
+        b"",
+        b"{",
+        b"{'a': 1}",
+        b'{"a": 1,}',
+        b"NaN",
+        b"\xff\xfe",
+        b'{"a":1} trailing',
+        "\ud800",
+        b'{"a": "\xff"}',  # invalid UTF-8 inside a string
+        b'{"a": "\xc3"}',  # a truncated sequence
+        b'"\xed\xa0\x80"',  # a surrogate encoded in UTF-8
+        b'{"\xe9": 1}',  # inside a key
+    ],
 )
 def test_decode_json_rejects_malformed_json(data: bytes | str) -> None:
     """Malformed JSON raises BadRequest (400), never a msgspec or Unicode error."""

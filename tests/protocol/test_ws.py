@@ -173,7 +173,9 @@ def test_decode_server_message_rejects_an_unknown_event_type() -> None:
 
 
 # -- decode_client_message errors ----------------------------------------------------------
-@pytest.mark.parametrize("frame", ["not json", "{", b"\xff", "", '{"op":"ping"} x'])
+@pytest.mark.parametrize(
+    "frame", ["not json", "{", b"\xff", "", '{"op":"ping"} x', b'{"op": "ping", "ref": "\xff"}']
+)
 def test_non_json_frame_is_bad_request(frame: str | bytes) -> None:
     """A frame that is not JSON is a BadRequest with no ref."""
     exc = invalid(frame)

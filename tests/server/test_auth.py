@@ -33,6 +33,14 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/api/v1/tasks", {}),
     ("GET", "/api/v1/tasks/tsk_whatever", {}),
     ("DELETE", "/api/v1/tasks/tsk_whatever", {}),
+    # No route, or not this method: still 401 first, so a stranger cannot map the routes.
+    ("GET", "/api/v1/nope", {}),
+    ("GET", "/api/v1", {}),
+    ("GET", "/api/v1/", {}),
+    ("GET", "/api/v1/tasks/x/y/z", {}),
+    ("POST", "/api/v1/webhooks/nope", {}),
+    ("PUT", "/api/v1/tasks", {}),
+    ("PATCH", ECHO, {}),
 ]
 
 

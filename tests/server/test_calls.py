@@ -398,6 +398,30 @@ def test_idempotency_keys_are_per_principal(any_server: RunningServer) -> None:
     assert theirs.json()["task_id"] != mine["task_id"]
 
 
+@pytest.mark.parametrize("key", ["", "k" * 256, "k" * 60_000])
+def test_idempotency_key_too_long_or_empty_is_400(any_server: RunningServer, key: str) -> None:
+    """An Idempotency-Key of no or more than 255 characters is 400 and creates no task."""
+    with any_server.client(USER_KEY) as client:
+        before = client.get("/api/v1/tasks").json()["total"]
+        response = client.post(
+            ECHO, json={"requests": [{"text": "a"}]}, headers={"Idempotency-Key": key}
+        )
+        after = client.get("/api/v1/tasks").json()["total"]
+    error = assert_error(response, 400, "BAD_REQUEST")
+    assert error["details"] == {"field": "Idempotency-Key", "limit": 255}
+    assert after == before
+
+
+def test_idempotency_key_of_255_characters_is_accepted(any_server: RunningServer) -> None:
+    """The longest key allowed, 255 characters, replays like any other."""
+    headers = {"Idempotency-Key": "k" * 255}
+    with any_server.client(USER_KEY) as client:
+        first = client.post(ECHO, json={"requests": [{"text": "long"}]}, headers=headers)
+        second = client.post(ECHO, json={"requests": [{"text": "long"}]}, headers=headers)
+    assert first.status_code == second.status_code == 200
+    assert first.json()["task_id"] == second.json()["task_id"]
+
+
 def test_without_idempotency_key_calls_are_distinct(any_server: RunningServer) -> None:
     """Two identical calls without an Idempotency-Key create two tasks."""
     with any_server.client() as client:

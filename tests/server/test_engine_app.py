@@ -175,6 +175,38 @@ def test_registration_keeps_the_function() -> None:
     assert asyncio.run(f("x")) == "x"
 
 
+def test_decorator_without_parentheses_registers_the_skill() -> None:
+    """@app.skill, written without parentheses, registers like @app.skill() and keeps the
+    function."""
+    app = App("a")
+
+    @app.skill
+    async def shout(text: str) -> dict[str, Any]:
+        """Shout the text."""
+        return {"type": "text", "text": text.upper()}
+
+    spec = app.skills["shout"]
+    assert spec.fn is shout
+    assert (spec.description, spec.mode.value) == ("Shout the text.", "quick")
+    assert spec.input_schema["required"] == ["text"]
+    assert asyncio.run(shout("x")) == {"type": "text", "text": "X"}
+
+
+def test_decorator_without_parentheses_still_checks_the_function() -> None:
+    """@app.skill on a plain def fails at import time, as @app.skill() does."""
+    app = App("a")
+    with pytest.raises(TypeError, match="must be async"):
+
+        @app.skill
+        def sync(text: str) -> None: ...
+
+
+def test_skill_name_must_be_a_string() -> None:
+    """A name that is neither a string nor the decorated function is refused at once."""
+    with pytest.raises(TypeError, match="a skill name is a string"):
+        App("a").skill(42)  # type: ignore[call-overload]
+
+
 def test_struct_parameter_is_the_input_schema() -> None:
     """A single msgspec.Struct parameter is the input schema, constraints included."""
     spec = lab_app().skills["summarise"]

@@ -79,7 +79,9 @@ def test_wait_wakes_up_on_cancel(any_server: RunningServer) -> None:
     assert response.json()["status"] == "cancelled"
 
 
-@pytest.mark.parametrize("wait", ["abc", "-1", "nan", "inf", "1e999", "--"])
+@pytest.mark.parametrize(
+    "wait", ["abc", "-1", "nan", "inf", "1e999", "--", "+1", " 1", "1_0", "1e1", "\u0661", "\uff11"]
+)
 def test_bad_wait_is_400(any_server: RunningServer, wait: str) -> None:
     """A ?wait= that is not a non-negative number answers 400 naming the parameter."""
     with any_server.client() as client:
@@ -205,6 +207,9 @@ def test_list_filter_by_running_status(any_server: RunningServer) -> None:
         {"limit": "-1"},
         {"limit": "1001"},
         {"limit": "2.5"},
+        {"limit": "+5"},
+        {"limit": "\uff15"},  # FULLWIDTH DIGIT FIVE
+        {"offset": "\u0661"},  # ARABIC-INDIC DIGIT ONE
         {"offset": "-3"},
         {"offset": "x"},
         {"status": "bogus"},

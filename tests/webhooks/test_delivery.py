@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 import standardwebhooks
 
+from skillwire.server.webhooks import _dispatcher as dispatcher
 from tests.conftest import RunningServer, scaled
 from tests.webhooks.helpers import (
     OTHER_SECRET,
@@ -105,6 +106,59 @@ def test_retry_after_is_honoured(server_factory: Factory, receiver: Receiver) ->
         wait_delivery(client, task["task_id"], "delivered")
     assert second.at - first.at >= 0.95
     assert pending["last_error"] == "HTTP 503: ok"
+
+
+@pytest.mark.parametrize("header", ["²", "\uff11\uff12", "soon"])
+def test_an_unreadable_retry_after_is_ignored(
+    server_factory: Factory, receiver: Receiver, header: str
+) -> None:
+    """A 500 with a Retry-After that is no number nor date follows the schedule and ends failed."""
+    raw = header.encode("utf-8").decode("latin-1")  # the receiver writes headers in latin-1
+    receiver.respond = lambda receipt, earlier: Reply(500, headers={"Retry-After": raw})
+    server = server_with_hooks(server_factory, retry_delays=[0.2])
+    with server.client() as client:
+        task = call_echo(client, f"{receiver.url}/hook")
+        failed = wait_delivery(client, task["task_id"], "failed")
+    assert failed["attempts"] == 2
+    assert failed["last_error"] == "HTTP 500: ok"
+    assert len(receiver.receipts) == 2
+
+
+def test_an_unexpected_error_in_an_attempt_is_recorded(
+    server_factory: Factory, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception while sending is a failed attempt, retried by the schedule, then failed."""
+
+    def broken(value: str | None, now: float) -> float | None:
+        raise RuntimeError("unforeseen")
+
+    monkeypatch.setattr(dispatcher, "parse_retry_after", broken)
+    receiver.respond = lambda receipt, earlier: Reply(500)
+    server = server_with_hooks(server_factory, retry_delays=[0.2])
+    with server.client() as client:
+        task = call_echo(client, f"{receiver.url}/hook")
+        failed = wait_delivery(client, task["task_id"], "failed")
+    assert failed["attempts"] == 2
+    assert failed["last_error"] == "internal error: RuntimeError: unforeseen"
+
+
+def test_an_attempt_that_cannot_be_reported_ends_failed(
+    server_factory: Factory, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception while scheduling the next attempt fails the delivery at once, recorded."""
+
+    def broken(delays: list[float], attempt: int, retry_after: float | None) -> float | None:
+        raise RuntimeError("no schedule")
+
+    monkeypatch.setattr(dispatcher, "next_delay", broken)
+    receiver.respond = lambda receipt, earlier: Reply(500)
+    server = server_with_hooks(server_factory)
+    with server.client() as client:
+        task = call_echo(client, f"{receiver.url}/hook")
+        failed = wait_delivery(client, task["task_id"], "failed")
+    assert failed["attempts"] == 1
+    assert failed["last_error"] == "internal error: RuntimeError: no schedule"
+    assert len(receiver.receipts) == 1
 
 
 def test_dead_letter_is_listed_and_retried_by_hand(

@@ -28,7 +28,10 @@ def test_retry_after_seconds_and_dates(header: str, seconds: float) -> None:
     assert parse_retry_after(header, NOW) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("header", [None, "", "soon", "-5", "1.5", "Mon, 99 Foo 2020"])
+@pytest.mark.parametrize(
+    "header",
+    [None, "", "soon", "-5", "1.5", "Mon, 99 Foo 2020", "²", "1²", "\u0661", "\uff11", "+5", "1e3"],
+)
 def test_unreadable_retry_after_is_ignored(header: str | None) -> None:
     """Anything else is no Retry-After at all."""
     assert parse_retry_after(header, NOW) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,6 +22,30 @@ REFUSED = [
     "http://169.254.169.254/latest/meta-data/",
     "ftp://example.org/hook",
     "http://localhost/hook",  # a host name that resolves to 127.0.0.1
+    "http://[2002:7f00:1::]/hook",  # 6to4 wrapping 127.0.0.1
+    "http://[::a9fe:a9fe]/hook",  # IPv4-compatible 169.254.169.254
+]
+
+# Cloud metadata and credential endpoints, plainly and wrapped in IPv6: refused whatever the
+# configuration says.
+METADATA = [
+    "http://169.254.169.254/latest/meta-data/",
+    "http://169.254.170.2/v2/credentials/x",  # AWS ECS task credentials
+    "http://169.254.170.23/v1/credentials",  # AWS EKS Pod Identity
+    "http://[fd00:ec2::254]/",
+    "http://[fd00:ec2::23]/",  # AWS EKS Pod Identity over IPv6
+    "http://100.100.100.200/",
+    "http://168.63.129.16/",  # Azure WireServer
+    "http://[::ffff:169.254.169.254]/",  # IPv4-mapped
+    "http://[::a9fe:a9fe]/",  # IPv4-compatible
+    "http://[::ffff:0:a9fe:a9fe]/",  # IPv4-translated (SIIT)
+    "http://[64:ff9b::a9fe:a9fe]/",  # the well-known NAT64 prefix
+    "http://[64:ff9b::169.254.170.2]/",
+    "http://[64:ff9b:1:a9fe:a9:fe00::]/",  # a local-use NAT64 prefix: /48,
+    "http://[64:ff9b:1:a9:fe:a9fe::]/",  # /56,
+    "http://[64:ff9b:1:0:a9:fea9:fe00:0]/",  # /64
+    "http://[2002:a9fe:a9fe::1]/",  # 6to4
+    "http://[2001:0:4136:e378:8000:63bf:5601:5601]/",  # Teredo, client 169.254.169.254
 ]
 
 
@@ -56,6 +81,11 @@ def refusal(guard: UrlGuard, url: str) -> str:
         ("http://[fd00:ec2::254]/", "cloud metadata"),
         ("http://2130706433/", "loopback"),  # 127.0.0.1 spelled as one number
         ("http://localhost:9/", "loopback"),
+        ("http://[2002:7f00:1::]/", "wrapping 127.0.0.1, a loopback"),  # 6to4
+        ("http://[2002:a00:1::]/", "wrapping 10.0.0.1, a private"),
+        ("http://[64:ff9b::7f00:1]/", "wrapping 127.0.0.1, a loopback"),  # NAT64
+        ("http://[::ffff:0:a00:1]/", "wrapping 10.0.0.1, a private"),  # SIIT
+        ("http://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/", "wrapping 10.0.0.1, a private"),
     ],
 )
 def test_non_public_addresses_are_refused(url: str, kind: str) -> None:
@@ -85,10 +115,33 @@ def test_malformed_and_non_http_urls_are_refused(url: str) -> None:
 
 
 def test_public_addresses_pass() -> None:
-    """A public address literal passes (no lookup, no connection)."""
+    """A public address literal passes (no lookup, no connection), also wrapped in 6to4."""
     guard = UrlGuard(allow_private=False, allow_hosts=[])
     check(guard, "https://93.184.216.34/hook")
     check(guard, "http://[2606:4700::1111]:8443/hook")
+    check(guard, "http://[2002:5db8:d822::1]/hook")  # 6to4 wrapping 93.184.216.34
+
+
+@pytest.mark.parametrize("allow_private", [False, True])
+@pytest.mark.parametrize("url", METADATA)
+def test_metadata_is_refused_in_every_spelling(url: str, allow_private: bool) -> None:
+    """Metadata endpoints, also wrapped in IPv6 (mapped, compatible, SIIT, NAT64, 6to4,
+    Teredo), are refused with or without allow_private."""
+    guard = UrlGuard(allow_private=allow_private, allow_hosts=[])
+    assert "cloud metadata" in refusal(guard, url)
+
+
+def test_allow_hosts_does_not_open_metadata() -> None:
+    """A host in allow_hosts that resolves to a metadata address is still refused."""
+    guard = UrlGuard(allow_private=False, allow_hosts=["hooks.internal.example"])
+
+    async def lookup(host: str, port: int) -> list[Any]:
+        return [ipaddress.ip_address("10.0.0.7"), ipaddress.ip_address("fd00:ec2::23")]
+
+    guard._lookup = lookup  # type: ignore[method-assign]
+    message = refusal(guard, "http://hooks.internal.example/hook")
+    assert "fd00:ec2::23" in message
+    assert "cloud metadata" in message
 
 
 def test_allow_private_lets_private_addresses_through_but_not_metadata() -> None:
@@ -97,6 +150,8 @@ def test_allow_private_lets_private_addresses_through_but_not_metadata() -> None
     check(guard, "http://127.0.0.1:9/hook")
     check(guard, "http://10.1.2.3/hook")
     check(guard, "http://localhost:9/hook")
+    check(guard, "http://[64:ff9b::a00:1]/hook")  # NAT64 to 10.0.0.1: private, so allowed
+    check(guard, "http://[2002:7f00:1::]/hook")  # 6to4 to 127.0.0.1
     assert "cloud metadata" in refusal(guard, "http://169.254.169.254/")
     assert "cloud metadata" in refusal(guard, "http://[fd00:ec2::254]/")
 
@@ -152,6 +207,27 @@ def ws_call(server: RunningServer, url: str) -> dict[str, Any]:
                 message: dict[str, Any] = json.loads(line)
                 if message.get("ref") == "r1":
                     return message
+
+
+@pytest.fixture(scope="module")
+def open_server() -> Iterator[RunningServer]:
+    """A server whose webhooks may reach private and loopback addresses."""
+    running = start_server({"webhooks": {"allow_private": True}})
+    yield running
+    running.stop()
+
+
+@pytest.mark.parametrize("url", METADATA)
+def test_metadata_is_422_at_call_time_with_allow_private(
+    open_server: RunningServer, url: str
+) -> None:
+    """allow_private does not open any spelling of a metadata address to a call's webhook_url."""
+    with open_server.client() as client:
+        response = client.post(
+            "/api/v1/apps/demo/echo", json={"requests": [{"text": "a"}], "webhook_url": url}
+        )
+    assert response.status_code == 422, response.text
+    assert "cloud metadata" in response.json()["error"]["details"]["constraint"]
 
 
 @pytest.mark.parametrize("url", ["http://169.254.169.254/", "http://localhost/hook"])

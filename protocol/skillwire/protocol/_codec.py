@@ -43,7 +43,7 @@ def decode_json(data: bytes | str) -> Any:
         raise BadRequest(f"malformed JSON: {exc}") from exc
     except RecursionError as exc:
         raise BadRequest("malformed JSON: nested too deeply") from exc
-    except UnicodeEncodeError as exc:  # a str holding lone surrogates
+    except UnicodeError as exc:  # invalid UTF-8 inside a string, or a str with lone surrogates
         raise BadRequest(f"malformed JSON: {exc}") from exc
 
 

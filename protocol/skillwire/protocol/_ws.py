@@ -153,7 +153,7 @@ def decode_client_message(frame: str | bytes) -> ClientMessage:
     """Decode one client frame, or raise ``InvalidClientMessage`` saying what is wrong."""
     try:
         raw = _any_decoder.decode(frame)
-    except (msgspec.DecodeError, UnicodeEncodeError) as exc:
+    except (msgspec.DecodeError, UnicodeError) as exc:  # UnicodeError: invalid UTF-8 in a string
         raise InvalidClientMessage(BadRequest(f"frame is not valid JSON: {exc}"), None) from exc
     except RecursionError as exc:
         raise InvalidClientMessage(BadRequest("frame is nested too deeply"), None) from exc

@@ -30,6 +30,8 @@ from .._metrics import Tally
 from .._runtime import Runtime
 from ..auth import Permission, Principal
 from ..http._auth import require, runtime_of
+from ..http._links import root_of, rooted_frame
+from ..http._params import is_ascii_digits
 from ._outbox import Outbox, OutboxClosed
 from ._subscription import SlowConsumer, Subscription
 
@@ -55,8 +57,10 @@ def stream_format(request: Request) -> StreamFormat:
 
 
 def _non_negative(value: str, name: str) -> int:
-    value = value.strip()
-    if not value.isdigit():
+    # The same rule for ?after= as for Last-Event-ID (whose surrounding spaces the HTTP
+    # parser already dropped): no sign, no space (a "+" in a query string is one), no
+    # digits of other scripts.
+    if not is_ascii_digits(value):
         raise BadRequest(f"{name} must be a non-negative integer", details={"field": name})
     return int(value)
 
@@ -117,8 +121,8 @@ class EventStreamResponse(Response):
         runtime = self.runtime
         config = runtime.config
         outbox: Outbox[bytes] = Outbox(config.send_queue)
-        frame: Callable[[EncodedEvent], bytes] = (
-            (lambda e: e.sse) if self.fmt == "sse" else (lambda e: e.ndjson)
+        frame: Callable[[EncodedEvent], bytes] = rooted_frame(
+            (lambda e: e.sse) if self.fmt == "sse" else (lambda e: e.ndjson), root_of(scope)
         )
         heartbeat = SSE_HEARTBEAT if self.fmt == "sse" else NDJSON_HEARTBEAT
         subscription = Subscription(

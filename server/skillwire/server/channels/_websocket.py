@@ -59,6 +59,7 @@ from .._metrics import Tally
 from .._runtime import Runtime
 from ..auth import Permission, Principal
 from ..http._auth import authenticate
+from ..http._links import root_of, rooted_frame
 from ..http._ratelimit import websocket_refused
 from ._outbox import Outbox, OutboxClosed
 from ._subscription import SlowConsumer, Subscription
@@ -289,7 +290,7 @@ class WebSocketSession:
             task_id,
             after,
             outbox=self.outbox,
-            frame=_ws_text,
+            frame=rooted_frame(_ws_text, root_of(self.ws.scope)),
             snapshot=snapshot,
             buffer_limit=self.runtime.config.send_queue,
         )

@@ -18,7 +18,7 @@ import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, get_type_hints
+from typing import Any, TypeVar, get_type_hints, overload
 
 import msgspec
 
@@ -29,6 +29,7 @@ from ._context import Context
 __all__ = ["App", "SkillSpec"]
 
 _SLUG = re.compile(r"^[a-z0-9_-]{1,64}$")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +126,10 @@ class App:
         self.description = description
         self.skills: dict[str, SkillSpec] = {}
 
+    @overload
+    def skill(self, name: F, /) -> F: ...
+
+    @overload
     def skill(
         self,
         name: str | None = None,
@@ -135,11 +140,36 @@ class App:
         timeout: float | None = None,
         provider: str | None = None,
         model: str | None = None,
-    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Register an async function (or async generator) as a skill of this app."""
+    ) -> Callable[[F], F]: ...
 
-        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-            skill_name = name or fn.__name__
+    def skill(
+        self,
+        name: str | Callable[..., Any] | None = None,
+        *,
+        mode: SkillMode | str = SkillMode.QUICK,
+        description: str | None = None,
+        max_requests: int | None = None,
+        timeout: float | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+    ) -> Any:
+        """Register an async function (or async generator) as a skill of this app, as
+        ``@app.skill(...)`` or, with no arguments, ``@app.skill`` (FastAPI's habit)."""
+        if callable(name):  # @app.skill without parentheses: name is the function itself
+            return self.skill(
+                mode=mode,
+                description=description,
+                max_requests=max_requests,
+                timeout=timeout,
+                provider=provider,
+                model=model,
+            )(name)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"a skill name is a string, not {type(name).__name__}")
+        given_name = name
+
+        def register(fn: F) -> F:
+            skill_name = given_name or fn.__name__
             if not _SLUG.match(skill_name):
                 raise ValueError(f"skill name {skill_name!r} must match [a-z0-9_-]{{1,64}}")
             is_generator = inspect.isasyncgenfunction(fn)

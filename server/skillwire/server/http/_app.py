@@ -16,11 +16,18 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from skillwire.protocol import BackboneUnavailable, MethodNotAllowed, NotFound, SkillwireError
+from skillwire.protocol import (
+    BackboneUnavailable,
+    MethodNotAllowed,
+    NotFound,
+    SkillwireError,
+    Unauthorized,
+)
 
 from .._config import Config, load_config
 from .._runtime import Runtime
 from ..engine import App
+from ._auth import authenticate
 from ._middleware import RequestContextMiddleware, request_id_of
 from ._ratelimit import RateLimitMiddleware
 from ._responses import error_response
@@ -33,6 +40,7 @@ from ._routes_webhooks import list_deliveries, retry_delivery
 __all__ = ["create_app"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+API_PREFIX = "/api/v1"  # everything below it needs credentials, unknown routes included
 
 
 async def _skillwire_error(request: Request, exc: Exception) -> Response:
@@ -45,6 +53,13 @@ async def _skillwire_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     request_id = request_id_of(request.scope)
+    if exc.status_code in (404, 405) and _under_api(request.scope):
+        # Credentials first, as on every /api/v1 route: else a 404 or 405 without a key
+        # would tell a stranger which routes and methods exist.
+        try:
+            await authenticate(request)
+        except Unauthorized as refused:
+            return error_response(refused, request_id)
     if exc.status_code == 404:
         return error_response(NotFound(f"no route for {request.url.path}"), request_id)
     if exc.status_code == 405:
@@ -158,6 +173,11 @@ def _route_path(scope: Scope) -> str:
     if root and path.startswith(root + "/"):
         return path[len(root) :]
     return path
+
+
+def _under_api(scope: Scope) -> bool:
+    path = _route_path(scope)
+    return path == API_PREFIX or path.startswith(API_PREFIX + "/")
 
 
 def create_app(config: Config | None = None, apps: Sequence[App | str] = ()) -> Starlette:

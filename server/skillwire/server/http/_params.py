@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from enum import StrEnum
 from typing import TypeVar
 
@@ -10,9 +11,26 @@ from starlette.datastructures import QueryParams
 
 from skillwire.protocol import BadRequest
 
-__all__ = ["Prefer", "enum_param", "float_param", "int_param", "parse_prefer"]
+__all__ = [
+    "Prefer",
+    "enum_param",
+    "float_param",
+    "idempotency_key",
+    "int_param",
+    "is_ascii_digits",
+    "parse_prefer",
+]
 
 E = TypeVar("E", bound=StrEnum)
+# A plain decimal in ASCII: float() would also take a sign, spaces, "1_0", "1e3" or other
+# scripts' digits.
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+
+
+def is_ascii_digits(raw: str) -> bool:
+    """``0``-``9`` only: ``str.isdigit()`` also takes other scripts' digits (Arabic-Indic,
+    full-width) and ``int()`` a sign or spaces, which no client of ours sends."""
+    return raw.isascii() and raw.isdigit()
 
 
 def int_param(
@@ -21,7 +39,7 @@ def int_param(
     raw = params.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit():
+    if not is_ascii_digits(raw):
         raise BadRequest(
             f"query parameter {name!r} must be a non-negative integer", details={"field": name}
         )
@@ -36,10 +54,7 @@ def float_param(params: QueryParams, name: str) -> float | None:
     raw = params.get(name)
     if raw is None or raw == "":
         return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
+    value = float(raw) if _DECIMAL.fullmatch(raw) else math.nan
     if not math.isfinite(value) or value < 0:
         raise BadRequest(
             f"query parameter {name!r} must be a non-negative number", details={"field": name}
@@ -59,6 +74,22 @@ def enum_param(params: QueryParams, name: str, enum: type[E]) -> E | None:
             f"query parameter {name!r} must be one of {allowed}",
             details={"field": name, "allowed": allowed},
         ) from None
+
+
+MAX_IDEMPOTENCY_KEY = 255  # characters; a key is stored for the whole retention window
+
+
+def idempotency_key(header: str | None) -> str | None:
+    """The ``Idempotency-Key`` header: 1 to 255 characters, else 400 (a key is kept for the
+    retention window, so its size is bounded like everything else a client makes us store)."""
+    if header is None:
+        return None
+    if not 0 < len(header) <= MAX_IDEMPOTENCY_KEY:
+        raise BadRequest(
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters long",
+            details={"field": "Idempotency-Key", "limit": MAX_IDEMPOTENCY_KEY},
+        )
+    return header
 
 
 class Prefer:

@@ -20,7 +20,8 @@ from .._logging import audit
 from ..auth import Permission
 from ._auth import require, runtime_of
 from ._body import read_json
-from ._params import parse_prefer
+from ._links import root_of, rooted_task
+from ._params import idempotency_key, parse_prefer
 from ._responses import JSONResponse
 
 __all__ = ["call_skill", "get_skill", "list_apps"]
@@ -54,14 +55,13 @@ async def call_skill(request: Request) -> Response:
     if not principal.may_call(app, skill):
         raise Forbidden(f"this key may not call {app}/{skill}", details={"skill": f"{app}.{skill}"})
     prefer = parse_prefer(request.headers.get("prefer"))
+    key = idempotency_key(request.headers.get("idempotency-key"))
     raw = await read_json(request, runtime.config.max_body)
     _check_version(raw)
     body = validate(raw, CallBody)
 
     stream = _stream_format(request)
-    result = await runtime.tasks.call(
-        principal, spec, body, idempotency_key=request.headers.get("idempotency-key")
-    )
+    result = await runtime.tasks.call(principal, spec, body, idempotency_key=key)
     task = result.task
     if not result.replayed:
         runtime.metrics.calls.labels(app, skill, stream or "rest").inc()
@@ -86,6 +86,7 @@ async def call_skill(request: Request) -> Response:
         wait = runtime.config.quick_wait if spec.mode is SkillMode.QUICK else 0.0
     if wait > 0:
         task = await runtime.tasks.wait(principal, task.task_id, wait)
+    task = rooted_task(task, root_of(request.scope))
     if task.status in lifecycle.TERMINAL_TASK_STATUSES:
         return JSONResponse(task, status_code=200)
     return JSONResponse(task, status_code=202, headers={"Location": task.links.self})

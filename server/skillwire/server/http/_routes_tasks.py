@@ -10,6 +10,7 @@ from skillwire.protocol import TaskList, TaskStatus
 from .._logging import audit
 from ..auth import Permission
 from ._auth import require, runtime_of
+from ._links import root_of, rooted_task
 from ._params import enum_param, float_param, int_param
 from ._responses import JSONResponse
 
@@ -27,7 +28,7 @@ async def get_task(request: Request) -> Response:
         task = await runtime.tasks.wait(principal, task_id, min(wait, MAX_WAIT))
     else:
         task = (await runtime.tasks.get(principal, task_id)).task
-    return JSONResponse(task)
+    return JSONResponse(rooted_task(task, root_of(request.scope)))
 
 
 async def list_tasks(request: Request) -> Response:
@@ -43,6 +44,8 @@ async def list_tasks(request: Request) -> Response:
         limit=limit,
         offset=offset,
     )
+    root = root_of(request.scope)
+    items = [rooted_task(task, root) for task in items]
     return JSONResponse(TaskList(items=items, total=total, limit=limit, offset=offset))
 
 
@@ -52,4 +55,4 @@ async def cancel_task(request: Request) -> Response:
     task = await runtime.tasks.cancel(principal, request.path_params["task_id"])
     runtime.metrics.tasks_finished.labels(task.app, task.skill, "cancelled").inc()
     audit("cancel", principal.name, task_id=task.task_id, channel="rest")
-    return JSONResponse(task)
+    return JSONResponse(rooted_task(task, root_of(request.scope)))

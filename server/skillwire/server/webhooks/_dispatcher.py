@@ -171,13 +171,23 @@ class WebhookDispatcher:
     async def _attempt(self, record: DeliveryRecord) -> None:
         try:
             signer = await self._signer_ready()
-            outcome = await self._send(record, signer)
+            try:
+                outcome = await self._send(record, signer)
+            except BackboneUnavailable:
+                raise
+            except Exception as exc:
+                # A bug or a receiver's answer we did not foresee: still an attempt, recorded
+                # and scheduled like any failure, so the delivery ends failed one day instead
+                # of being claimed again every lease, forever.
+                log.exception("webhook delivery %s: the attempt failed unexpectedly", record.id)
+                outcome = _Outcome(error=f"internal error: {type(exc).__name__}: {exc}"[:500])
             await self._report(record, outcome)
         except BackboneUnavailable as exc:
             # Not recorded: the claim lapses and the delivery is attempted again.
             log.warning("cannot record delivery %s: %s", record.id, exc.message)
-        except Exception:
+        except Exception as exc:
             log.exception("webhook delivery %s failed unexpectedly", record.id)
+            await self._give_up(record, f"internal error: {type(exc).__name__}: {exc}"[:500])
         finally:
             self._attempts.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
             self._wake.set()
@@ -242,6 +252,16 @@ class WebhookDispatcher:
                 record.attempts,
                 outcome.error,
             )
+
+    async def _give_up(self, record: DeliveryRecord, error: str) -> None:
+        """Record the attempt as the last one when reporting it failed: a delivery that
+        cannot be reported is failed (listed, retried by hand), never claimed forever."""
+        try:
+            await self._backbone.finish_attempt(
+                record.id, record.attempts, delivered=False, error=error, retry_at=None
+            )
+        except Exception:
+            log.exception("cannot record webhook delivery %s as failed", record.id)
 
 
 async def _read_capped(response: httpx.Response) -> bytes:

@@ -12,11 +12,13 @@ JITTER = 0.1  # +-10 %, so receivers that came back are not hit by every sender 
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delay-seconds or an HTTP date)."""
+    """Seconds to wait from a ``Retry-After`` header (delay-seconds or an HTTP date); None
+    for anything else, which is ignored (a receiver's header must never break a delivery)."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    # ASCII digits only: str.isdigit() also accepts "²", which float() refuses.
+    if value.isascii() and value.isdigit():
         seconds = float(value)
     else:
         try:
