@@ -59,7 +59,7 @@ from .._metrics import Tally
 from .._runtime import Runtime
 from ..auth import Permission, Principal
 from ..http._auth import authenticate
-from ..http._ratelimit import websocket_refused
+from ..http._ratelimit import count_call, websocket_refused
 from ._outbox import Outbox, OutboxClosed
 from ._subscription import SlowConsumer, Subscription
 
@@ -252,6 +252,8 @@ class WebSocketSession:
         return self.principal
 
     async def call(self, op: CallOp) -> None:
+        assert self.principal is not None
+        await count_call(self.runtime, self.principal)  # every call op counts, as every request
         principal = self._require(Permission.CALL)
         spec = self.runtime.registry.get(op.app, op.skill)
         if not principal.may_call(op.app, op.skill):
