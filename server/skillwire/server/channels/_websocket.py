@@ -32,6 +32,7 @@ from skillwire.protocol import (
     CancelOp,
     CloseCode,
     EncodedEvent,
+    Ended,
     ErrorBody,
     ErrorMessage,
     Forbidden,
@@ -75,6 +76,10 @@ WRITER_GRACE = 5.0  # seconds a closing connection's writer may take to send wha
 
 def _ws_text(event: EncodedEvent) -> str:
     return event.ws_text
+
+
+def _ws_ended(task_id: str, last_seq: int) -> str:
+    return encode_server_message(Ended(task_id=task_id, last_seq=last_seq)).decode("utf-8")
 
 
 class _Close(Exception):
@@ -294,6 +299,7 @@ class WebSocketSession:
             frame=_ws_text,
             snapshot=snapshot,
             buffer_limit=self.runtime.config.send_queue,
+            ended=_ws_ended,
         )
         # The task runs the subscription itself and a callback handles its ending (no wrapper
         # coroutine, whose frame every idle subscription would hold); the job is named after
