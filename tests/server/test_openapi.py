@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +12,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
-from skillwire.server import load_config
+from skillwire.server import create_app, load_config
 from skillwire.server._runtime import make_registry
 from skillwire.server.http._openapi import openapi_document
 from tests.conftest import ADMIN_KEY, READER_KEY, USER_KEY, RunningServer
@@ -93,3 +95,33 @@ def test_metrics_need_the_metrics_permission_and_count_calls(server: RunningServ
         for line in text.splitlines()
         if line
     )
+
+
+API_DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
+# Served besides the OpenAPI paths, as docs/api.md says after its path list.
+NOT_IN_OPENAPI = {"/api/v1/ws", "/openapi.json", "/asyncapi.json", "/docs", "/", "/skillwire.js"}
+
+
+def _documented_paths() -> list[str]:
+    """The path list docs/api.md shows as the output of its `openapi.json` paths command."""
+    text = API_DOC.read_text()
+    found = re.search(r'\["paths"\], sep="\\n"\)\'\n```\n```\n(.*?)\n```', text, re.DOTALL)
+    assert found is not None, "the path list of docs/api.md moved"
+    return found.group(1).splitlines()
+
+
+def test_documented_path_list_is_the_openapi_paths() -> None:
+    """docs/api.md's path list is exactly /openapi.json's paths with the demo app, in order."""
+    registry = make_registry(load_config(environ={}), [])
+    assert _documented_paths() == list(openapi_document(registry, 5)["paths"])
+
+
+def test_documented_paths_are_the_routes() -> None:
+    """The documented paths (but the per-skill ones) and the extra list are the app's routes."""
+    app = create_app(load_config(environ={}, overrides={"api_key": ADMIN_KEY}))
+    routes = {route.path for route in app.routes}  # type: ignore[attr-defined]
+    generic = {p for p in _documented_paths() if not p.startswith("/api/v1/apps/demo/")}
+    assert generic | NOT_IN_OPENAPI == routes
+    assert not generic & NOT_IN_OPENAPI
+    text = API_DOC.read_text()
+    assert all(f"`{path}`" in text for path in NOT_IN_OPENAPI)
