@@ -61,21 +61,42 @@ def test_openapi_documents_each_skill_with_its_input_schema(server: RunningServe
     assert document["openapi"].startswith("3.1")
 
 
-def test_docs_need_the_docs_permission(server: RunningServer) -> None:
-    """/openapi.json, /asyncapi.json and /docs need `docs`; /docs is HTML with no CDN."""
+def test_documents_need_the_docs_permission(server: RunningServer) -> None:
+    """/openapi.json and /asyncapi.json need `docs` (401 without a key, 403 without it)."""
     with server.client(None) as client:
         assert client.get("/openapi.json").status_code == 401
+        assert client.get("/asyncapi.json").status_code == 401
     with server.client(READER_KEY) as client:
         assert client.get("/openapi.json").status_code == 403
     with server.client(USER_KEY) as client:
-        page = client.get("/docs")
         asyncapi = client.get("/asyncapi.json").json()
-    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert (
-        "http://" not in page.text.replace("http://127.0.0.1", "") and "https://" not in page.text
-    )
     assert asyncapi["asyncapi"] == "3.0.0"
     assert set(asyncapi["channels"]) == {"websocket", "events"}
+
+
+def test_docs_page_needs_no_key_holds_no_api_data_and_uses_no_cdn(server: RunningServer) -> None:
+    """/docs answers its page to anyone (no ?ticket=); the page names only its own files."""
+    with server.client(None) as client:
+        page = client.get("/docs")
+        again = client.get("/docs")  # a reload: no ticket spent, the same page
+        assets = {name: client.get(f"/docs/{name}") for name in DOCS_ASSETS}
+        missing = [
+            client.get(f"/docs/{name}")
+            for name in ("index.html", "swagger-ui.js.map", "oauth2-redirect.html")
+        ]
+    assert page.status_code == again.status_code == 200
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert "/api/v1/apps/demo" not in page.text
+    assert "https://" not in page.text and "http://" not in page.text
+    linked = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert {f"docs/{name}" for name in DOCS_ASSETS} <= set(linked)
+    assert all(not url.startswith(("/", "http")) for url in linked), linked  # served here
+    for name, response in assets.items():
+        assert response.status_code == 200, name
+        assert response.headers["content-type"].startswith(DOCS_ASSETS[name]), name
+    assert b"SwaggerUIBundle" in assets["swagger-ui-bundle.js"].content
+    assert all(response.status_code == 404 for response in missing)
 
 
 def test_metrics_need_the_metrics_permission_and_count_calls(server: RunningServer) -> None:
@@ -99,7 +120,21 @@ def test_metrics_need_the_metrics_permission_and_count_calls(server: RunningServ
 
 API_DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 # Served besides the OpenAPI paths, as docs/api.md says after its path list.
-NOT_IN_OPENAPI = {"/api/v1/ws", "/openapi.json", "/asyncapi.json", "/docs", "/", "/skillwire.js"}
+NOT_IN_OPENAPI = {
+    "/api/v1/ws",
+    "/openapi.json",
+    "/asyncapi.json",
+    "/docs",
+    "/docs/{name}",
+    "/",
+    "/skillwire.js",
+}
+DOCS_ASSETS = {
+    "swagger-ui-bundle.js": "application/javascript",
+    "swagger-ui.css": "text/css",
+    "docs.js": "application/javascript",
+    "docs.css": "text/css",
+}
 
 
 def _documented_paths() -> list[str]:
