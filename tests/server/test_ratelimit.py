@@ -103,3 +103,27 @@ async def test_a_websocket_past_the_limit_is_accepted_and_closed_with_1013(serve
     async with ws(server, OTHER_KEY) as conn:  # another key has its own budget
         await conn.send(json.dumps({"op": "ping", "ref": "p"}))
         assert (await ws_next(conn))["op"] == "pong"
+
+
+async def test_websocket_call_ops_count_toward_the_key_limit(server_factory) -> None:  # type: ignore[no-untyped-def]
+    """Each WS call op counts like a request; past the limit it gets a RATE_LIMITED op error."""
+    from tests.channels.helpers import ws, ws_until
+
+    server: RunningServer = server_factory({"rate_limit": "5/minute"})
+    async with ws(server, USER_KEY) as conn:  # the upgrade itself counts: 4 calls remain
+        for i in range(8):
+            call = {"op": "call", "ref": f"c{i}", "app": "demo", "skill": "echo"}
+            await conn.send(json.dumps({**call, "requests": [{"text": str(i)}]}))
+        await conn.send(json.dumps({"op": "ping", "ref": "p"}))
+        messages = await ws_until(conn, lambda m: m.get("ref") == "p")
+        replies = {m["ref"]: m for m in messages if m.get("ref", "").startswith("c")}
+        assert [replies[f"c{i}"]["op"] for i in range(8)] == ["accepted"] * 4 + ["error"] * 4
+        refused = replies["c7"]["error"]
+        assert refused["code"] == "RATE_LIMITED"
+        assert refused["details"]["limit"] == 5
+        assert 1 <= refused["details"]["retry_after"] <= 60
+        assert messages[-1]["op"] == "pong"  # an op error leaves the connection open
+    with server.client(USER_KEY) as client:  # HTTP shares the key's budget
+        assert client.get("/api/v1/apps").status_code == 429
+    with server.client(OTHER_KEY) as client:
+        assert client.get("/api/v1/apps").status_code == 200

@@ -32,6 +32,7 @@ from skillwire.protocol import (
     CancelOp,
     CloseCode,
     EncodedEvent,
+    Ended,
     ErrorBody,
     ErrorMessage,
     Forbidden,
@@ -60,7 +61,7 @@ from .._runtime import Runtime
 from ..auth import Permission, Principal
 from ..http._auth import authenticate
 from ..http._links import root_of, rooted_frame
-from ..http._ratelimit import websocket_refused
+from ..http._ratelimit import count_call, websocket_refused
 from ._outbox import Outbox, OutboxClosed
 from ._subscription import SlowConsumer, Subscription
 
@@ -76,6 +77,10 @@ WRITER_GRACE = 5.0  # seconds a closing connection's writer may take to send wha
 
 def _ws_text(event: EncodedEvent) -> str:
     return event.ws_text
+
+
+def _ws_ended(task_id: str, last_seq: int) -> str:
+    return encode_server_message(Ended(task_id=task_id, last_seq=last_seq)).decode("utf-8")
 
 
 class _Close(Exception):
@@ -253,6 +258,8 @@ class WebSocketSession:
         return self.principal
 
     async def call(self, op: CallOp) -> None:
+        assert self.principal is not None
+        await count_call(self.runtime, self.principal)  # every call op counts, as every request
         principal = self._require(Permission.CALL)
         spec = self.runtime.registry.get(op.app, op.skill)
         if not principal.may_call(op.app, op.skill):
@@ -293,6 +300,7 @@ class WebSocketSession:
             frame=rooted_frame(_ws_text, root_of(self.ws.scope)),
             snapshot=snapshot,
             buffer_limit=self.runtime.config.send_queue,
+            ended=_ws_ended,
         )
         # The task runs the subscription itself and a callback handles its ending (no wrapper
         # coroutine, whose frame every idle subscription would hold); the job is named after

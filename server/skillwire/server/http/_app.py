@@ -28,11 +28,12 @@ from .._config import Config, load_config
 from .._runtime import Runtime
 from ..engine import App
 from ._auth import authenticate
+from ._docs_page import docs_asset, docs_page
 from ._middleware import RequestContextMiddleware, request_id_of
 from ._ratelimit import RateLimitMiddleware
 from ._responses import error_response
 from ._routes_health import health, ready
-from ._routes_ops import asyncapi, docs, metrics, openapi
+from ._routes_ops import asyncapi, metrics, openapi
 from ._routes_skills import call_skill, get_skill, list_apps
 from ._routes_tasks import cancel_task, get_task, list_tasks
 from ._routes_webhooks import list_deliveries, retry_delivery
@@ -111,7 +112,8 @@ def _routes() -> list[BaseRoute]:
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/asyncapi.json", asyncapi, methods=["GET"]),
-        Route("/docs", docs, methods=["GET"]),
+        Route("/docs", docs_page, methods=["GET"]),
+        Route("/docs/{name}", docs_asset, methods=["GET"]),
         Route("/", demo_page, methods=["GET"]),
         Route("/skillwire.js", client_module, methods=["GET"]),
     ]

@@ -12,6 +12,7 @@ from skillwire.protocol import (
     AuthOp,
     CallOp,
     CancelOp,
+    Ended,
     ErrorMessage,
     Event,
     EventMessage,
@@ -42,6 +43,7 @@ SERVER = {
     "pong": Pong,
     "authenticated": Authenticated,
     "event": EventMessage,
+    "ended": Ended,
     "heartbeat": Heartbeat,
     "error": ErrorMessage,
 }

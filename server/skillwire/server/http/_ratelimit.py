@@ -2,7 +2,8 @@
 
 The check runs before authentication (so floods of bad keys are limited by IP too), adds
 ``X-RateLimit-*`` headers to every response while a limit is on, and answers 429 with
-``Retry-After`` past it. A WebSocket over its limit is accepted and closed with 1013.
+``Retry-After`` past it. A WebSocket over its limit is accepted and closed with 1013; each
+``call`` op on an open WebSocket counts too, and past the limit gets a ``RATE_LIMITED`` op error.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from skillwire.protocol import CloseCode, RateLimited
 
 from .._ratelimit import Decision
 from .._runtime import Runtime
+from ..auth import Principal
 from ._middleware import request_id_of
 from ._responses import error_response
 
-__all__ = ["RateLimitMiddleware", "websocket_refused"]
+__all__ = ["RateLimitMiddleware", "count_call", "websocket_refused"]
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -46,6 +48,35 @@ async def _decide(runtime: Runtime, scope: Scope) -> Decision | None:
     if item is None:
         return None
     return await limits.hit(item, *identity)
+
+
+def _refusal(decision: Decision) -> tuple[RateLimited, str]:
+    """The error for a request over its limit, and its ``Retry-After`` (whole seconds, >= 1)."""
+    retry_after = str(max(int(decision.reset_after + 0.999), 1))
+    error = RateLimited(
+        f"rate limit of {decision.limit} exceeded; retry in {retry_after} s",
+        details={"limit": decision.limit, "retry_after": int(retry_after)},
+    )
+    return error, retry_after
+
+
+async def count_call(runtime: Runtime, principal: Principal) -> None:
+    """Count a WebSocket ``call`` op against its key's limit; raises RateLimited past it.
+
+    The op counts like an HTTP request (API.md): without this, one socket could call as
+    often as it liked however tight its key's limit.
+    """
+    limits = runtime.limits
+    if limits.clients_unlimited:
+        return
+    item = limits.client_limit(principal.rate_limit, principal.role)
+    if item is None:
+        return
+    decision = await limits.hit(item, "key", principal.name)
+    if decision is None or decision.allowed:
+        return
+    runtime.metrics.rate_limited.labels("client").inc()
+    raise _refusal(decision)[0]
 
 
 def _limited(scope: Scope) -> bool:
@@ -87,12 +118,9 @@ class RateLimitMiddleware:
         headers = decision.headers
         if not decision.allowed:
             runtime.metrics.rate_limited.labels("client").inc()
-            retry_after = str(max(int(decision.reset_after + 0.999), 1))
+            error, retry_after = _refusal(decision)
             response = error_response(
-                RateLimited(
-                    f"rate limit of {decision.limit} exceeded; retry in {retry_after} s",
-                    details={"limit": decision.limit, "retry_after": int(retry_after)},
-                ),
+                error,
                 request_id_of(scope),
                 headers={**headers, "Retry-After": retry_after},
             )

@@ -768,6 +768,17 @@ class WsLink {
       return;
     }
     if (message.op === "heartbeat") return;
+    if (message.op === "ended") {
+      // The task finished at or before the seq subscribed after: its terminal event will
+      // not come, so the subscriptions past it end here.
+      const group = this.subs.get(message.task_id);
+      if (group) {
+        for (const sub of [...group]) {
+          if (sub._last >= message.last_seq) sub._finishQuietly();
+        }
+      }
+      return;
+    }
     const entry = message.ref != null ? this.pending.get(message.ref) : undefined;
     if (entry) {
       this.pending.delete(message.ref);
@@ -958,6 +969,9 @@ class SseFeed {
 
   async lost(opened) {
     if (opened) {
+      // A stream that ended without the terminal event may have been resumed past the end
+      // of the task: the server ends such a stream when the task finishes.
+      await this.client._endIfPast(this.sub);
       this.retry();
       return;
     }
