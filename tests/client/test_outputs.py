@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import time
 from typing import Any
 
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from skillwire.client import Event, TaskOutputs
+from skillwire.client._livetext import LiveText
 from skillwire.client._outputs import TextCursor
 from tests.client.helpers import task_json
 from tests.conftest import scaled
@@ -276,3 +278,26 @@ def test_any_join_and_resume_reconstructs_the_task(steps: list[Step], data: Any)
         assert outputs.output(index) == expected
         first = expected[0]["text"] if expected else ""
         assert "".join(handed[index]) == first
+
+
+# -- LiveText: what `skillwire-client call --stream` prints in a terminal -----------------
+
+
+def test_live_text_prints_each_character_once_with_labels_between_outputs() -> None:
+    """The answer is printed as it grows; a resume's snapshot adds only what is new; another
+    output's text starts on its own labelled line."""
+    out = io.StringIO()
+    live = LiveText(out)
+    snapshot = task_with(5, [{"index": 0, "output": [{"type": "text", "text": "Hello, w"}]}])
+    for event in [
+        ev(1, "request.output", {"type": "text", "text": ""}),
+        delta(2, 0, "Hel"),
+        delta(3, 0, "lo"),
+        ev(5, "task.snapshot", snapshot, index=None),
+        delta(6, 0, "orld"),
+        ev(7, "request.output", {"type": "tool_call", "arguments": ""}),
+        delta(8, 1, "{}", field="arguments"),
+    ]:
+        live.update(event)
+    live.finish()
+    assert out.getvalue() == "Hello, world\n[0.1] arguments: {}\n"
