@@ -22,6 +22,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from skillwire.protocol import (
+    DEFAULT_MAX_OUTPUT_BYTES,
+    DEFAULT_MAX_OUTPUTS,
     TERMINAL_EVENT_TYPES,
     BackboneUnavailable,
     Conflict,
@@ -94,6 +96,8 @@ class RedisBackbone(Backbone):
         url: str,
         *,
         max_events: int = 10_000,
+        max_outputs: int = DEFAULT_MAX_OUTPUTS,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
         retention: float = 86_400.0,
         lease: float = 30.0,
         max_connections: int = 256,
@@ -101,6 +105,8 @@ class RedisBackbone(Backbone):
     ) -> None:
         self._url = url
         self._max_events = max_events
+        self._max_outputs = max_outputs
+        self._max_output_bytes = max_output_bytes
         self._retention = int(retention)
         self._lease_ms = int(lease * 1000)
         # redis-py's return types are unions of every reply shape: treat the client as Any here,
