@@ -44,8 +44,6 @@ from ._deliveries import MemoryDeliveries, webhook_targets
 
 __all__ = ["MemoryBackbone"]
 
-_TERMINAL_EVENTS = frozenset(lifecycle.TASK_TERMINAL_EVENTS.values())
-
 
 @dataclass(slots=True)
 class _Record:
@@ -173,9 +171,9 @@ class MemoryBackbone(Backbone):
         if overflow > self._max_events // 4:  # trim in chunks: amortised O(1) per append
             del record.log[:overflow]
             record.first_seq = record.log[0].seq
-        for appended in events:
-            if appended.type in _TERMINAL_EVENTS:
-                self._create_deliveries(record, appended)
+        for plain, appended in zip(events, encoded, strict=True):
+            if appended.terminal:
+                self._create_deliveries(record, plain)
         for event in encoded:
             for listener in list(record.listeners):
                 listener(event)
