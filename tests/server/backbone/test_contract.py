@@ -262,6 +262,42 @@ def test_illegal_transitions_are_refused_alike(pair: Pair) -> None:
     pair.run(scenario())
 
 
+def test_progress_without_a_fraction_keeps_the_last_one_on_both(pair: Pair) -> None:
+    """request.progress without ``progress`` keeps the request's fraction (Redis reset it to 0)."""
+    task_id = "tsk_contract_progress"
+
+    async def scenario() -> None:
+        await create(pair, task_id, 1)
+        await both(pair, "append", task_id, EventType.REQUEST_STARTED, 0, {})
+        await both(pair, "append", task_id, EventType.REQUEST_PROGRESS, 0, {"progress": 0.5})
+        await both(pair, "append", task_id, EventType.REQUEST_PROGRESS, 0, {"message": "m"})
+        for backbone in pair.both:
+            found = await backbone.get_task(task_id)
+            assert found is not None
+            assert found.task.requests[0].progress == 0.5, backbone.name
+
+    pair.run(scenario())
+
+
+@pytest.mark.parametrize("index", [0, 5])
+def test_a_task_event_on_a_finished_task_is_illegal_on_both(pair: Pair, index: int) -> None:
+    """Pushing a task.* type, even to a finished task, is an IllegalTransition on both (Redis
+    used to refuse it quietly once the task had finished)."""
+    task_id = f"tsk_contract_finished{index}"
+
+    async def scenario() -> None:
+        await create(pair, task_id, 1)
+        await both(pair, "cancel", task_id)
+        answer = await both(pair, "append", task_id, EventType.TASK_STARTED, index, {})
+        assert answer == (
+            "error",
+            IllegalTransition.__name__,
+            "task.started is not a request event",
+        )
+
+    pair.run(scenario())
+
+
 def test_lua_tables_are_the_protocol_tables(redis_server: RedisServer, pair: Pair) -> None:
     """The Lua rule tables, evaluated by Redis, hold exactly the protocol's lifecycle tables."""
     dump = (
