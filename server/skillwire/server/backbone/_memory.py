@@ -53,8 +53,6 @@ from ._deliveries import MemoryDeliveries, webhook_targets
 
 __all__ = ["MemoryBackbone"]
 
-_TERMINAL_EVENTS = frozenset(lifecycle.TASK_TERMINAL_EVENTS.values())
-
 
 @dataclass(slots=True)
 class _Record:
@@ -70,7 +68,7 @@ class _Record:
 
 def _lean(event: EncodedEvent) -> EncodedEvent:
     """The same event without any frame built yet (sharing the JSON bytes)."""
-    return EncodedEvent(event.seq, event.type, event.json, terminal=event.terminal)
+    return EncodedEvent(event.seq, event.type, event.json)
 
 
 class MemoryBackbone(Backbone):
@@ -206,9 +204,9 @@ class MemoryBackbone(Backbone):
             record.log.append(_lean(event))
             record.log_bytes += len(event.json)
         self._trim(record)
-        for appended in events:
-            if appended.type in _TERMINAL_EVENTS:
-                self._create_deliveries(record, appended)
+        for plain, appended in zip(events, encoded, strict=True):
+            if appended.terminal:
+                self._create_deliveries(record, plain)
         for event in encoded:
             for listener in list(record.listeners):
                 listener(event)

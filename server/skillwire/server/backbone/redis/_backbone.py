@@ -24,7 +24,6 @@ from redis.exceptions import RedisError, ResponseError
 from skillwire.protocol import (
     DEFAULT_MAX_OUTPUT_BYTES,
     DEFAULT_MAX_OUTPUTS,
-    TERMINAL_EVENT_TYPES,
     BackboneUnavailable,
     Conflict,
     DeliveryStatus,
@@ -63,7 +62,6 @@ from ._fanout import Fanout
 __all__ = ["RedisBackbone"]
 
 _work_decoder = msgspec.json.Decoder(WorkItem)
-_TERMINAL = TERMINAL_EVENT_TYPES
 LIST_SCAN_LIMIT = 10_000
 
 
@@ -295,7 +293,8 @@ class RedisBackbone(Backbone):
             progress = b"0.0"
             error = b"null"
             if type_ is EventType.REQUEST_PROGRESS:
-                progress = encode(float(data.get("progress", 0.0)))
+                # None given: the request keeps its progress (an empty one tells the script).
+                progress = encode(float(data["progress"])) if "progress" in data else b""
             elif type_ is EventType.REQUEST_FAILED:
                 error = encode(data["error"])
             groups += (type_.value, index, encode(data), progress, error)
@@ -364,7 +363,7 @@ class RedisBackbone(Backbone):
             events=[_entry(entry_id, fields) for entry_id, fields in entries],
             first_seq=int(first_seq),
             last_seq=int(last_seq),
-            finished=status.decode() in _TERMINAL_STATUSES,
+            finished=status.decode() in lifecycle.TERMINAL_TASK_STATUSES,
         )
 
     async def listen(self, task_id: str, listener: EventListener) -> Callable[[], None]:
@@ -547,25 +546,18 @@ class RedisBackbone(Backbone):
             listener()
 
 
-_TERMINAL_STATUSES = frozenset(s.value for s in lifecycle.TERMINAL_TASK_STATUSES)
-
-
 def _events(flat: list[Any]) -> list[EncodedEvent]:
     """Events as a script returns them: seq, type, JSON, seq, type, JSON, ..."""
     out = []
     for i in range(0, len(flat), 3):
-        type_ = flat[i + 1].decode()
-        out.append(EncodedEvent(int(flat[i]), type_, flat[i + 2], terminal=type_ in _TERMINAL))
+        out.append(EncodedEvent(int(flat[i]), flat[i + 1].decode(), flat[i + 2]))
     return out
 
 
 def _entry(entry_id: bytes, fields: dict[bytes, bytes] | list[bytes]) -> EncodedEvent:
     if isinstance(fields, list):  # as a Lua script returns it: [name, value, ...]
         fields = dict(zip(fields[::2], fields[1::2], strict=True))
-    type_ = fields[b"t"].decode()
-    return EncodedEvent(
-        int(entry_id.split(b"-", 1)[0]), type_, fields[b"e"], terminal=type_ in _TERMINAL
-    )
+    return EncodedEvent(int(entry_id.split(b"-", 1)[0]), fields[b"t"].decode(), fields[b"e"])
 
 
 def _claim(entry_id: bytes, fields: dict[bytes, bytes], deliveries: int) -> Claim:
