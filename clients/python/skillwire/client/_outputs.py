@@ -24,7 +24,6 @@ from ._events import TERMINAL_EVENT_TYPES
 
 __all__ = ["Appended", "RequestOutputs", "TaskOutputs", "TextCursor"]
 
-REQUEST_DELTA = "request.delta"  # EventType.REQUEST_DELTA once the protocol has it
 _RESETS = TERMINAL_EVENT_TYPES | {EventType.TASK_SNAPSHOT}
 
 
@@ -160,7 +159,7 @@ class TaskOutputs:
             self.requests[event.index] = RequestOutputs()
         elif kind == EventType.REQUEST_OUTPUT:
             self.request(event.index).emit(data)
-        elif kind == REQUEST_DELTA and isinstance(data, dict):
+        elif kind == EventType.REQUEST_DELTA and isinstance(data, dict):
             n, name, text = data.get("output"), data.get("field"), data.get("append")
             if isinstance(n, int) and isinstance(name, str) and isinstance(text, str):
                 return self.request(event.index).append(event.index, n, name, text)
