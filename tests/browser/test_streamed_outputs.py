@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ADMIN_KEY, RunningServer
+from tests.conftest import ADMIN_KEY, RunningServer, scaled
+
+from .helpers import DemoPage, every_backbone
 
 # Runs in the page: `sw` is the module; `ev(seq, type, data, index)` makes an event and
 # `delta(seq, n, text, field, index)` a request.delta.
@@ -111,3 +113,70 @@ def test_unknown_event_types_and_ops_are_skipped_over_websocket(js: Any) -> None
         key=ADMIN_KEY,
     )
     assert result == [[1, "task.started"], [3, "request.output"], [4, "task.completed"]]
+
+
+STREAM_TEXT = " ".join(f"word{i}" for i in range(60)) + " — the end."
+
+
+@every_backbone
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+def test_stream_text_survives_drops_exactly(js: Any, transport: str) -> None:
+    """streamText over a transport that drops twice mid-answer: the chunks join to the text."""
+    result = js(
+        """
+      const client = new sw.SkillwireClient({ baseUrl: location.origin, apiKey: arg.key,
+                                              transports: [arg.transport] });
+      const called = await client.call('demo', 'stream',
+                                       [{ text: arg.text, words_per_second: 60 }], { wait: 0 });
+      const chunks = [];
+      const stream = client.streamText(called.task_id);
+      for await (const chunk of stream) {
+        chunks.push(chunk);
+        if (chunks.length === 5 || chunks.length === 25) client._debugDrop();
+      }
+      const byTask = [];
+      for await (const chunk of client.streamText(await client.task(called.task_id))) {
+        byTask.push(chunk);
+      }
+      client.close();
+      return { chunks, text: stream.text, done: await stream.done, byTask,
+               transport: stream.subscription.transport };
+    """,
+        key=ADMIN_KEY,
+        text=STREAM_TEXT,
+        transport=transport,
+    )
+    assert "".join(result["chunks"]) == STREAM_TEXT
+    assert len(result["chunks"]) > 10
+    assert result["text"] == result["done"] == STREAM_TEXT
+    assert result["byTask"] == [STREAM_TEXT]
+    assert result["transport"] == transport
+
+
+@every_backbone
+def test_demo_page_types_the_answer_and_survives_a_reload(demo: DemoPage, screenshot: Any) -> None:
+    """demo/stream types live on the page; a reload mid-answer resumes from a snapshot and the
+    final text is the whole text, once."""
+    demo.open()
+    demo.choose("demo/stream")
+    demo.set_requests({"text": STREAM_TEXT, "words_per_second": 30})
+    demo.run()
+    page = demo.page
+    page.wait_for_function(
+        "document.querySelector('#cards .outputs li')?.textContent.includes('word5 ')",
+        timeout=scaled(15) * 1000,
+    )
+    typed = demo.cards()[0]["outputs"][0]
+    assert STREAM_TEXT.startswith(typed) and typed != STREAM_TEXT  # typing, not done
+    task_id = page.text_content("#task-id")
+    screenshot("demo-stream-typing")
+    page.reload()
+    assert demo.wait_for_status("completed", timeout=30) == "completed"
+    assert page.text_content("#task-id") == task_id
+    events = demo.events()
+    assert events[0]["type"] == "task.snapshot"
+    assert events[0]["seq"] > 3  # the snapshot came mid-answer, with the text so far
+    assert any(e["type"] == "request.delta" for e in events[1:])  # then it kept typing
+    assert demo.cards()[0]["outputs"] == [STREAM_TEXT]
+    assert page.evaluate("window.__skillwire.outputs.text()") == STREAM_TEXT
+    screenshot("demo-stream-reloaded")
