@@ -500,7 +500,14 @@ export class TextStream {
         this._end();
       }
     };
-    /** @type {Subscription} */
+    if (byTask && TERMINAL_STATUSES.has(task.status)) {
+      // A finished Task holds the whole text: nothing to follow.
+      /** @type {Subscription|null} null when given a finished Task */
+      this.subscription = null;
+      handOut(new TextCursor(new TaskOutputs(task), { index, output, field }).advance());
+      this._end();
+      return;
+    }
     this.subscription = client.subscribe(byTask ? task.task_id : task, {
       task: byTask ? task : undefined,
       snapshot: !byTask,
@@ -533,7 +540,7 @@ export class TextStream {
 
   /** Stop following (the task goes on). */
   close() {
-    this.subscription.unsubscribe();
+    this.subscription?.unsubscribe();
     this._end();
   }
 
