@@ -15,7 +15,7 @@ read, so following a stream costs time in proportion to its length.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from skillwire.protocol import Event, EventType, Task, to_builtins
@@ -44,15 +44,17 @@ def _copy(item: Any) -> Any:
     return dict(item) if isinstance(item, dict) else item
 
 
-@dataclass
 class RequestOutputs:
     """The outputs of one request that the Task holds, and how many left it before them."""
 
-    outputs_dropped: int = 0
-    _items: list[Any] = field(default_factory=list)
-    # (n, field) -> appends not yet joined into the item, and the value's length with them
-    _pending: dict[tuple[int, str], list[str]] = field(default_factory=dict)
-    _lengths: dict[tuple[int, str], int] = field(default_factory=dict)
+    __slots__ = ("_items", "_lengths", "_pending", "outputs_dropped")
+
+    def __init__(self, outputs_dropped: int = 0) -> None:
+        self.outputs_dropped = outputs_dropped
+        self._items: list[Any] = []
+        # (n, field) -> appends not yet joined into the item, and the value's length with them
+        self._pending: dict[tuple[int, str], list[str]] = {}
+        self._lengths: dict[tuple[int, str], int] = {}
 
     @property
     def output(self) -> list[Any]:
