@@ -220,25 +220,14 @@ def test_bad_usage_exits_two(args: list[str]) -> None:
     assert result.returncode == 2
 
 
-def test_terminal_shows_progress_bars_on_stderr(shared_server: RunningServer) -> None:
-    """With stdout on a terminal, --stream draws progress bars on stderr and shows the Task."""
+def run_on_a_terminal(server: RunningServer, *args: str) -> tuple[int, bytes, bytes]:
+    """Run the command with stdout on a pseudo-terminal; its status, stdout and stderr."""
     controller, terminal = pty.openpty()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SKILLWIRE_")}
-    environ.update(SKILLWIRE_URL=shared_server.url, SKILLWIRE_API_KEY=ADMIN_KEY)
+    environ.update(SKILLWIRE_URL=server.url, SKILLWIRE_API_KEY=ADMIN_KEY)
     try:
         process = subprocess.Popen(
-            [
-                COMMAND,
-                "call",
-                "demo",
-                "countdown",
-                '{"n": 10, "interval": 0.02}',
-                '{"n": 5, "interval": 0.02}',
-                "--stream",
-            ],
-            stdout=terminal,
-            stderr=subprocess.PIPE,
-            env=environ,
+            [COMMAND, *args], stdout=terminal, stderr=subprocess.PIPE, env=environ
         )
         os.close(terminal)
         _, err = process.communicate(timeout=scaled(30))
@@ -253,7 +242,21 @@ def test_terminal_shows_progress_bars_on_stderr(shared_server: RunningServer) ->
             out += chunk
     finally:
         os.close(controller)
-    assert process.returncode == 0
+    return process.returncode, out, err
+
+
+def test_terminal_shows_progress_bars_on_stderr(shared_server: RunningServer) -> None:
+    """With stdout on a terminal, --stream draws progress bars on stderr and shows the Task."""
+    status, out, err = run_on_a_terminal(
+        shared_server,
+        "call",
+        "demo",
+        "countdown",
+        '{"n": 10, "interval": 0.02}',
+        '{"n": 5, "interval": 0.02}',
+        "--stream",
+    )
+    assert status == 0
     text = err.decode()
     assert "demo/countdown" in text
     assert "[0]" in text
@@ -265,3 +268,28 @@ def test_terminal_shows_progress_bars_on_stderr(shared_server: RunningServer) ->
     assert len(shown) <= 3, shown
     assert "demo/countdown  completed  (2 completed)" in shown[0]
     assert "--json" in shown[-1]
+
+
+def test_terminal_prints_streamed_text_as_it_grows(shared_server: RunningServer) -> None:
+    """On a terminal, --stream of demo/stream prints the text itself on stdout (once, whole),
+    not the Task's JSON; the bars still end on stderr."""
+    text = "one two  three\tfour " * 10
+    request = json.dumps({"text": text, "words_per_second": 200})
+    status, out, err = run_on_a_terminal(
+        shared_server, "call", "demo", "stream", request, "--stream"
+    )
+    assert status == 0
+    printed = out.decode().replace("\r\n", "\n")  # the terminal turns newlines into CRLF
+    assert printed == text + "\n"
+    assert "completed" in err.decode()
+
+
+def test_piped_stream_prints_the_deltas_as_events(shared_server: RunningServer) -> None:
+    """Piped, --stream of demo/stream prints every event, request.delta included."""
+    request = json.dumps({"text": "a b c", "words_per_second": 100})
+    result = run(shared_server, "call", "demo", "stream", request, "--stream")
+    assert result.returncode == 0, result.stderr
+    events = lines(result.stdout)
+    deltas = [e["data"]["append"] for e in events if e["type"] == "request.delta"]
+    assert "".join(deltas) == "a b c"
+    assert events[-1]["data"]["requests"][0]["output"] == [{"type": "text", "text": "a b c"}]

@@ -2,7 +2,8 @@
 
 Piped, every command prints JSON lines on stdout (one object per line: a skill, a task, an
 event); in a terminal it prints readable tables and pretty JSON, and following a task
-draws live progress bars on stderr. Exit status: 0 success; 1 the task ended ``failed``,
+draws live progress bars on stderr, or, for a task that streams text (an LLM's answer),
+prints that text on stdout as it grows. Exit status: 0 success; 1 the task ended ``failed``,
 ``partial`` or ``cancelled``; 2 bad usage; 3 an error from the server; 4 the server could not
 be reached; 130 interrupted; 141 the reader of stdout went away (``| head``), as for any
 command killed by SIGPIPE, without a traceback.
@@ -32,6 +33,7 @@ from skillwire.protocol import (
 from ._client import AsyncClient
 from ._errors import TransportError
 from ._events import event_task, is_terminal
+from ._livetext import LiveText
 from ._progress import ProgressBars
 from ._settings import DEFAULT_TRANSPORTS
 
@@ -183,18 +185,28 @@ def _exit_for(task: Task) -> int:
 
 async def _follow(out: Output, events: AsyncIterator[Event], title: str, *, bars: bool) -> int:
     progress = ProgressBars(out.err, title) if bars else None
+    # In a terminal, streamed text is printed as it grows, and stands for the Task's JSON.
+    text = LiveText(out.out) if bars else None
     final: Task | None = None
     async for event in events:
-        if progress is not None:
-            progress.update(event)
+        terminal = is_terminal(event)
+        if text is not None and progress is not None:
+            streaming = text.started
+            text.update(event)
+            if text.started and not streaming:
+                progress.forget()  # the text went below the bars: draw them afresh at the end
+            if terminal:
+                text.finish()
+            if terminal or not text.started:
+                progress.update(event)
         else:
             out.line(event)
-        if is_terminal(event):
+        if terminal:
             final = event_task(event)
     if final is None:
         return EXIT_OK
-    if progress is not None:  # the bars were drawn for the terminal event already
-        out.summary(final)
+    if progress is not None and not (text is not None and text.started):
+        out.summary(final)  # the bars were drawn for the terminal event already
     return _exit_for(final)
 
 

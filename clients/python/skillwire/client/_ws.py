@@ -36,6 +36,7 @@ from skillwire.protocol import (
 )
 
 from ._errors import TransportUnavailable, error_from_body, map_ws_exceptions, undecodable
+from ._events import is_unknown_event
 from ._settings import Settings
 
 __all__ = ["SubscriptionEnded", "WebSocketSession", "ws_events"]
@@ -67,7 +68,8 @@ class SubscriptionEnded(Exception):
 
 
 def _decode(line: str | bytes) -> ServerMessage | None:
-    """One server message; None for an op this client does not know (a newer server's)."""
+    """One server message; None for an op, or an event type, this client does not know (a
+    newer server's)."""
     try:
         return decode_server_message(line)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -75,8 +77,12 @@ def _decode(line: str | bytes) -> ServerMessage | None:
             raw = msgspec.json.decode(line)
         except msgspec.DecodeError:
             raw = None
-        if isinstance(raw, dict) and isinstance(raw.get("op"), str) and raw["op"] not in _KNOWN_OPS:
-            return None
+        if isinstance(raw, dict):
+            op = raw.get("op")
+            if isinstance(op, str) and op not in _KNOWN_OPS:
+                return None
+            if op == "event" and is_unknown_event(raw.get("event")):
+                return None
         raise undecodable("a WebSocket message", exc) from exc
 
 
