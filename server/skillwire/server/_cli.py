@@ -62,6 +62,30 @@ def _configure_logging(config: Config) -> None:
     configure_logging(config.log_level, config.log_format)
 
 
+def uvicorn_config(app: Any, config: Config) -> Any:
+    """The uvicorn settings of a skillwire server, with its connection limits (tests reuse it)."""
+    import uvicorn
+
+    from ._http_protocol import ConnectionLimits, limited_http_protocol
+
+    limits = ConnectionLimits(
+        header_timeout=config.header_timeout,
+        keepalive_timeout=config.keepalive_timeout,
+        max_header_bytes=config.max_header_bytes,
+        max_connections=config.max_connections,
+    )
+    return uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        http=limited_http_protocol(limits),
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        ws_max_size=config.ws_max_message,
+    )
+
+
 def serve(config: Config, apps: Sequence[str]) -> None:
     import asyncio
     import signal
@@ -77,27 +101,33 @@ def serve(config: Config, apps: Sequence[str]) -> None:
         runtime.key_announced = True
 
     class Server(uvicorn.Server):
+        loop: asyncio.AbstractEventLoop | None = None
+        draining_since: float | None = None
+
         def handle_exit(self, sig: int, frame: Any) -> None:
             # Before uvicorn waits for open connections: end streams, close sockets (1012).
             runtime.begin_drain()
+            first_sigterm = sig == signal.SIGTERM and self.draining_since is None
+            if first_sigterm and config.drain_period > 0 and self.loop is not None:
+                # Keep listening a while, answering 503 (and /readyz 503), so a balancer's
+                # probe sees the drain instead of refused connections; then stop.
+                self.draining_since = self.loop.time()
+                self.loop.call_soon_threadsafe(
+                    self.loop.call_later, config.drain_period, self._stop, sig, frame
+                )
+                return
+            self._stop(sig, frame)
+
+        def _stop(self, sig: int, frame: Any) -> None:
             super().handle_exit(sig, frame)
             if sig == signal.SIGTERM:
                 # A drained SIGTERM is a clean exit (0); uvicorn would re-raise it (143).
                 self._captured_signals.remove(sig)
 
-    server = Server(
-        uvicorn.Config(
-            app,
-            host=config.host,
-            port=config.port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-            ws_max_size=config.ws_max_message,
-        )
-    )
+    server = Server(uvicorn_config(app, config))
 
     async def run() -> None:
+        server.loop = asyncio.get_running_loop()
         startup = asyncio.create_task(server.serve())
         # uvicorn signals readiness only through this flag; poll it briefly.
         while not server.started and not startup.done():  # noqa: ASYNC110

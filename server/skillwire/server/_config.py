@@ -78,6 +78,11 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     work_lease: float = 30.0
     work_max_deliveries: int = 5
     shutdown_grace: float = 10.0
+    drain_period: Seconds = 3.0  # on SIGTERM: keep listening, answering 503, this long
+    header_timeout: PositiveSeconds = 10.0  # a request's headers must arrive within this
+    keepalive_timeout: PositiveSeconds = 5.0  # an idle kept-alive connection closes after this
+    max_header_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 64 * 1024  # more: 431
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] = 10_000  # per process; more: 503
     skill_timeout: float = 300.0
     max_events: int = 10_000
     send_queue: int = 1024
@@ -87,7 +92,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     workers: bool = True
     apps: list[str] = []
     log_level: str = "info"
-    log_format: Literal["json", "text"] = "json"
+    log_format: Literal["auto", "json", "text"] = "auto"  # auto: text on a terminal
     keys: list[KeyConfig] = []
     roles: dict[str, list[str]] = {}
     skill_timeouts: dict[str, float] = {}
