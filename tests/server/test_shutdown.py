@@ -139,3 +139,30 @@ def test_redis_backbone_requeues_unfinished_work(server_factory, backbone: str) 
         task = client.get(f"/api/v1/tasks/{task_id}", params={"wait": 20}).json()
     assert task["status"] == "completed"
     assert [p["i"] for p in task["previews"]] == list(range(1, 21))
+
+
+def test_sigterm_keeps_listening_for_the_drain_period_and_answers_503() -> None:
+    """After SIGTERM, open and new connections get 503 (and /readyz 503) until drain_period ends."""
+    process, url = _serve({"SKILLWIRE_DRAIN_PERIOD": "3", "SKILLWIRE_SHUTDOWN_GRACE": "0.2"})
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    try:
+        with httpx.Client(base_url=url, headers=headers, timeout=scaled(5)) as kept_alive:
+            assert kept_alive.get("/api/v1/apps").status_code == 200
+            process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + scaled(2)
+            while kept_alive.get("/readyz").status_code != 503:  # the signal is handled
+                assert time.monotonic() < deadline, "readyz never turned 503"
+                time.sleep(0.05)
+            response = kept_alive.get("/api/v1/apps")
+            assert response.status_code == 503
+            assert response.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+            with httpx.Client(base_url=url, headers=headers, timeout=scaled(5)) as new:
+                assert new.get("/readyz").status_code == 503
+                assert new.get("/api/v1/apps").status_code == 503
+        assert process.wait(scaled(20)) == 0
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/healthz", timeout=scaled(5))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
