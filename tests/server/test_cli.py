@@ -6,6 +6,7 @@ import logging
 import os
 import queue
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +28,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without SKILLWIRE_ settings, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SKILLWIRE_")}
     env["PYTHONPATH"] = str(ROOT / "tests" / "server")
+    env["SKILLWIRE_DRAIN_PERIOD"] = "0"  # these tests do not watch the drain: stop at once
     env.update(extra)
     return env
 
@@ -190,11 +192,66 @@ def test_missing_config_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 @pytest.mark.usefixtures("restore_logging")
-def test_bad_app_path_fails_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
-    """--apps naming something that is not an App stops the command before it serves."""
+def test_bad_app_path_fails_to_start(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--apps naming something that is not an App stops the command with one line, exit 2."""
     monkeypatch.setenv("SKILLWIRE_API_KEY", "sk_x")
-    with pytest.raises(TypeError, match="not a skillwire App"):
+    with pytest.raises(SystemExit) as exited:
         main(["serve", "--port", "0", "--apps", "tests.server.sample_apps:not_an_app"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "skillwire: cannot start: TypeError: tests.server.sample_apps:not_an_app is object,"
+        " not a skillwire App"
+    ]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_an_app_module_that_does_not_exist_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--apps nosuch:app prints one line naming the missing module (no traceback), exit 2."""
+    monkeypatch.setenv("SKILLWIRE_API_KEY", "sk_x")
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--port", "0", "--apps", "nosuch:app"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "skillwire: cannot start: ModuleNotFoundError: No module named 'nosuch'"
+    ]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_an_unknown_permission_in_roles_is_a_configuration_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A [roles] entry with an unknown permission is one configuration-error line, exit 2."""
+    config = tmp_path / "roles.toml"
+    config.write_text('[roles]\nops = ["read", "nosuch"]\n', encoding="utf-8")
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--port", "0", "--config", str(config)])
+    assert exited.value.code == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("skillwire: configuration error: invalid `roles.ops`:")
+    assert "'nosuch'" in line
+
+
+def test_a_port_in_use_is_one_line_and_exit_1() -> None:
+    """serve on a port that is taken prints one line saying so and exits 1, no traceback."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [str(SKILLWIRE), "serve", "--port", str(port)],
+            env=clean_env(SKILLWIRE_API_KEY="sk_x"),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=scaled(30),
+            check=False,
+        )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"skillwire: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
 
 
 def test_help_lists_the_serve_options(capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,12 +5,45 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
 
 from ._config import Config, load_config
 
 __all__ = ["main"]
+
+T = TypeVar("T")
+log = logging.getLogger("skillwire")
+
+
+class StartupError(Exception):
+    """The process cannot start: ``main`` prints the message on one line and exits."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _building(build: Callable[[], T]) -> T:
+    """Build the app or the workers; a failure (an app that does not load) is one line."""
+    try:
+        return build()
+    except Exception as exc:
+        log.debug("start-up failed", exc_info=True)  # the traceback, at log_level = "debug"
+        raise StartupError(f"cannot start: {type(exc).__name__}: {exc}", 2) from None
+
+
+def _listen(host: str, port: int) -> Any:
+    """The listening socket, bound here so that a port in use is one clear line (exit 1)."""
+    import os
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise StartupError(f"cannot listen on {host}:{port}: {reason}", 1) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -94,7 +127,7 @@ def serve(config: Config, apps: Sequence[str]) -> None:
 
     from .http import create_app
 
-    app = create_app(config, apps)
+    app = _building(lambda: create_app(config, apps))
     runtime = app.state.skillwire
     if runtime.keys.generated_key:
         print(f"API key: {runtime.keys.generated_key}", flush=True)
@@ -124,11 +157,15 @@ def serve(config: Config, apps: Sequence[str]) -> None:
                 # A drained SIGTERM is a clean exit (0); uvicorn would re-raise it (143).
                 self._captured_signals.remove(sig)
 
+    listener = _listen(config.host, config.port)
     server = Server(uvicorn_config(app, config))
 
     async def run() -> None:
         server.loop = asyncio.get_running_loop()
-        startup = asyncio.create_task(server.serve())
+        startup = asyncio.create_task(server.serve(sockets=[listener]))
+        # uvicorn ends a failed start-up with SystemExit, which leaves this task's exception
+        # unretrieved (a second, confusing traceback): retrieve it.
+        startup.add_done_callback(lambda task: task.cancelled() or task.exception())
         # uvicorn signals readiness only through this flag; poll it briefly.
         while not server.started and not startup.done():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
@@ -157,9 +194,10 @@ def work(config: Config, apps: Sequence[str], metrics_port: int = 0) -> None:
 
     log = logging.getLogger("skillwire.worker")
 
+    registry = _building(lambda: make_registry(config, apps))
+
     async def run() -> None:
         backbone = make_backbone(config)
-        registry = make_registry(config, apps)
         limits = RateLimits(config)
         metrics = Metrics()
         if metrics_port:
@@ -221,17 +259,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"skillwire: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     _configure_logging(config)
-    if args.command == "serve":
-        serve(config, args.apps)
-    elif args.command == "worker":
-        if config.backbone != "redis":
-            print(
-                "skillwire: `worker` needs the redis backbone "
-                "(SKILLWIRE_BACKBONE=redis and SKILLWIRE_REDIS_URL)",
-                file=sys.stderr,
-            )
-            raise SystemExit(2)
-        work(config, args.apps, args.metrics_port)
+    try:
+        if args.command == "serve":
+            serve(config, args.apps)
+        elif args.command == "worker":
+            if config.backbone != "redis":
+                raise StartupError(
+                    "`worker` needs the redis backbone "
+                    "(SKILLWIRE_BACKBONE=redis and SKILLWIRE_REDIS_URL)",
+                    2,
+                )
+            work(config, args.apps, args.metrics_port)
+    except StartupError as exc:
+        print(f"skillwire: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
 
 
 if __name__ == "__main__":
