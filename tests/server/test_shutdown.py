@@ -4,52 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import ADMIN_KEY, free_port, scaled
-
-SKILLWIRE = str(Path(sys.executable).with_name("skillwire"))
-
-
-def _serve(env_extra: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SKILLWIRE_")}
-    env.update(
-        {
-            "SKILLWIRE_API_KEY": ADMIN_KEY,
-            "SKILLWIRE_HEARTBEAT_INTERVAL": "0.5",
-            "SKILLWIRE_LOG_FORMAT": "json",
-            **env_extra,
-        }
-    )
-    process = subprocess.Popen(
-        [SKILLWIRE, "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + scaled(20)
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or process.poll() is not None:
-            process.kill()
-            raise RuntimeError("server did not start")
-        time.sleep(0.1)
+from tests.conftest import ADMIN_KEY, scaled
+from tests.server.serving import serve_process as _serve
 
 
 async def test_sigterm_drains_every_channel_and_exits_zero() -> None:
