@@ -21,6 +21,11 @@ import uvicorn
 from skillwire.server import App, create_app, load_config
 from skillwire.server._cli import uvicorn_config
 
+# The generated dev key is kept under $XDG_STATE_HOME: never in the real home during tests
+# (servers started here and their subprocesses inherit this).
+_STATE_HOME = tempfile.TemporaryDirectory(prefix="skillwire-tests-state-")
+os.environ["XDG_STATE_HOME"] = _STATE_HOME.name
+
 TIMEOUT_FACTOR = float(os.environ.get("SKILLWIRE_TESTS_TIMEOUT_FACTOR", "1"))
 
 ADMIN_KEY = "sk_test_admin"

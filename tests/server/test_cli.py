@@ -132,6 +132,24 @@ def test_serve_prints_a_generated_key_and_enforces_it(serve: list[Serve]) -> Non
     assert [line for line in proc.seen if key in line] == key_lines
 
 
+def test_the_dev_key_survives_a_restart(serve: list[Serve], tmp_path: Path) -> None:
+    """A restarted serve prints (and enforces) the same dev key, naming the file it is kept in."""
+    env = clean_env(XDG_STATE_HOME=str(tmp_path))
+    keys = []
+    for _ in range(2):
+        proc = Serve([], env)
+        serve.append(proc)
+        url = proc.wait_for_url()
+        [key_line] = [line for line in proc.seen if line.startswith("API key: ")]
+        keys.append(key_line.removeprefix("API key: "))
+        assert str(tmp_path / "skillwire" / "dev_key") in "\n".join(proc.seen)
+        with httpx.Client(base_url=url, timeout=scaled(10)) as client:
+            headers = {"Authorization": f"Bearer {keys[-1]}"}
+            assert client.get("/api/v1/apps", headers=headers).status_code == 200
+        proc.stop()
+    assert keys[0] == keys[1]
+
+
 def test_serve_with_env_key_prints_no_key(serve: list[Serve]) -> None:
     """With SKILLWIRE_API_KEY set, serve prints no key and that key is the admin key."""
     proc = Serve([], clean_env(SKILLWIRE_API_KEY="sk_cli_env"))

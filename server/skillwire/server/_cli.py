@@ -130,8 +130,7 @@ def serve(config: Config, apps: Sequence[str]) -> None:
     app = _building(lambda: create_app(config, apps))
     runtime = app.state.skillwire
     if runtime.keys.generated_key:
-        print(f"API key: {runtime.keys.generated_key}", flush=True)
-        runtime.key_announced = True
+        runtime.announce_key()
 
     class Server(uvicorn.Server):
         loop: asyncio.AbstractEventLoop | None = None

@@ -62,6 +62,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: int = 8000
     api_key: str | None = None
+    dev_key_file: str | None = None  # unset: $XDG_STATE_HOME/skillwire/dev_key
     backbone: Literal["memory", "redis"] = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
     heartbeat_interval: float = 15.0
