@@ -8,8 +8,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from websockets.sync.client import connect
 
-from tests.conftest import RunningServer, scaled, start_server
+from tests.conftest import ADMIN_KEY, RunningServer, scaled, start_server
 
 
 @pytest.fixture
@@ -147,3 +148,33 @@ def test_connections_over_the_cap_get_503_and_the_server_recovers(limited: Runni
             if _read_until_closed(sock).startswith(b"HTTP/1.1 200"):
                 break
         assert time.monotonic() < deadline, "the server did not recover"
+
+
+def _ws_extensions(running: RunningServer) -> str | None:
+    """The Sec-WebSocket-Extensions the server answered a client offering permessage-deflate."""
+    with connect(
+        running.url.replace("http", "ws") + "/api/v1/ws",
+        subprotocols=["skillwire.v1"],  # type: ignore[list-item]
+        additional_headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+    ) as conn:
+        assert conn.response is not None
+        extensions: str | None = conn.response.headers.get("Sec-WebSocket-Extensions")
+        return extensions
+
+
+def test_websockets_are_not_compressed_by_default() -> None:
+    """The server declines permessage-deflate (zlib state per connection) unless configured."""
+    running = start_server()
+    try:
+        assert _ws_extensions(running) is None
+    finally:
+        running.stop()
+
+
+def test_ws_compression_turns_permessage_deflate_on() -> None:
+    """ws_compression = true accepts a client's permessage-deflate offer."""
+    running = start_server({"ws_compression": True})
+    try:
+        assert "permessage-deflate" in (_ws_extensions(running) or "")
+    finally:
+        running.stop()

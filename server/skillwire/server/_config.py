@@ -89,6 +89,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     send_queue: int = 1024
     ws_max_message: int = 1024 * 1024
     ws_auth_timeout: float = 10.0
+    ws_compression: bool = False  # permessage-deflate: costs zlib state per connection
     demo: bool = True
     workers: bool = True
     apps: list[str] = []
