@@ -6,11 +6,12 @@ import logging
 import os
 import queue
 import re
+import resource
 import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -36,9 +37,14 @@ def clean_env(**extra: str) -> dict[str, str]:
 class Serve:
     """A ``skillwire serve`` process and the lines it printed on stdout."""
 
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        wrapper: Sequence[str] = (),
+    ) -> None:
         self.process = subprocess.Popen(
-            [str(SKILLWIRE), "serve", "--port", "0", *args],
+            [*wrapper, str(SKILLWIRE), "serve", "--port", "0", *args],
             env=env,
             cwd=ROOT,
             stdout=subprocess.PIPE,
@@ -288,3 +294,18 @@ def test_a_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
         main([])
     assert exited.value.code == 2
     assert "usage: skillwire" in capsys.readouterr().err
+
+
+def test_serve_lifts_a_low_open_file_limit_towards_max_connections(serve: list[Serve]) -> None:
+    """Started with a soft limit of 256 open files, serve raises it to max_connections + 256."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    proc = Serve(
+        [],
+        clean_env(SKILLWIRE_API_KEY="sk_x", SKILLWIRE_MAX_CONNECTIONS="1000"),
+        wrapper=["sh", "-c", 'ulimit -Sn 256 && exec "$0" "$@"'],
+    )
+    serve.append(proc)
+    proc.wait_for_url()
+    limits = Path(f"/proc/{proc.process.pid}/limits").read_text()
+    [line] = [line for line in limits.splitlines() if line.startswith("Max open files")]
+    assert int(line.split()[3]) == min(1256, hard)

@@ -123,6 +123,28 @@ def uvicorn_config(app: Any, config: Config) -> Any:
     )
 
 
+def _raise_fd_limit(max_connections: int) -> None:
+    """Lift the soft open-file limit towards max_connections (plus room for Redis, logs...).
+
+    A soft limit of 1024 (many distributions' default) would end accept() with EMFILE long
+    before max_connections, and the server would go silent instead of answering 503.
+    """
+    import resource
+
+    wanted = max_connections + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    reachable = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < reachable:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (reachable, hard))
+    if reachable < wanted:
+        log.warning(
+            "the open-file limit (%d) is below max_connections + 256 (%d): raise it "
+            "(ulimit -n, nofile) or lower max_connections",
+            reachable,
+            wanted,
+        )
+
+
 def serve(config: Config, apps: Sequence[str]) -> None:
     import asyncio
     import signal
@@ -160,6 +182,7 @@ def serve(config: Config, apps: Sequence[str]) -> None:
                 # A drained SIGTERM is a clean exit (0); uvicorn would re-raise it (143).
                 self._captured_signals.remove(sig)
 
+    _raise_fd_limit(config.max_connections)
     listener = _listen(config.host, config.port)
     server = Server(uvicorn_config(app, config))
 
