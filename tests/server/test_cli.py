@@ -245,6 +245,21 @@ def test_an_app_module_that_does_not_exist_is_one_line_and_exit_2(
 
 
 @pytest.mark.usefixtures("restore_logging")
+def test_a_worker_whose_app_does_not_load_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """skillwire worker --apps nosuch:app prints one line and exits 2 before touching Redis."""
+    monkeypatch.setenv("SKILLWIRE_BACKBONE", "redis")
+    monkeypatch.setenv("SKILLWIRE_REDIS_URL", "redis://127.0.0.1:1/0")
+    with pytest.raises(SystemExit) as exited:
+        main(["worker", "--apps", "nosuch:app"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "skillwire: cannot start: ModuleNotFoundError: No module named 'nosuch'"
+    ]
+
+
+@pytest.mark.usefixtures("restore_logging")
 def test_an_unknown_permission_in_roles_is_a_configuration_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
