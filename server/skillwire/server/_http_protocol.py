@@ -74,7 +74,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _headers_timed_out(self) -> None:
         self._header_deadline = None
         if not self.transport.is_closing():
-            log.warning("closed a connection that sent no complete headers in time")
+            # Debug only: thousands of slow clients must not flood the log.
+            log.debug("closed a connection that sent no complete headers in time")
             self.transport.close()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -147,7 +148,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 "connection: close\r\n\r\n"
             )
             self.transport.write(head.encode("latin-1") + body)
-            log.warning("rejected a request: %d %s", error.status, error.code)
+            # One line per refused request, like the access line (no path: none was parsed).
+            log.info("refused a request: %d %s", error.status, error.code)
         self.transport.close()
 
 
