@@ -15,6 +15,7 @@ an envelope back onto the same class::
     ├── Expired                    410 EXPIRED
     ├── PayloadTooLarge            413 PAYLOAD_TOO_LARGE     (WS close 1009)
     ├── ValidationError            422 VALIDATION_ERROR
+    ├── HeadersTooLarge            431 HEADERS_TOO_LARGE
     ├── RateLimited                429 RATE_LIMITED          (temporary)
     ├── InternalError              500 INTERNAL_ERROR
     ├── ServiceUnavailable         503 SERVICE_UNAVAILABLE   (temporary, WS close 1012)
@@ -40,6 +41,7 @@ __all__ = [
     "ErrorCode",
     "Expired",
     "Forbidden",
+    "HeadersTooLarge",
     "IllegalTransition",
     "InternalError",
     "MethodNotAllowed",
@@ -69,6 +71,7 @@ class ErrorCode(StrEnum):
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     VALIDATION_ERROR = "VALIDATION_ERROR"
     RATE_LIMITED = "RATE_LIMITED"
+    HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
     INTERNAL_ERROR = "INTERNAL_ERROR"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     SKILL_ERROR = "SKILL_ERROR"
@@ -179,6 +182,12 @@ class ValidationError(SkillwireError):
     default_message = "validation error"
 
 
+class HeadersTooLarge(SkillwireError):
+    code = ErrorCode.HEADERS_TOO_LARGE
+    status = 431
+    default_message = "request headers too large"
+
+
 class RateLimited(SkillwireError):
     code = ErrorCode.RATE_LIMITED
     status = 429
@@ -242,6 +251,7 @@ _BY_CODE: dict[str, type[SkillwireError]] = {
         Expired,
         PayloadTooLarge,
         ValidationError,
+        HeadersTooLarge,
         RateLimited,
         InternalError,
         ServiceUnavailable,

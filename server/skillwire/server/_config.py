@@ -74,6 +74,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: int = 8000
     api_key: str | None = None
+    dev_key_file: str | None = None  # unset: $XDG_STATE_HOME/skillwire/dev_key
     backbone: Literal["memory", "redis"] = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
     heartbeat_interval: float = 15.0
@@ -90,17 +91,23 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     work_lease: float = 30.0
     work_max_deliveries: int = 5
     shutdown_grace: float = 10.0
+    drain_period: Seconds = 3.0  # on SIGTERM: keep listening, answering 503, this long
+    header_timeout: PositiveSeconds = 10.0  # a request's headers must arrive within this
+    keepalive_timeout: PositiveSeconds = 5.0  # an idle kept-alive connection closes after this
+    max_header_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 64 * 1024  # more: 431
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] = 10_000  # per process; more: 503
     skill_timeout: float = 300.0
     max_events: int = 10_000
     max_log_bytes: Annotated[int, msgspec.Meta(ge=1)] = 16 * 1024 * 1024  # memory backbone
     send_queue: int = 1024
     ws_max_message: int = 1024 * 1024
     ws_auth_timeout: float = 10.0
+    ws_compression: bool = False  # permessage-deflate: costs zlib state per connection
     demo: bool = True
     workers: bool = True
     apps: list[str] = []
     log_level: str = "info"
-    log_format: Literal["json", "text"] = "json"
+    log_format: Literal["auto", "json", "text"] = "auto"  # auto: text on a terminal
     keys: list[KeyConfig] = []
     roles: dict[str, list[str]] = {}
     skill_timeouts: dict[str, float] = {}
@@ -198,13 +205,22 @@ def _check_limit(field: str, text: str | None) -> None:
 
 def _check_semantics(config: Config) -> None:
     """What the types cannot say: limit strings parse, keys name roles that exist."""
-    from .auth import DEFAULT_ROLES
+    from .auth import DEFAULT_ROLES, Permission
 
     _check_limit("rate_limit", config.rate_limit)
     for role, text in config.role_rate_limits.items():
         _check_limit(f"role_rate_limits.{role}", text)
     for name, text in config.provider_limits.items():
         _check_limit(f"provider_limits.{name}", text)
+    for role, permissions in config.roles.items():
+        unknown = sorted(set(permissions) - {p.value for p in Permission})
+        if unknown:
+            allowed = [p.value for p in Permission]
+            raise ValidationError(
+                f"invalid `roles.{role}`: unknown permission {unknown[0]!r}; "
+                f"permissions are: {', '.join(allowed)}",
+                details={"field": f"roles.{role}", "constraint": f"each one of {allowed}"},
+            )
     roles = set(DEFAULT_ROLES) | set(config.roles)
     for i, key in enumerate(config.keys):
         _check_limit(f"keys[{i}].rate_limit", key.rate_limit)

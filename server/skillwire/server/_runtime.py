@@ -165,9 +165,18 @@ class Runtime:
         if self.webhooks is not None:
             await self.webhooks.start()
         if self.keys.generated_key and not self.key_announced:
-            log.warning("no API key configured; generated one for this run")
-            print(f"API key: {self.keys.generated_key}", flush=True)
-            self.key_announced = True
+            log.warning("no API key configured; using the generated dev key")
+            self.announce_key()
+
+    def announce_key(self) -> None:
+        """Print the generated dev key on stdout (never in a log line), and where it is kept."""
+        key, kept_in = self.keys.generated_key, self.keys.generated_key_file
+        print(f"API key: {key}", flush=True)
+        if kept_in is not None:
+            print(f"(a dev key, kept in {kept_in} for the next start too)", flush=True)
+        else:
+            print("(a dev key for this run only: it could not be saved)", flush=True)
+        self.key_announced = True
 
     def begin_drain(self) -> None:
         """Stop taking new work: streams end, WebSockets close with 1012, new requests 503."""
