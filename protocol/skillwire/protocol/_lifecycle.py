@@ -66,6 +66,7 @@ REQUEST_TRANSITIONS: dict[EventType, tuple[frozenset[RequestStatus], RequestStat
     EventType.REQUEST_PROGRESS: (frozenset({RequestStatus.RUNNING}), RequestStatus.RUNNING),
     EventType.REQUEST_OUTPUT: (frozenset({RequestStatus.RUNNING}), RequestStatus.RUNNING),
     EventType.REQUEST_DELTA: (frozenset({RequestStatus.RUNNING}), RequestStatus.RUNNING),
+    EventType.REQUEST_CALL: (frozenset({RequestStatus.RUNNING}), RequestStatus.RUNNING),
     EventType.REQUEST_COMPLETED: (frozenset({RequestStatus.RUNNING}), RequestStatus.COMPLETED),
     EventType.REQUEST_FAILED: (
         frozenset({RequestStatus.QUEUED, RequestStatus.RUNNING}),

@@ -10,6 +10,7 @@ from ._base import (
     DeliveryRecord,
     EventListener,
     LogSlice,
+    StoredSession,
     StoredTask,
     WorkItem,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "EventListener",
     "LogSlice",
     "MemoryBackbone",
+    "StoredSession",
     "StoredTask",
     "WorkItem",
 ]

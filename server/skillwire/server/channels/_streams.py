@@ -1,4 +1,4 @@
-"""SSE and NDJSON: one task's events as a streaming HTTP response.
+"""SSE and NDJSON: one task's (or one session's) events as a streaming HTTP response.
 
 Each stream is one group of tasks: the subscription (log replay, then live events), the
 writer (batches whatever is queued into one write, or a heartbeat after an idle interval),
@@ -33,12 +33,14 @@ from ..http._auth import require, runtime_of
 from ..http._links import root_of, rooted_frame
 from ..http._params import is_ascii_digits
 from ._outbox import Outbox, OutboxClosed
+from ._sources import LogSource
 from ._subscription import SlowConsumer, Subscription
 
 __all__ = [
     "EventStreamResponse",
     "events_endpoint",
     "parse_after",
+    "parse_snapshot",
     "stream_format",
     "stream_response",
 ]
@@ -101,10 +103,18 @@ class EventStreamResponse(Response):
     """Streams a task's events; ends after the terminal event, on disconnect or shutdown."""
 
     def __init__(
-        self, runtime: Runtime, task_id: str, after: int, fmt: StreamFormat, *, snapshot: bool
+        self,
+        runtime: Runtime,
+        task_id: str,
+        after: int,
+        fmt: StreamFormat,
+        *,
+        snapshot: bool,
+        source: LogSource | None = None,
     ) -> None:
         self.runtime = runtime
-        self.task_id = task_id
+        self.task_id = task_id  # or the session's id, with a SessionLog ``source``
+        self.source = source
         self.after = after
         self.fmt = fmt
         self.snapshot = snapshot
@@ -133,6 +143,7 @@ class EventStreamResponse(Response):
             frame=frame,
             snapshot=self.snapshot,
             buffer_limit=config.send_queue,
+            source=self.source,
         )
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         if self.fmt == "sse":
@@ -198,17 +209,21 @@ async def stream_response(
     return EventStreamResponse(runtime, task_id, after, fmt, snapshot=snapshot)
 
 
-async def events_endpoint(request: Request) -> Response:
-    principal = await require(request, Permission.READ, allow_ticket=True)
-    after = parse_after(request)
+def parse_snapshot(request: Request) -> bool:
     snapshot = request.query_params.get("snapshot", "false").lower()
     if snapshot not in ("true", "false", "1", "0"):
         raise BadRequest("snapshot must be true or false", details={"field": "snapshot"})
+    return snapshot in ("true", "1")
+
+
+async def events_endpoint(request: Request) -> Response:
+    principal = await require(request, Permission.READ, allow_ticket=True)
+    after = parse_after(request)
     return await stream_response(
         request,
         principal,
         request.path_params["task_id"],
         stream_format(request),
         after=after,
-        snapshot=snapshot in ("true", "1"),
+        snapshot=parse_snapshot(request),
     )

@@ -63,6 +63,7 @@ from ..http._auth import authenticate
 from ..http._links import root_of, rooted_frame
 from ..http._ratelimit import count_call, websocket_refused
 from ._outbox import Outbox, OutboxClosed
+from ._sources import LogSource, SessionLog
 from ._subscription import SlowConsumer, Subscription
 
 __all__ = ["WS_PATH", "websocket_endpoint"]
@@ -81,6 +82,10 @@ def _ws_text(event: EncodedEvent) -> str:
 
 def _ws_ended(task_id: str, last_seq: int) -> str:
     return encode_server_message(Ended(task_id=task_id, last_seq=last_seq)).decode("utf-8")
+
+
+def _ws_session_ended(session_id: str, last_seq: int) -> str:
+    return encode_server_message(Ended(session_id=session_id, last_seq=last_seq)).decode("utf-8")
 
 
 class _Close(Exception):
@@ -237,7 +242,9 @@ class WebSocketSession:
             await self.subscribe(op)
         elif isinstance(op, UnsubscribeOp):
             self._require(Permission.READ)
-            job = self.subscriptions.pop(op.task_id, None)
+            followed = op.task_id if op.task_id is not None else op.session_id
+            assert followed is not None  # the decoder checked that exactly one is given
+            job = self.subscriptions.pop(followed, None)
             if job is not None:
                 job.cancel()
             self.reply(Ok(ref=op.ref))
@@ -264,7 +271,12 @@ class WebSocketSession:
         spec = self.runtime.registry.get(op.app, op.skill)
         if not principal.may_call(op.app, op.skill):
             raise Forbidden(f"this key may not call {op.app}/{op.skill}")
-        body = CallBody(requests=op.requests, webhook_url=op.webhook_url, metadata=op.metadata)
+        body = CallBody(
+            requests=op.requests,
+            webhook_url=op.webhook_url,
+            metadata=op.metadata,
+            session_id=op.session_id,
+        )
         result = await self.runtime.tasks.call(principal, spec, body)
         self.runtime.metrics.calls.labels(op.app, op.skill, "ws").inc()
         audit(
@@ -281,6 +293,25 @@ class WebSocketSession:
 
     async def subscribe(self, op: SubscribeOp) -> None:
         principal = self._require(Permission.READ)
+        if op.session_id is not None:
+            stored_session = await self.runtime.tasks.sessions.get(principal, op.session_id)
+            session = stored_session.session
+            self.reply(
+                Subscribed(
+                    session_id=op.session_id,
+                    ref=op.ref,
+                    status=session.status,
+                    last_seq=session.last_seq,
+                )
+            )
+            self._follow(
+                op.session_id,
+                op.after,
+                snapshot=op.snapshot,
+                source=SessionLog(self.runtime.backbone, op.session_id),
+            )
+            return
+        assert op.task_id is not None  # the decoder checked that exactly one is given
         stored = await self.runtime.tasks.get(principal, op.task_id)
         task = stored.task
         self.reply(
@@ -288,7 +319,10 @@ class WebSocketSession:
         )
         self._follow(op.task_id, op.after, snapshot=op.snapshot)
 
-    def _follow(self, task_id: str, after: int, *, snapshot: bool) -> None:
+    def _follow(
+        self, task_id: str, after: int, *, snapshot: bool, source: LogSource | None = None
+    ) -> None:
+        """Follow a task, or with a SessionLog ``source`` the session ``task_id`` names."""
         previous = self.subscriptions.pop(task_id, None)
         if previous is not None:
             previous.cancel()
@@ -300,7 +334,8 @@ class WebSocketSession:
             frame=rooted_frame(_ws_text, root_of(self.ws.scope)),
             snapshot=snapshot,
             buffer_limit=self.runtime.config.send_queue,
-            ended=_ws_ended,
+            ended=_ws_ended if source is None else _ws_session_ended,
+            source=source,
         )
         # The task runs the subscription itself and a callback handles its ending (no wrapper
         # coroutine, whose frame every idle subscription would hold); the job is named after

@@ -34,6 +34,7 @@ from ..auth import Principal
 from ..backbone import Backbone, StoredTask, WorkItem
 from ._app import SkillSpec
 from ._registry import Registry
+from ._sessions import SessionService
 
 __all__ = ["CallResult", "TaskService"]
 
@@ -72,6 +73,7 @@ class TaskService:
         self.max_parallel = max_parallel
         # The SSRF guard: raises ValidationError (422 naming webhook_url) for a refused URL.
         self.check_webhook_url = check_webhook_url
+        self.sessions = SessionService(backbone, retention=retention)
 
     # -- calls ---------------------------------------------------------------------------
     def validate_requests(self, spec: SkillSpec, requests: list[dict[str, Any]]) -> list[Any]:
@@ -97,12 +99,23 @@ class TaskService:
         inputs = self.validate_requests(spec, body.requests)
         if body.webhook_url is not None and self.check_webhook_url is not None:
             await self.check_webhook_url(body.webhook_url)
+        if body.session_id is not None:
+            await self.sessions.check_joinable(principal, body.session_id)
         secret = await self.backbone.id_secret()
         now = time.time()
         task_id = new_task_id(secret, now)
         if idempotency_key is not None:
             fingerprint = hashlib.sha256(
-                encode([spec.app, spec.name, body.requests, body.webhook_url, body.metadata])
+                encode(
+                    [
+                        spec.app,
+                        spec.name,
+                        body.requests,
+                        body.webhook_url,
+                        body.metadata,
+                        *([body.session_id] if body.session_id is not None else []),
+                    ]
+                )
             ).hexdigest()
             earlier = await self.backbone.remember_idempotency(
                 f"{principal.name}:{idempotency_key}", fingerprint, task_id, self.retention
@@ -112,6 +125,7 @@ class TaskService:
         task, first = lifecycle.new_task(
             task_id, spec.app, spec.name, len(inputs), body.metadata, format_time(now)
         )
+        task.session_id = body.session_id
         work = [
             WorkItem(task_id, spec.app, spec.name, principal.name, indices, chain_inputs)
             for indices, chain_inputs in _chains(
