@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import RunningServer, start_server
+from tests.conftest import BACKBONES, RunningServer, start_server
 from tests.server.conftest import UNLIMITED, backbone_settings
 
-SESSION_BACKBONES = ["memory"]
+SESSION_BACKBONES = BACKBONES
 
 
 @pytest.fixture(scope="module", params=SESSION_BACKBONES)

@@ -9,14 +9,28 @@ import pytest
 
 from skillwire.protocol import new_session_id
 from tests.conftest import ADMIN_KEY, OTHER_KEY, READER_KEY, USER_KEY, RunningServer, start_server
-from tests.server.conftest import UNLIMITED, assert_error, finished, run_on_server
+from tests.server.conftest import (
+    UNLIMITED,
+    assert_error,
+    backbone_settings,
+    finished,
+    run_on_server,
+)
 
+from .conftest import SESSION_BACKBONES
 from .helpers import call_in, new_session
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[RunningServer]:
-    running = start_server({"heartbeat_interval": 0.5, "retention": 3600, **UNLIMITED})
+@pytest.fixture(scope="module", params=SESSION_BACKBONES)
+def server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    running = start_server(
+        {
+            "heartbeat_interval": 0.5,
+            "retention": 3600,
+            **UNLIMITED,
+            **backbone_settings(request, request.param, db=5),
+        }
+    )
     yield running
     running.stop()
 

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError, ResponseError
 from skillwire.protocol import (
     DEFAULT_MAX_OUTPUT_BYTES,
     DEFAULT_MAX_OUTPUTS,
+    SESSION_ID_PREFIX,
     BackboneUnavailable,
     Conflict,
     DeliveryStatus,
@@ -33,6 +34,8 @@ from skillwire.protocol import (
     EventType,
     IllegalTransition,
     NotFound,
+    Session,
+    SessionSnapshot,
     Task,
     TaskStatus,
     decode_event,
@@ -51,6 +54,7 @@ from .._base import (
     DeliveryRecord,
     EventListener,
     LogSlice,
+    StoredSession,
     StoredTask,
     WorkItem,
 )
@@ -59,6 +63,7 @@ from . import _scripts as scripts
 from ._batching import CommandBatcher
 from ._deliveries import RedisDeliveries, creation_args, creation_keys
 from ._fanout import Fanout
+from ._sessions import RedisSessions
 
 __all__ = ["RedisBackbone"]
 
@@ -131,6 +136,12 @@ class RedisBackbone(Backbone):
         self._batcher = CommandBatcher(self._client)
         self._deliveries = RedisDeliveries(self._client, self._batcher.script, self._retention)
         self._delivery_listeners: list[DeliveryListener] = []
+        self._sessions = RedisSessions(
+            self._client,
+            self._batcher.script,
+            max_events=max_events,
+            retention=self._retention,
+        )
 
     # -- life ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -200,7 +211,21 @@ class RedisBackbone(Backbone):
             mapping[f"d:{i}"] = 0  # outputs dropped (see the bounds in _scripts)
             mapping[f"b:{i}"] = 0  # bytes of the outputs held
             mapping[f"r:{i}"] = b"null"  # the result (request.completed's data)
+        if task.parent_task_id is not None:
+            mapping["parent"] = task.parent_task_id
         created_ms = int(time.time() * 1000)
+        if task.session_id is not None:
+            mapping["session"] = task.session_id
+            async with _translated():
+                await self._sessions.create_task(
+                    task,
+                    first_event,
+                    mapping,
+                    owner=owner,
+                    created_ms=created_ms,
+                    work=[encode(item) for item in work],
+                )
+            return
         async with _translated():
             pipe = self._client.pipeline(transaction=True)
             pipe.hset(keys.task(task_id), mapping=mapping)
@@ -371,11 +396,49 @@ class RedisBackbone(Backbone):
         return await self._fanout.listen(task_id, listener)
 
     async def _newest_event(self, task_id: str) -> EncodedEvent | None:
+        if task_id.startswith(SESSION_ID_PREFIX):  # the fan-out follows sessions too
+            return await self._sessions.newest(task_id)
         entries = await self._client.xrevrange(keys.events(task_id), count=1)
         return _entry(*entries[0]) if entries else None
 
     def listener_count(self) -> int:
         return self._fanout.listener_count()
+
+    # -- sessions ------------------------------------------------------------------------
+    async def create_session(self, session: Session, *, owner: str) -> None:
+        async with _translated():
+            await self._sessions.create(session, owner)
+
+    async def get_session(self, session_id: str) -> StoredSession | None:
+        async with _translated():
+            return await self._sessions.get(session_id)
+
+    async def list_sessions(
+        self, *, owner: str | None, limit: int, offset: int
+    ) -> tuple[list[Session], int]:
+        async with _translated():
+            return await self._sessions.page(owner, limit, offset)
+
+    async def close_session(self, session_id: str) -> Session:
+        async with _translated():
+            task_ids = await self._sessions.mark_closed(session_id)
+        for task_id in task_ids:
+            with contextlib.suppress(Conflict, NotFound):  # finished, or past retention
+                await self.cancel(task_id)
+        async with _translated():
+            return await self._sessions.append_closed(session_id, format_time(time.time()))
+
+    async def read_session_events(self, session_id: str, after: int, limit: int) -> LogSlice | None:
+        async with _translated():
+            return await self._sessions.read(session_id, after, limit)
+
+    async def listen_session(self, session_id: str, listener: EventListener) -> Callable[[], None]:
+        # The fan-out keys listeners by the id in a channel's hash tag: a session's is its own.
+        return await self._fanout.listen(session_id, listener)
+
+    async def session_snapshot(self, session_id: str, tasks: int) -> SessionSnapshot | None:
+        async with _translated():
+            return await self._sessions.snapshot(session_id, tasks)
 
     # -- work ----------------------------------------------------------------------------
     async def claim(self, consumer: str, count: int, timeout: float) -> list[Claim]:

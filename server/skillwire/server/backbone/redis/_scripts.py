@@ -24,6 +24,8 @@ from collections.abc import Iterable, Mapping
 
 from skillwire.protocol import lifecycle
 
+from ._session_lua import SESSION_PART, SESSION_SNAPSHOT
+
 __all__ = [
     "APPEND",
     "CANCEL",
@@ -32,6 +34,7 @@ __all__ = [
     "LIFECYCLE",
     "READ",
     "RETRY_DELIVERY",
+    "SNAPSHOT",
     "VIEW",
 ]
 
@@ -79,6 +82,7 @@ LIFECYCLE = _lifecycle_tables()
 
 _COMMON = (
     LIFECYCLE
+    + SESSION_PART
     + r"""
 
 local function fields(h)
@@ -86,6 +90,11 @@ local function fields(h)
   local t = {}
   for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
   return t
+end
+
+local function quoted_or_null(value)
+  if value == nil or value == '' then return 'null' end
+  return '"' .. value .. '"'
 end
 
 local function task_json(h, outp)
@@ -106,7 +115,8 @@ local function task_json(h, outp)
     ',"updated_at":"' .. t['updated_at'] .. '","finished_at":' .. finished .. ',"requests":[' ..
     table.concat(reqs, ',') .. '],"previews":[' .. table.concat(previews, ',') .. '],"error":' ..
     t['error'] .. ',"last_seq":' .. t['last_seq'] .. ',"metadata":' .. t['meta'] .. ',"links":' ..
-    t['links'] .. ',"session_id":null,"parent_task_id":null,"children":[]}'
+    t['links'] .. ',"session_id":' .. quoted_or_null(t['session']) .. ',"parent_task_id":' ..
+    quoted_or_null(t['parent']) .. ',"children":[]}'
 end
 
 -- Append one event: the next seq, the log (capped), and a record for the live channel,
@@ -121,6 +131,7 @@ local function emit(h, stream, channel, task_id, now, maxlen, etype, index, data
   if index ~= nil then json = json .. ',"index":' .. index end
   json = json .. '}'
   redis.call('XADD', stream, 'MAXLEN', '~', maxlen, seq .. '-0', 't', etype, 'e', json)
+  if SESSION then session_emit(SESSION, 'task.event', json) end
   LIVE[#LIVE + 1] = seq .. ' ' .. etype .. ' ' .. json
   out[#out + 1] = seq
   out[#out + 1] = etype
@@ -130,6 +141,7 @@ end
 -- Every event of this script in one message, a line each (event JSON holds no raw newline).
 local function publish(channel)
   if #LIVE > 0 then redis.call('PUBLISH', channel, table.concat(LIVE, '\n')) end
+  publish_session(SESSION)
 end
 
 local function expire_all(h, stream, outp, n, ttl)
@@ -212,6 +224,7 @@ local ttl, live_ttl, count = ARGV[5], ARGV[6], tonumber(ARGV[7])
 local max_outputs, max_bytes = tonumber(ARGV[8]), tonumber(ARGV[9])
 local GROUP, FIRST = 6, 10
 local wh = webhooks_from(KEYS[4], KEYS[5], FIRST + GROUP * count)
+session_of(h, now, maxlen, ttl)
 
 -- The oldest output of request j leaves the Task: counted in d:j, its bytes given back.
 local function drop_oldest(j)
@@ -401,6 +414,7 @@ local h, stream, channel, control = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local task_id, outp, now, maxlen, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local wh = webhooks_from(KEYS[5], KEYS[6], 6)
 local status = redis.call('HGET', h, 'status')
+session_of(h, now, maxlen, ttl)
 if not status then return {'missing'} end
 if TERMINAL_TASK[status] then return {'conflict', status} end
 local n = tonumber(redis.call('HGET', h, 'n'))
@@ -416,6 +430,9 @@ redis.call('PUBLISH', control, 'cancel ' .. task_id)
 return out
 """
 )
+
+# A session and its last tasks as of one moment (see _session_lua.SESSION_SNAPSHOT).
+SNAPSHOT = _COMMON + SESSION_SNAPSHOT
 
 # KEYS: task hash   ARGV: outputs prefix
 VIEW = (
