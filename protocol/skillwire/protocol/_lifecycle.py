@@ -113,6 +113,7 @@ def task_view(task: Task) -> Task:
         task,
         requests=[msgspec.structs.replace(r, output=list(r.output)) for r in task.requests],
         previews=previews,
+        children=list(task.children),
     )
 
 
@@ -236,6 +237,10 @@ def append(
         request.result = data or None
     elif type_ is EventType.REQUEST_FAILED:
         request.error = msgspec.convert(data["error"], ErrorDetail)
+    elif type_ is EventType.REQUEST_CALL:
+        child = data.get("task_id") if isinstance(data, dict) else None
+        if isinstance(child, str):
+            task.children.append(child)
     events.append(_event(task, type_, now, data, index))
     if to in TERMINAL_REQUEST_STATUSES and all(
         r.status in TERMINAL_REQUEST_STATUSES for r in task.requests

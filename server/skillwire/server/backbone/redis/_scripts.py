@@ -116,7 +116,7 @@ local function task_json(h, outp)
     table.concat(reqs, ',') .. '],"previews":[' .. table.concat(previews, ',') .. '],"error":' ..
     t['error'] .. ',"last_seq":' .. t['last_seq'] .. ',"metadata":' .. t['meta'] .. ',"links":' ..
     t['links'] .. ',"session_id":' .. quoted_or_null(t['session']) .. ',"parent_task_id":' ..
-    quoted_or_null(t['parent']) .. ',"children":[]}'
+    quoted_or_null(t['parent']) .. ',"children":[' .. (t['children'] or '') .. ']}'
 end
 
 -- Append one event: the next seq, the log (capped), and a record for the live channel,
@@ -355,6 +355,10 @@ local function apply(etype, index, data, x1, x2, x3, out)
     redis.call('HSET', h, 'p:' .. index, '1.0', 'r:' .. index, x1)
   elseif etype == 'request.failed' then
     redis.call('HSET', h, 'e:' .. index, x2)
+  elseif etype == 'request.call' and x1 ~= '' then
+    local children = redis.call('HGET', h, 'children')
+    if children and children ~= '' then x1 = children .. ',' .. x1 end
+    redis.call('HSET', h, 'children', x1)
   end
   emit(h, stream, channel, task_id, now, maxlen, etype, index, function() return data end, out)
   if TERMINAL_REQ[rule[2]] then
