@@ -79,19 +79,33 @@ CLIENT_MESSAGES: list[tuple[ClientMessage, dict[str, Any]]] = [
     ),
     (
         SubscribeOp(task_id="tsk_x", ref="r2", after=5, snapshot=True),
-        {"op": "subscribe", "task_id": "tsk_x", "ref": "r2", "after": 5, "snapshot": True},
+        {
+            "op": "subscribe",
+            "task_id": "tsk_x",
+            "ref": "r2",
+            "after": 5,
+            "snapshot": True,
+            "session_id": None,
+        },
     ),
     (
         SubscribeOp(session_id="ses_x", ref="r6", after=3),
-        {"op": "subscribe", "session_id": "ses_x", "ref": "r6", "after": 3},
+        {
+            "op": "subscribe",
+            "task_id": None,
+            "ref": "r6",
+            "after": 3,
+            "snapshot": False,
+            "session_id": "ses_x",
+        },
     ),
     (
         UnsubscribeOp(task_id="tsk_x", ref="r5"),
-        {"op": "unsubscribe", "task_id": "tsk_x", "ref": "r5"},
+        {"op": "unsubscribe", "task_id": "tsk_x", "ref": "r5", "session_id": None},
     ),
     (
         UnsubscribeOp(session_id="ses_x", ref="r7"),
-        {"op": "unsubscribe", "session_id": "ses_x", "ref": "r7"},
+        {"op": "unsubscribe", "task_id": None, "ref": "r7", "session_id": "ses_x"},
     ),
     (CancelOp(task_id="tsk_x", ref="r3"), {"op": "cancel", "task_id": "tsk_x", "ref": "r3"}),
     (PingOp(ref="r4"), {"op": "ping", "ref": "r4"}),

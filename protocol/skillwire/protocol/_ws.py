@@ -60,7 +60,7 @@ class CallOp(msgspec.Struct, tag_field="op", tag="call"):
     session_id: str | None = None
 
 
-class SubscribeOp(msgspec.Struct, tag_field="op", tag="subscribe", omit_defaults=True):
+class SubscribeOp(msgspec.Struct, tag_field="op", tag="subscribe"):
     """Follow a task or a session: exactly one of ``task_id`` and ``session_id``."""
 
     task_id: str | None = None
@@ -70,7 +70,7 @@ class SubscribeOp(msgspec.Struct, tag_field="op", tag="subscribe", omit_defaults
     session_id: str | None = None
 
 
-class UnsubscribeOp(msgspec.Struct, tag_field="op", tag="unsubscribe", omit_defaults=True):
+class UnsubscribeOp(msgspec.Struct, tag_field="op", tag="unsubscribe"):
     """Stop following a task or a session: exactly one of ``task_id`` and ``session_id``."""
 
     task_id: str | None = None
