@@ -56,10 +56,10 @@ local function session_of(h, now, maxlen, ttl)
   return SESSION
 end
 
--- Append one session event (its data already JSON); returns its seq.
+-- Append one session event (its data already JSON); returns its seq. (``updated_at`` is
+-- set once per script, by publish_session.)
 local function session_emit(s, etype, data)
   local seq = redis.call('HINCRBY', s.h, 'last_seq', 1)
-  redis.call('HSET', s.h, 'updated_at', s.now)
   local json = '{"session_id":"' .. s.id .. '","seq":' .. seq .. ',"type":"' .. etype ..
     '","time":"' .. s.now .. '","data":' .. data .. '}'
   redis.call('XADD', s.stream, 'MAXLEN', '~', s.maxlen, seq .. '-0', 't', etype, 'e', json)
@@ -70,6 +70,7 @@ end
 -- Every session event of this script in one message; retention counts from now.
 local function publish_session(s)
   if s == nil or #s.out == 0 then return end
+  redis.call('HSET', s.h, 'updated_at', s.now)
   redis.call('PUBLISH', s.live, table.concat(s.out, '\n'))
   redis.call('EXPIRE', s.h, s.ttl)
   redis.call('EXPIRE', s.stream, s.ttl)
