@@ -133,15 +133,16 @@ class Runtime:
         registry = make_registry(config, apps)
         backbone = make_backbone(config)
         guard = make_url_guard(config)
+        metrics = Metrics()
         tasks = TaskService(
             backbone,
             registry,
             retention=config.retention,
             max_parallel=config.max_parallel,
+            metrics=metrics,
             check_webhook_url=guard.check_call,
         )
         limits = RateLimits(config)
-        metrics = Metrics()
         webhooks = WebhookDispatcher(backbone, config.webhooks, guard, metrics=metrics)
         workers = (
             make_workers(config, backbone, registry, limits, metrics) if config.workers else None
