@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from starlette.requests import HTTPConnection
+
 from skillwire.protocol import ValidationError
 
 from ._config import Config
@@ -19,7 +21,7 @@ from .backbone import Backbone, MemoryBackbone
 from .engine import App, Registry, TaskService, WorkerPool, demo
 from .webhooks import UnsafeUrl, UrlGuard, WebhookDispatcher
 
-__all__ = ["Runtime"]
+__all__ = ["Runtime", "runtime_of"]
 
 log = logging.getLogger("skillwire")
 
@@ -27,7 +29,7 @@ log = logging.getLogger("skillwire")
 def make_backbone(config: Config) -> Backbone:
     backbone: Backbone
     if config.backbone == "redis":
-        from .backbone.redis import RedisBackbone
+        from .backbone.redis import RedisBackbone  # redis-py loads only for this backbone
 
         backbone = RedisBackbone(
             config.redis_url,
@@ -142,7 +144,7 @@ class Runtime:
             metrics=metrics,
             check_webhook_url=guard.check_call,
         )
-        limits = RateLimits(config)
+        limits = RateLimits(config, metrics)
         webhooks = WebhookDispatcher(backbone, config.webhooks, guard, metrics=metrics)
         workers = (
             make_workers(config, backbone, registry, limits, metrics) if config.workers else None
@@ -221,3 +223,9 @@ class Runtime:
             await self.webhooks.stop()
         await self.limits.close()
         await self.backbone.close()
+
+
+def runtime_of(conn: HTTPConnection) -> Runtime:
+    """The runtime of the app serving ``conn`` (``create_app`` keeps it on the app's state)."""
+    runtime: Runtime = conn.app.state.skillwire
+    return runtime

@@ -40,11 +40,10 @@ from skillwire.protocol import (
     ws_heartbeat,
 )
 
+from .._links import root_of, rooted_frame
 from .._metrics import Tally
 from .._runtime import Runtime
-from ..http._auth import authenticate
-from ..http._links import root_of, rooted_frame
-from ..http._ratelimit import count_call, websocket_refused
+from ..auth import authenticate, offers_credentials
 from ._outbox import Outbox
 from ._subscription import Subscription
 from ._ws_session import (
@@ -62,7 +61,7 @@ from ._ws_session import (
     error_reply,
 )
 
-__all__ = ["WS_PATH", "websocket_endpoint"]
+__all__ = ["WS_PATH", "websocket_endpoint", "websocket_refused"]
 
 WS_PATH = "/api/v1/ws"
 
@@ -78,6 +77,17 @@ def _ws_text(event: EncodedEvent) -> str:
 
 def _ws_ended(task_id: str, last_seq: int) -> str:
     return encode_server_message(Ended(task_id=task_id, last_seq=last_seq)).decode("utf-8")
+
+
+async def websocket_refused(runtime: Runtime, websocket: WebSocket) -> bool:
+    """True when a WebSocket is over its client's limit: it has been accepted and closed with
+    1013 (a browser cannot read a refused handshake's status)."""
+    decision = await runtime.limits.check_request(websocket.scope, runtime.keys)
+    if decision is None or decision.allowed:
+        return False
+    await websocket.accept()
+    await websocket.close(CloseCode.TRY_AGAIN_LATER, "rate limited")
+    return True
 
 
 class WebSocketPump(WebSocketSession):
@@ -209,7 +219,7 @@ class WebSocketPump(WebSocketSession):
         runtime = self.runtime
         if isinstance(action, Call):
             op, principal = action.op, action.principal
-            await count_call(runtime, principal)  # every call op counts, as every request
+            await runtime.limits.count_op(principal)  # every call op counts, as every request
             spec = runtime.tasks.callable_skill(principal, op.app, op.skill)
             body = CallBody(requests=op.requests, webhook_url=op.webhook_url, metadata=op.metadata)
             result = await runtime.tasks.call(principal, spec, body, channel="ws")
@@ -281,14 +291,11 @@ class WebSocketPump(WebSocketSession):
         # Read from a connection object of its own: the headers and query it parses are
         # garbage once the key is checked, not kept on the WebSocket for the connection's life.
         handshake = HTTPConnection(websocket.scope)
-        has_credentials = (
-            handshake.headers.get("authorization")
-            or handshake.headers.get("x-api-key")
-            or handshake.query_params.get("ticket")
-        )
-        if has_credentials:
+        if offers_credentials(handshake):
             try:
-                self.principal = await authenticate(handshake, allow_ticket=True)
+                self.principal = await authenticate(
+                    handshake, runtime.keys, tickets=runtime.backbone
+                )
             except Unauthorized as exc:
                 await websocket.close(CloseCode.UNAUTHENTICATED, exc.message[:120])
                 return False

@@ -26,6 +26,7 @@ from skillwire.protocol import (
 
 from .._config import Config, load_config
 from .._runtime import Runtime
+from ..channels import WS_PATH, channel_routes, websocket_endpoint
 from ..engine import App
 from ._auth import authenticate
 from ._docs_page import docs_asset, docs_page
@@ -36,7 +37,9 @@ from ._routes_health import health, ready
 from ._routes_ops import asyncapi, metrics, openapi
 from ._routes_skills import call_skill, get_skill, list_apps
 from ._routes_tasks import cancel_task, get_task, list_tasks
+from ._routes_tickets import issue_ticket
 from ._routes_webhooks import list_deliveries, retry_delivery
+from ._static import client_module, demo_page
 
 __all__ = ["create_app"]
 
@@ -85,9 +88,6 @@ def _by_method(**handlers: Endpoint) -> Endpoint:
 
 
 def _routes() -> list[BaseRoute]:
-    from ..channels import channel_routes
-    from ._static import client_module, demo_page
-
     # Starlette tries routes in order: the API's own (calls, tasks, streams) come first, so a
     # call is matched at the first try rather than after the ops and docs pages.
     return [
@@ -102,6 +102,7 @@ def _routes() -> list[BaseRoute]:
             methods=["GET", "DELETE"],
         ),
         *channel_routes(),
+        Route("/api/v1/tickets", issue_ticket, methods=["POST"]),
         Route("/api/v1/apps", list_apps, methods=["GET"]),
         Route("/api/v1/tasks", list_tasks, methods=["GET"]),
         Route("/api/v1/webhooks/deliveries", list_deliveries, methods=["GET"]),
@@ -154,8 +155,6 @@ class _Gateway(Starlette):
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        from ..channels import WS_PATH, websocket_endpoint
-
         super().__init__(**kwargs)
         self._ws_path = WS_PATH
         self._ws_endpoint = websocket_endpoint

@@ -15,11 +15,12 @@ from skillwire.protocol import (
     validate,
 )
 
+from .._links import root_of, rooted_task
+from .._params import idempotency_key, parse_prefer
 from ..auth import Permission
+from ..channels import stream_response
 from ._auth import authenticate, require, runtime_of
 from ._body import read_json
-from ._links import root_of, rooted_task
-from ._params import idempotency_key, parse_prefer
 from ._responses import JSONResponse
 
 __all__ = ["call_skill", "get_skill", "list_apps"]
@@ -63,8 +64,6 @@ async def call_skill(request: Request) -> Response:
     )
     task = result.task
     if stream is not None:
-        from ..channels import stream_response
-
         return await stream_response(request, principal, task.task_id, stream, after=0)
     if result.replayed or prefer.respond_async:
         wait = 0.0

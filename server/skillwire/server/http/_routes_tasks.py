@@ -7,10 +7,10 @@ from starlette.responses import Response
 
 from skillwire.protocol import TaskList, TaskStatus
 
+from .._links import root_of, rooted_task
+from .._params import enum_param, float_param, int_param
 from ..auth import Permission
 from ._auth import require, runtime_of
-from ._links import root_of, rooted_task
-from ._params import enum_param, float_param, int_param
 from ._responses import JSONResponse
 
 __all__ = ["cancel_task", "get_task", "list_tasks"]
