@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -55,10 +56,13 @@ from .._base import (
 from . import _keys as keys
 from . import _scripts as scripts
 from ._batching import CommandBatcher
+from ._connections import pool_options
 from ._deliveries import RedisDeliveries, creation_args, creation_keys
 from ._fanout import Fanout
 
 __all__ = ["RedisBackbone"]
+
+log = logging.getLogger("skillwire.redis")
 
 _work_decoder = msgspec.json.Decoder(WorkItem)
 _TERMINAL = TERMINAL_EVENT_TYPES
@@ -115,9 +119,12 @@ class RedisBackbone(Backbone):
             socket_timeout=5,
             socket_connect_timeout=2,
             health_check_interval=10,
+            **pool_options(),
         )
         self._client: Any = aioredis.Redis.from_pool(pool)  # owns the pool: aclose() closes it
-        self._blocking: Any = aioredis.Redis.from_url(url, socket_connect_timeout=2)
+        self._blocking: Any = aioredis.Redis.from_url(
+            url, socket_connect_timeout=2, **pool_options()
+        )
         self._cancel_listeners: list[CancelListener] = []
         self._fanout = Fanout(self._client, self._on_control, self._newest_event)
         self._secret: bytes | None = None
@@ -141,6 +148,16 @@ class RedisBackbone(Backbone):
                 if "BUSYGROUP" not in str(exc):
                     raise
 
+    async def _recreate_group(self, noticed_by: str) -> None:
+        """The work stream's consumer group is gone: Redis restarted without persistence or
+        was flushed. Recreated from the stream's start, so work queued since is delivered."""
+        log.warning(
+            "redis lost its data (the work queue's consumer group is gone, noticed by %s): "
+            "recreating it; tasks stored before the loss are gone",
+            noticed_by,
+        )
+        await self._ensure_group()
+
     async def close(self) -> None:
         await self._fanout.close()
         await self._batcher.close()
@@ -148,8 +165,20 @@ class RedisBackbone(Backbone):
         await self._blocking.aclose()
 
     async def check(self) -> None:
+        """Redis answers and the work group exists (recreated here if Redis lost it)."""
         async with _translated():
-            await self._client.ping()
+            if await self._work_group() is None:
+                await self._recreate_group("the readiness check")
+
+    async def _work_group(self) -> dict[Any, Any] | None:
+        """The work stream's consumer group as XINFO GROUPS tells it, or None when missing."""
+        try:
+            groups = await self._client.xinfo_groups(keys.WORK)
+        except ResponseError as exc:
+            if "no such key" not in str(exc):
+                raise
+            return None
+        return next((g for g in groups if g["name"] == keys.WORK_GROUP.encode()), None)
 
     async def id_secret(self) -> bytes:
         if self._secret is None:
@@ -210,7 +239,7 @@ class RedisBackbone(Backbone):
     async def get_task(self, task_id: str) -> StoredTask | None:
         async with _translated():
             found = await self._batcher.script(
-                scripts.VIEW, [keys.task(task_id)], [keys.output_prefix(task_id)]
+                scripts.VIEW, [keys.task(task_id)], [keys.output_prefix(task_id)], repeatable=True
             )
         if found is None:
             return None
@@ -349,7 +378,10 @@ class RedisBackbone(Backbone):
     async def read_events(self, task_id: str, after: int, limit: int) -> LogSlice | None:
         async with _translated():
             found = await self._batcher.script(
-                scripts.READ, [keys.task(task_id), keys.events(task_id)], [after, limit]
+                scripts.READ,
+                [keys.task(task_id), keys.events(task_id)],
+                [after, limit],
+                repeatable=True,
             )
         if found is None:
             return None
@@ -374,29 +406,36 @@ class RedisBackbone(Backbone):
     # -- work ----------------------------------------------------------------------------
     async def claim(self, consumer: str, count: int, timeout: float) -> list[Claim]:
         async with _translated():
-            now = time.monotonic()
-            if now - self._last_reclaim > self._lease_ms / 2000:
-                self._last_reclaim = now
-                _, reclaimed, _ = await self._client.xautoclaim(
-                    keys.WORK, keys.WORK_GROUP, consumer, self._lease_ms, "0-0", count=count
-                )
-                live = [(entry_id, fields) for entry_id, fields in reclaimed if fields]
-                if live:
-                    counts = await self._delivery_counts([entry_id for entry_id, _ in live])
-                    return [_claim(i, fields, counts.get(i, 2)) for i, fields in live]
             try:
-                found = await self._blocking.xreadgroup(
-                    keys.WORK_GROUP,
-                    consumer,
-                    {keys.WORK: ">"},
-                    count=count,
-                    block=max(int(timeout * 1000), 1),
-                )
+                return await self._claim(consumer, count, timeout)
             except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
+                # Both the reclaim and the read: a worker whose backoff grew past half the
+                # lease (Redis was down a while) reclaims on every call and never reads, so a
+                # reclaim that does not recover leaves it failing forever.
+                if not _group_gone(exc):
                     raise
-                await self._ensure_group()
+                await self._recreate_group(f"the worker {consumer}")
                 return []
+
+    async def _claim(self, consumer: str, count: int, timeout: float) -> list[Claim]:
+        """Items whose lease lapsed (checked every half lease), else new work (blocking)."""
+        now = time.monotonic()
+        if now - self._last_reclaim > self._lease_ms / 2000:
+            self._last_reclaim = now
+            _, reclaimed, _ = await self._client.xautoclaim(
+                keys.WORK, keys.WORK_GROUP, consumer, self._lease_ms, "0-0", count=count
+            )
+            live = [(entry_id, fields) for entry_id, fields in reclaimed if fields]
+            if live:
+                counts = await self._delivery_counts([entry_id for entry_id, _ in live])
+                return [_claim(i, fields, counts.get(i, 2)) for i, fields in live]
+        found = await self._blocking.xreadgroup(
+            keys.WORK_GROUP,
+            consumer,
+            {keys.WORK: ">"},
+            count=count,
+            block=max(int(timeout * 1000), 1),
+        )
         if not found:
             return []
         return [_claim(entry_id, fields, 1) for entry_id, fields in found[0][1]]
@@ -416,14 +455,19 @@ class RedisBackbone(Backbone):
         if not claims:
             return
         async with _translated():
-            await self._client.xclaim(
-                keys.WORK,
-                keys.WORK_GROUP,
-                consumer,
-                0,
-                [c.token for c in claims],
-                justid=True,
-            )
+            try:
+                await self._client.xclaim(
+                    keys.WORK,
+                    keys.WORK_GROUP,
+                    consumer,
+                    0,
+                    [c.token for c in claims],
+                    justid=True,
+                )
+            except ResponseError as exc:
+                if not _group_gone(exc):
+                    raise
+                await self._recreate_group(f"the worker {consumer}")
 
     async def ack(self, claim: Claim) -> None:
         # Two commands in the shared batch rather than a MULTI on a connection of its own: a
@@ -431,8 +475,10 @@ class RedisBackbone(Backbone):
         # an entry whose XDEL was lost with the connection is history, never delivered again.
         async with _translated():
             await asyncio.gather(
-                self._batcher.command("XACK", keys.WORK, keys.WORK_GROUP, claim.token),
-                self._batcher.command("XDEL", keys.WORK, claim.token),
+                self._batcher.command(
+                    "XACK", keys.WORK, keys.WORK_GROUP, claim.token, repeatable=True
+                ),
+                self._batcher.command("XDEL", keys.WORK, claim.token, repeatable=True),
             )
 
     async def requeue(self, claim: Claim) -> None:
@@ -446,16 +492,16 @@ class RedisBackbone(Backbone):
     async def queue_stats(self) -> tuple[int, float]:
         """Work items waiting (not yet claimed), and the age in seconds of the oldest one."""
         async with _translated():
-            groups = await self._client.xinfo_groups(keys.WORK)
-            lag = next(
-                (g.get("lag") or 0 for g in groups if g["name"] == keys.WORK_GROUP.encode()), 0
-            )
+            group = await self._work_group()
+            if group is None:
+                # Redis lost its data and the group is not back yet: whatever the stream
+                # holds waits (none of it was delivered), rather than a reassuring 0.
+                lag, start = await self._client.xlen(keys.WORK), "-"
+            else:
+                lag, start = group.get("lag") or 0, f"({group['last-delivered-id'].decode()}"
             oldest = 0.0
             if lag:
-                last = next(
-                    g["last-delivered-id"] for g in groups if g["name"] == keys.WORK_GROUP.encode()
-                )
-                entries = await self._client.xrange(keys.WORK, f"({last.decode()}", "+", count=1)
+                entries = await self._client.xrange(keys.WORK, start, "+", count=1)
                 if entries:
                     oldest = max(time.time() - int(entries[0][0].split(b"-")[0]) / 1000, 0.0)
         return int(lag), oldest
@@ -539,6 +585,12 @@ class RedisBackbone(Backbone):
         """This process finished a task: its dispatcher may claim the deliveries at once."""
         for listener in list(self._delivery_listeners):
             listener()
+
+
+def _group_gone(exc: ResponseError) -> bool:
+    """The work group (or its stream) is missing: NOGROUP, or UNBLOCKED when the stream was
+    deleted under a worker blocked reading it."""
+    return str(exc).startswith(("NOGROUP", "UNBLOCKED"))
 
 
 _TERMINAL_STATUSES = frozenset(s.value for s in lifecycle.TERMINAL_TASK_STATUSES)
