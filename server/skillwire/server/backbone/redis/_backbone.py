@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError, ResponseError, WatchError
 
 from skillwire.protocol import (
     TERMINAL_EVENT_TYPES,
@@ -49,6 +49,7 @@ from .._base import (
     DeliveryListener,
     DeliveryRecord,
     EventListener,
+    Idempotency,
     LogSlice,
     StoredTask,
     WorkItem,
@@ -197,7 +198,8 @@ class RedisBackbone(Backbone):
         owner: str,
         webhook_url: str | None,
         work: list[WorkItem],
-    ) -> None:
+        idempotency: Idempotency | None = None,
+    ) -> tuple[str, str] | None:
         task_id = task.task_id
         head = encode({"task_id": task_id, "app": task.app, "skill": task.skill})[1:-1]
         mapping: dict[str, Any] = {
@@ -220,21 +222,40 @@ class RedisBackbone(Backbone):
             mapping[f"p:{i}"] = "0.0"
             mapping[f"e:{i}"] = b"null"
         created_ms = int(time.time() * 1000)
-        async with _translated():
-            pipe = self._client.pipeline(transaction=True)
-            pipe.hset(keys.task(task_id), mapping=mapping)
-            pipe.expire(keys.task(task_id), self._retention)
-            pipe.xadd(
-                keys.events(task_id),
-                {"t": first_event.type.value, "e": encode(first_event)},
-                id=f"{first_event.seq}-0",
-            )
-            pipe.expire(keys.events(task_id), self._retention)
-            pipe.zadd(keys.TASKS, {task_id: created_ms})
-            pipe.zadd(keys.owner_tasks(owner), {task_id: created_ms})
-            for item in work:
-                pipe.xadd(keys.WORK, {"w": encode(item)})
-            await pipe.execute()
+        async with _translated(), self._client.pipeline(transaction=True) as pipe:
+            while True:
+                if idempotency is not None:
+                    # WATCH, then one MULTI/EXEC for the key and the task: both or neither.
+                    idem_key = keys.idempotency(idempotency.key)
+                    await pipe.watch(idem_key)
+                    earlier = await pipe.get(idem_key)
+                    if earlier is not None:
+                        await pipe.reset()
+                        earlier_id, _, earlier_fingerprint = earlier.decode().partition(" ")
+                        return earlier_id, earlier_fingerprint
+                    pipe.multi()
+                    pipe.set(
+                        idem_key,
+                        f"{task_id} {idempotency.fingerprint}",
+                        ex=max(int(idempotency.ttl), 1),
+                    )
+                pipe.hset(keys.task(task_id), mapping=mapping)
+                pipe.expire(keys.task(task_id), self._retention)
+                pipe.xadd(
+                    keys.events(task_id),
+                    {"t": first_event.type.value, "e": encode(first_event)},
+                    id=f"{first_event.seq}-0",
+                )
+                pipe.expire(keys.events(task_id), self._retention)
+                pipe.zadd(keys.TASKS, {task_id: created_ms})
+                pipe.zadd(keys.owner_tasks(owner), {task_id: created_ms})
+                for item in work:
+                    pipe.xadd(keys.WORK, {"w": encode(item)})
+                try:
+                    await pipe.execute()
+                except WatchError:
+                    continue  # another call took the key meanwhile: read what it stored
+                return None
 
     async def get_task(self, task_id: str) -> StoredTask | None:
         async with _translated():
@@ -525,21 +546,6 @@ class RedisBackbone(Backbone):
         async with _translated():
             value = await self._client.getdel(keys.ticket(ticket))
         return value.decode() if value is not None else None
-
-    async def remember_idempotency(
-        self, key: str, fingerprint: str, task_id: str, ttl: float
-    ) -> tuple[str, str] | None:
-        async with _translated():
-            stored = await self._client.set(
-                keys.idempotency(key), f"{task_id} {fingerprint}", nx=True, ex=max(int(ttl), 1)
-            )
-            if stored:
-                return None
-            value = await self._client.get(keys.idempotency(key))
-        if value is None:
-            return await self.remember_idempotency(key, fingerprint, task_id, ttl)
-        earlier_id, _, earlier_fingerprint = value.decode().partition(" ")
-        return earlier_id, earlier_fingerprint
 
     # -- webhook deliveries ----------------------------------------------------------------
     async def claim_deliveries(
