@@ -16,7 +16,7 @@ from skillwire.protocol import format_time, lifecycle
 from skillwire.server.backbone import WorkItem
 from skillwire.server.backbone.redis import RedisBackbone
 from skillwire.server.backbone.redis import _keys as keys
-from tests.conftest import RedisServer, _spawn_redis, free_port
+from tests.conftest import RedisServer, _spawn_redis, free_port, scaled, start_server
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +149,30 @@ async def test_the_readiness_check_recreates_a_lost_work_group(
         await backbone.check()
     assert await _groups(own_redis.url) == [keys.WORK_GROUP.encode()]
     assert any("lost its data" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_burst_of_task_reads_after_a_redis_restart_gets_no_503(
+    own_redis: RedisServer,
+) -> None:
+    """Over HTTP: once /readyz is 200 after Redis restarted, 30 concurrent task reads and a
+    metrics scrape answer without a single 503 (the task is gone with Redis's data: 404)."""
+    own_redis.flush()
+    server = start_server({"backbone": "redis", "redis_url": own_redis.url})
+    try:
+        async with server.async_client() as client:
+            created = await client.post(
+                "/api/v1/apps/demo/echo", json={"requests": [{"text": "x"}]}
+            )
+            path = f"/api/v1/tasks/{created.json()['task_id']}"
+            warm = await asyncio.gather(*(client.get(path) for _ in range(30)))
+            assert {r.status_code for r in warm} == {200}
+            await asyncio.to_thread(_restart, own_redis)
+            async with asyncio.timeout(scaled(10)):
+                while (await client.get("/readyz")).status_code != 200:
+                    await asyncio.sleep(0.05)
+            burst = await asyncio.gather(
+                *(client.get(path) for _ in range(30)), client.get("/metrics")
+            )
+        assert [r.status_code for r in burst] == [404] * 30 + [200]
+    finally:
+        await asyncio.to_thread(server.stop)
