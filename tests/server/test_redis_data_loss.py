@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis.asyncio as aioredis
 
-from skillwire.protocol import format_time, lifecycle
+from skillwire.protocol import BackboneUnavailable, format_time, lifecycle
 from skillwire.server.backbone import WorkItem
 from skillwire.server.backbone.redis import RedisBackbone
 from skillwire.server.backbone.redis import _keys as keys
@@ -72,7 +72,6 @@ async def test_pooled_connections_are_replaced_after_a_redis_restart(
     results = await asyncio.gather(
         *(backbone.list_tasks(**_ALL) for _ in range(30)),
         *(backbone.get_task("tsk_before") for _ in range(30)),
-        backbone.check(),
         return_exceptions=True,
     )
     assert [r for r in results if isinstance(r, BaseException)] == []
@@ -143,8 +142,7 @@ async def test_the_readiness_check_recreates_a_lost_work_group(
     own_redis: RedisServer, backbone: RedisBackbone, caplog: pytest.LogCaptureFixture
 ) -> None:
     """/readyz's check finds the group gone, says Redis lost its data, and recreates it."""
-    own_redis.stop()
-    own_redis.start()
+    own_redis.flush()
     with caplog.at_level(logging.WARNING, logger="skillwire.redis"):
         await backbone.check()
     assert await _groups(own_redis.url) == [keys.WORK_GROUP.encode()]
@@ -176,3 +174,26 @@ async def test_a_burst_of_task_reads_after_a_redis_restart_gets_no_503(
         assert [r.status_code for r in burst] == [404] * 30 + [200]
     finally:
         await asyncio.to_thread(server.stop)
+
+
+async def test_the_readiness_check_passes_only_once_live_events_flow_again(
+    own_redis: RedisServer, backbone: RedisBackbone, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis down long enough for the pub/sub backoff to grow, then back: once the check
+    passes, a listen succeeds (it used to pass while the pub/sub was still waiting)."""
+    with caplog.at_level(logging.WARNING, logger="skillwire.redis"):
+        await asyncio.to_thread(own_redis.stop)
+        async with asyncio.timeout(scaled(20)):
+            # Backoff 0.1, 0.2, 0.4, 0.8, 1.6, then 2 s: up to 3 s with jitter.
+            while sum("pub/sub connection lost" in r.getMessage() for r in caplog.records) < 6:
+                await asyncio.sleep(0.05)
+    await asyncio.to_thread(own_redis.start)
+    async with asyncio.timeout(scaled(10)):
+        while True:
+            try:
+                await backbone.check()
+                break
+            except BackboneUnavailable:
+                await asyncio.sleep(0.02)
+    undo = await backbone.listen("tsk_followed", lambda event: None)
+    undo()

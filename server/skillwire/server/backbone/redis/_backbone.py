@@ -166,10 +166,14 @@ class RedisBackbone(Backbone):
         await self._blocking.aclose()
 
     async def check(self) -> None:
-        """Redis answers and the work group exists (recreated here if Redis lost it)."""
+        """Redis answers, the work group exists (recreated here if Redis lost it), and live
+        events flow: right after Redis returns, the pub/sub connection may still be waiting
+        out its backoff, and a subscribe would fail meanwhile."""
         async with _translated():
             if await self._work_group() is None:
                 await self._recreate_group("the readiness check")
+        if not self._fanout.connected:
+            raise BackboneUnavailable("redis pub/sub is reconnecting")
 
     async def _work_group(self) -> dict[Any, Any] | None:
         """The work stream's consumer group as XINFO GROUPS tells it, or None when missing."""
