@@ -197,3 +197,27 @@ async def test_the_readiness_check_passes_only_once_live_events_flow_again(
                 await asyncio.sleep(0.02)
     undo = await backbone.listen("tsk_followed", lambda event: None)
     undo()
+
+
+async def test_a_write_on_a_transport_redis_just_closed_is_a_503_not_a_500(
+    backbone: RedisBackbone, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvloop's RuntimeError for a write on a closed transport (seen under CLIENT KILL, as a
+    500) leaves the backbone as BackboneUnavailable; other RuntimeErrors stay bugs."""
+
+    async def closed(*args: object, **kwargs: object) -> None:
+        raise RuntimeError(
+            "unable to perform operation on <TCPTransport closed=True reading=False "
+            "0x5604>; the handler is closed"
+        )
+
+    monkeypatch.setattr(backbone._client, "xinfo_groups", closed)
+    with pytest.raises(BackboneUnavailable):
+        await backbone.queue_stats()
+
+    async def bug(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr(backbone._client, "xinfo_groups", bug)
+    with pytest.raises(RuntimeError, match="something else"):
+        await backbone.queue_stats()

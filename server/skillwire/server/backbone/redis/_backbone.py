@@ -89,6 +89,15 @@ async def _translated() -> AsyncIterator[None]:
         raise BackboneUnavailable(f"redis error: {exc}") from exc
     except (RedisError, OSError) as exc:
         raise BackboneUnavailable(f"redis unavailable: {exc}") from exc
+    except RuntimeError as exc:
+        # uvloop refuses a write on a transport Redis has just closed (a CLIENT KILL during
+        # the connection's handshake) with a RuntimeError, not an OSError: it was a 500.
+        if _CLOSED_TRANSPORT not in str(exc):
+            raise
+        raise BackboneUnavailable(f"redis unavailable: {exc}") from exc
+
+
+_CLOSED_TRANSPORT = "the handler is closed"
 
 
 class RedisBackbone(Backbone):
