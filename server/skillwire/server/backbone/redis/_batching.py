@@ -72,12 +72,11 @@ class CommandBatcher:
         return await self._queue(("EVALSHA", sha, len(keys), *keys, *args), source, repeatable)
 
     async def _load(self, source: str) -> str:
-        """SCRIPT LOAD, which is safe to repeat: once more on a fresh connection if the
-        pooled one died with a restarted Redis."""
+        """SCRIPT LOAD, which is safe to repeat: once more if the pooled connection died with
+        a restarted Redis (the failed one is dropped; the pool checks the next before use)."""
         try:
             sha: str = await self._client.script_load(source)
         except RedisConnectionError:
-            await self._client.connection_pool.disconnect(inuse_connections=False)
             sha = await self._client.script_load(source)
         return sha
 
@@ -131,13 +130,14 @@ class CommandBatcher:
         try:
             replies = await self._round_trip(batch)
         except RedisConnectionError as exc:
-            # A pooled connection that died with a restarted Redis, its close not yet seen:
-            # the others in the pool died with it. Drop them, and send what is safe to repeat
-            # once more on a fresh connection; the rest may have run, so their callers hear it.
+            # A pooled connection that died with a restarted Redis, its close not yet seen
+            # (_round_trip dropped it; the pool checks the next one before use): what is safe
+            # to repeat goes once more; the rest may have run, so their callers hear it.
+            # (Not the pool's disconnect() of idle connections: it races with checkouts and
+            # cut connections in use.)
             again = [call for call in batch if call.repeatable] if retry_dead else []
             _fail([call for call in batch if not (retry_dead and call.repeatable)], exc)
             if again:
-                await self._client.connection_pool.disconnect(inuse_connections=False)
                 await self._send(
                     again, retry_unknown_scripts=retry_unknown_scripts, retry_dead=False
                 )
