@@ -221,3 +221,18 @@ async def test_a_write_on_a_transport_redis_just_closed_is_a_503_not_a_500(
     monkeypatch.setattr(backbone._client, "xinfo_groups", bug)
     with pytest.raises(RuntimeError, match="something else"):
         await backbone.queue_stats()
+
+
+async def test_the_id_secret_is_put_back_when_the_loss_is_noticed(
+    own_redis: RedisServer, backbone: RedisBackbone
+) -> None:
+    """After a FLUSHALL, the process that notices puts its id secret back: a process that
+    starts later signs and verifies task ids with the same one."""
+    secret = await backbone.id_secret()
+    own_redis.flush()
+    await backbone.check()
+    later = RedisBackbone(own_redis.url)
+    try:
+        assert await later.id_secret() == secret
+    finally:
+        await later.close()

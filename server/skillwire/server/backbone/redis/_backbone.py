@@ -167,6 +167,11 @@ class RedisBackbone(Backbone):
             noticed_by,
         )
         await self._ensure_group()
+        if self._secret is not None:
+            # The id secret went too: put back the one this process (and every process that
+            # ran before the loss) signs with, so they keep agreeing on old and new ids.
+            async with _translated():
+                await self._client.set(keys.SECRET, self._secret.hex(), nx=True)
 
     async def close(self) -> None:
         await self._fanout.close()
