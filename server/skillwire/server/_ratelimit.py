@@ -18,6 +18,7 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter
 
 from ._config import Config
+from .backbone.redis._connections import pool_options
 
 __all__ = ["Decision", "RateLimits"]
 
@@ -54,7 +55,7 @@ class RateLimits:
         if config.backbone == "redis":
             # Our own pool, so that close() can release its connections.
             self._pool = aioredis.ConnectionPool.from_url(
-                config.redis_url, socket_timeout=1, socket_connect_timeout=1
+                config.redis_url, socket_timeout=1, socket_connect_timeout=1, **pool_options()
             )
             storage = RedisStorage(
                 "async+" + config.redis_url,

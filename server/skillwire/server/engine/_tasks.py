@@ -31,7 +31,7 @@ from skillwire.protocol import (
 )
 
 from ..auth import Principal
-from ..backbone import Backbone, StoredTask, WorkItem
+from ..backbone import Backbone, Idempotency, StoredTask, WorkItem
 from ._app import SkillSpec
 from ._registry import Registry
 
@@ -100,15 +100,6 @@ class TaskService:
         secret = await self.backbone.id_secret()
         now = time.time()
         task_id = new_task_id(secret, now)
-        if idempotency_key is not None:
-            fingerprint = hashlib.sha256(
-                encode([spec.app, spec.name, body.requests, body.webhook_url, body.metadata])
-            ).hexdigest()
-            earlier = await self.backbone.remember_idempotency(
-                f"{principal.name}:{idempotency_key}", fingerprint, task_id, self.retention
-            )
-            if earlier is not None:
-                return await self._replay(principal, earlier, fingerprint)
         task, first = lifecycle.new_task(
             task_id, spec.app, spec.name, len(inputs), body.metadata, format_time(now)
         )
@@ -118,9 +109,26 @@ class TaskService:
                 list(range(len(inputs))), inputs, self.max_parallel
             )
         ]
-        await self.backbone.create_task(
-            task, first, owner=principal.name, webhook_url=body.webhook_url, work=work
+        idempotency = None
+        if idempotency_key is not None:
+            fingerprint = hashlib.sha256(
+                encode([spec.app, spec.name, body.requests, body.webhook_url, body.metadata])
+            ).hexdigest()
+            idempotency = Idempotency(
+                f"{principal.name}:{idempotency_key}", fingerprint, self.retention
+            )
+        # The key is taken with the task, atomically: a creation that fails (a 503) leaves no
+        # key behind, so the client's retry with the same key creates the task, once.
+        earlier = await self.backbone.create_task(
+            task,
+            first,
+            owner=principal.name,
+            webhook_url=body.webhook_url,
+            work=work,
+            idempotency=idempotency,
         )
+        if earlier is not None and idempotency is not None:
+            return await self._replay(principal, earlier, idempotency.fingerprint)
         return CallResult(lifecycle.task_view(task), replayed=False)
 
     async def _replay(
@@ -132,12 +140,8 @@ class TaskService:
                 "this Idempotency-Key was used with another request body",
                 details={"task_id": task_id},
             )
-        deadline = time.monotonic() + 2.0
-        while True:  # the first call may still be storing its task
-            stored = await self.backbone.get_task(task_id)
-            if stored is not None or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.02)
+        # Stored with its key in one step: a key names a task that exists (until retention).
+        stored = await self.backbone.get_task(task_id)
         return CallResult(self._visible(principal, task_id, stored).task, replayed=True)
 
     # -- reading -------------------------------------------------------------------------
