@@ -191,3 +191,33 @@ async def test_a_stopped_sub_request_leaves_no_late_outputs() -> None:
     stored = await backbone.get_task("tsk_stop")
     assert stored is not None and stored.task.requests[0].output == []
     assert backbone.batches == []
+
+
+async def test_consecutive_appends_to_one_output_merge_never_reorder() -> None:
+    """Appends queued while a batch is stored merge into one delta per run of the same output
+    and field; an append to another output (or an output) between them keeps them apart."""
+    backbone = FailingBackbone()
+    ctx = await _started(backbone, "tsk_merge")
+    answer = await ctx.output({"type": "text", "text": ""})
+    call = await ctx.output({"type": "tool_call", "arguments": ""})
+    await ctx.flush()
+    for token in ["He", "l", "lo"]:
+        await ctx.append(answer, "text", token)
+    await ctx.append(call, "arguments", "{}")
+    await ctx.append(answer, "text", "!")
+    await ctx.append(answer, "text", "")  # nothing to send
+    await ctx.flush()
+    log = await backbone.read_events("tsk_merge", 0, 100)
+    assert log is not None
+    deltas = [decode_event(e.json).data for e in log.events if e.type == "request.delta"]
+    assert deltas == [
+        {"output": 0, "field": "text", "append": "Hello"},
+        {"output": 1, "field": "arguments", "append": "{}"},
+        {"output": 0, "field": "text", "append": "!"},
+    ]
+    stored = await backbone.get_task("tsk_merge")
+    assert stored is not None
+    assert stored.task.requests[0].output == [
+        {"type": "text", "text": "Hello!"},
+        {"type": "tool_call", "arguments": "{}"},
+    ]
