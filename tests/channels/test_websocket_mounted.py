@@ -61,6 +61,7 @@ def mounted() -> Iterator[str]:
 
 
 async def test_a_call_over_the_websocket_of_a_mounted_app(mounted: str) -> None:
+    """A call over the WebSocket of an app mounted under a prefix takes the shortcut and ends."""
     headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
     async with connect(
         f"ws://{mounted}/api/v1/ws", subprotocols=["skillwire.v1"], additional_headers=headers
