@@ -33,12 +33,14 @@ def public_names(module: ModuleType) -> set[str]:
 
 
 def test_the_package_exports_what_an_app_author_needs() -> None:
-    """skillwire.server's __all__: apps, skills and their context, config, the ASGI app."""
+    """skillwire.server's __all__: apps, skills, their context and streamed outputs, config,
+    the ASGI app."""
     assert set(server.__all__) == {
         "App",
         "Config",
         "Context",
         "SkillError",
+        "StreamedOutput",
         "create_app",
         "load_config",
     }
