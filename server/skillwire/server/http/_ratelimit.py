@@ -17,7 +17,7 @@ from skillwire.protocol import CloseCode, RateLimited
 from .._ratelimit import Decision
 from .._runtime import Runtime
 from ._middleware import request_id_of
-from ._responses import error_response
+from ._responses import error_response, is_openai_path
 
 __all__ = ["RateLimitMiddleware", "websocket_refused"]
 
@@ -50,7 +50,7 @@ async def _decide(runtime: Runtime, scope: Scope) -> Decision | None:
 
 def _limited(scope: Scope) -> bool:
     path: str = scope["path"]
-    return path.startswith("/api/v1")
+    return path.startswith("/api/v1") or is_openai_path(scope)
 
 
 async def websocket_refused(runtime: Runtime, websocket: WebSocket) -> bool:
@@ -95,6 +95,7 @@ class RateLimitMiddleware:
                 ),
                 request_id_of(scope),
                 headers={**headers, "Retry-After": retry_after},
+                openai=is_openai_path(scope),
             )
             await response(scope, receive, send)
             return
