@@ -18,13 +18,19 @@ from urllib.parse import urlsplit
 import msgspec
 from limits import parse as parse_limit
 
-from skillwire.protocol import ValidationError, validate
+from skillwire.protocol import (
+    DEFAULT_MAX_OUTPUT_BYTES,
+    DEFAULT_MAX_OUTPUTS,
+    ValidationError,
+    validate,
+)
 
 __all__ = [
     "Config",
     "CorsConfig",
     "KeyConfig",
     "LlmConfig",
+    "TaskConfig",
     "UpstreamConfig",
     "WebhooksConfig",
     "load_config",
@@ -62,6 +68,13 @@ class WebhooksConfig(msgspec.Struct, forbid_unknown_fields=True):
     connect_timeout: PositiveSeconds = 5.0
     concurrency: Annotated[int, msgspec.Meta(ge=1)] = 16  # attempts in flight per process
     poll_interval: PositiveSeconds = 1.0  # how often to look for deliveries due elsewhere
+
+
+class TaskConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """``[task]``: how much output a Task holds (the log keeps every event regardless)."""
+
+    max_outputs: Annotated[int, msgspec.Meta(ge=1)] = DEFAULT_MAX_OUTPUTS  # per request
+    max_output_bytes: Annotated[int, msgspec.Meta(ge=1)] = DEFAULT_MAX_OUTPUT_BYTES  # per task
 
 
 class CorsConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -108,6 +121,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     shutdown_grace: float = 10.0
     skill_timeout: float = 300.0
     max_events: int = 10_000
+    max_log_bytes: Annotated[int, msgspec.Meta(ge=1)] = 16 * 1024 * 1024  # memory backbone
     send_queue: int = 1024
     ws_max_message: int = 1024 * 1024
     ws_auth_timeout: float = 10.0
@@ -120,6 +134,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     roles: dict[str, list[str]] = {}
     skill_timeouts: dict[str, float] = {}
     webhooks: WebhooksConfig = msgspec.field(default_factory=WebhooksConfig)
+    task: TaskConfig = msgspec.field(default_factory=TaskConfig)
     cors: CorsConfig = msgspec.field(default_factory=CorsConfig)
     llm: LlmConfig = msgspec.field(default_factory=LlmConfig)
 

@@ -345,6 +345,8 @@ class WorkerPool:
             log.exception("skill %s/%s failed on task %s request %d", app, skill, task_id, index)
             failure = _failure(ErrorCode.INTERNAL_ERROR, "the skill raised an unexpected error")
             ending = (EventType.REQUEST_FAILED, failure)
+        if ending[0] is EventType.REQUEST_COMPLETED:
+            ending = (EventType.REQUEST_COMPLETED, ctx.result)
         try:
             await ctx.flush()  # the outputs written behind the skill come before its end
         except Discarded:

@@ -22,7 +22,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from skillwire.protocol import (
-    TERMINAL_EVENT_TYPES,
+    DEFAULT_MAX_OUTPUT_BYTES,
+    DEFAULT_MAX_OUTPUTS,
     BackboneUnavailable,
     Conflict,
     DeliveryStatus,
@@ -61,7 +62,6 @@ from ._fanout import Fanout
 __all__ = ["RedisBackbone"]
 
 _work_decoder = msgspec.json.Decoder(WorkItem)
-_TERMINAL = TERMINAL_EVENT_TYPES
 LIST_SCAN_LIMIT = 10_000
 
 
@@ -94,6 +94,8 @@ class RedisBackbone(Backbone):
         url: str,
         *,
         max_events: int = 10_000,
+        max_outputs: int = DEFAULT_MAX_OUTPUTS,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
         retention: float = 86_400.0,
         lease: float = 30.0,
         max_connections: int = 256,
@@ -101,6 +103,8 @@ class RedisBackbone(Backbone):
     ) -> None:
         self._url = url
         self._max_events = max_events
+        self._max_outputs = max_outputs
+        self._max_output_bytes = max_output_bytes
         self._retention = int(retention)
         self._lease_ms = int(lease * 1000)
         # redis-py's return types are unions of every reply shape: treat the client as Any here,
@@ -289,7 +293,8 @@ class RedisBackbone(Backbone):
             progress = b"0.0"
             error = b"null"
             if type_ is EventType.REQUEST_PROGRESS:
-                progress = encode(float(data.get("progress", 0.0)))
+                # None given: the request keeps its progress (an empty one tells the script).
+                progress = encode(float(data["progress"])) if "progress" in data else b""
             elif type_ is EventType.REQUEST_FAILED:
                 error = encode(data["error"])
             groups += (type_.value, index, encode(data), progress, error)
@@ -358,7 +363,7 @@ class RedisBackbone(Backbone):
             events=[_entry(entry_id, fields) for entry_id, fields in entries],
             first_seq=int(first_seq),
             last_seq=int(last_seq),
-            finished=status.decode() in _TERMINAL_STATUSES,
+            finished=status.decode() in lifecycle.TERMINAL_TASK_STATUSES,
         )
 
     async def listen(self, task_id: str, listener: EventListener) -> Callable[[], None]:
@@ -541,25 +546,18 @@ class RedisBackbone(Backbone):
             listener()
 
 
-_TERMINAL_STATUSES = frozenset(s.value for s in lifecycle.TERMINAL_TASK_STATUSES)
-
-
 def _events(flat: list[Any]) -> list[EncodedEvent]:
     """Events as a script returns them: seq, type, JSON, seq, type, JSON, ..."""
     out = []
     for i in range(0, len(flat), 3):
-        type_ = flat[i + 1].decode()
-        out.append(EncodedEvent(int(flat[i]), type_, flat[i + 2], terminal=type_ in _TERMINAL))
+        out.append(EncodedEvent(int(flat[i]), flat[i + 1].decode(), flat[i + 2]))
     return out
 
 
 def _entry(entry_id: bytes, fields: dict[bytes, bytes] | list[bytes]) -> EncodedEvent:
     if isinstance(fields, list):  # as a Lua script returns it: [name, value, ...]
         fields = dict(zip(fields[::2], fields[1::2], strict=True))
-    type_ = fields[b"t"].decode()
-    return EncodedEvent(
-        int(entry_id.split(b"-", 1)[0]), type_, fields[b"e"], terminal=type_ in _TERMINAL
-    )
+    return EncodedEvent(int(entry_id.split(b"-", 1)[0]), fields[b"t"].decode(), fields[b"e"])
 
 
 def _claim(entry_id: bytes, fields: dict[bytes, bytes], deliveries: int) -> Claim:

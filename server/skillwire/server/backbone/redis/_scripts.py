@@ -1,25 +1,77 @@
 """Lua scripts: each task mutation is one atomic script, one round trip.
 
-They mirror ``skillwire.protocol.lifecycle`` (the Python rules the memory backbone runs);
-``tests/server/backbone`` runs the same scenarios on both backbones to keep them in step.
+They mirror ``skillwire.protocol.lifecycle`` (the Python rules the memory backbone runs).
+Its tables are the one source of the rules: the Lua tables below (terminal statuses, the
+terminal event of each, the request transitions) are generated from them when this module
+is imported, so an event type added there is known here too.
+``tests/server/backbone/test_contract.py`` pushes the same random event sequences through
+both backbones and checks that they leave the same logs and tasks.
 Task and event JSON are assembled from stored JSON fragments, never re-encoded.
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+from skillwire.protocol import lifecycle
 
 __all__ = [
     "APPEND",
     "CANCEL",
     "CLAIM_DELIVERIES",
     "FINISH_ATTEMPT",
+    "LIFECYCLE",
     "READ",
     "RETRY_DELIVERY",
     "VIEW",
 ]
 
-_COMMON = r"""
-local TERMINAL_TASK = {completed=true, partial=true, failed=true, cancelled=true}
-local TERMINAL_REQ = {completed=true, failed=true, cancelled=true}
+
+def _lua_string(value: str) -> str:
+    # Statuses and event types are plain names; anything else must not reach Lua unquoted.
+    if not re.fullmatch(r"[a-z_.]+", value):
+        raise ValueError(f"not a lifecycle name: {value!r}")
+    return f"'{value}'"
+
+
+def _lua_set(values: Iterable[str]) -> str:
+    return "{" + ", ".join(f"[{_lua_string(v)}]=true" for v in sorted(values)) + "}"
+
+
+def _lua_map(pairs: Mapping[str, str]) -> str:
+    return (
+        "{" + ", ".join(f"[{_lua_string(k)}]={_lua_string(pairs[k])}" for k in sorted(pairs)) + "}"
+    )
+
+
+def _lifecycle_tables() -> str:
+    """The protocol's lifecycle tables as Lua locals."""
+    rules = "\n".join(
+        f"  [{_lua_string(type_)}] = {{{_lua_set(allowed)}, {_lua_string(to)}}},"
+        for type_, (allowed, to) in sorted(lifecycle.REQUEST_TRANSITIONS.items())
+    )
+    terminal_events = {
+        status.value: type_.value for status, type_ in lifecycle.TASK_TERMINAL_EVENTS.items()
+    }
+    return f"""-- Generated from skillwire.protocol.lifecycle: change the rules there, not here.
+local TERMINAL_TASK = {_lua_set(lifecycle.TERMINAL_TASK_STATUSES)}
+local TERMINAL_REQ = {_lua_set(lifecycle.TERMINAL_REQUEST_STATUSES)}
+-- task status -> the event that ends the task in it
+local TERMINAL_EVENT = {_lua_map(terminal_events)}
+-- request event type -> {{request statuses it may follow, the status it leaves the request in}}
+local RULES = {{
+{rules}
+}}
+"""
+
+
+# The lifecycle tables alone (tests evaluate them against the protocol's).
+LIFECYCLE = _lifecycle_tables()
+
+_COMMON = (
+    LIFECYCLE
+    + r"""
 
 local function fields(h)
   local flat = redis.call('HGETALL', h)
@@ -116,16 +168,18 @@ end
 local function finish(h, stream, channel, outp, task_id, now, maxlen, status, ttl, out, wh)
   redis.call('HSET', h, 'status', status, 'finished_at', now)
   local final
-  emit(h, stream, channel, task_id, now, maxlen, 'task.' .. status, nil,
+  local etype = TERMINAL_EVENT[status]
+  emit(h, stream, channel, task_id, now, maxlen, etype, nil,
     function() final = task_json(h, outp); return final end, out)
   expire_all(h, stream, outp, tonumber(redis.call('HGET', h, 'n')), ttl)
-  create_deliveries(h, task_id, 'task.' .. status, now, final, wh)
+  create_deliveries(h, task_id, etype, now, final, wh)
 end
 """
+)
 
 # KEYS: task hash, events stream, live channel, deliveries due, deliveries pending
 # ARGV: task_id, outputs prefix, now, maxlen, retention ttl, live ttl, count,
-#       count groups of (type, index, data json, progress json, error json),
+#       count groups of (type, index, data json, progress json or "" to keep it, error json),
 #       now ms, delivery prefix, delivery id prefix, configured webhook URLs...
 # Returns {applied, seq, type, json, seq, type, json, ...}: the groups applied, in order,
 # stopping at the first one refused (task or request already finished), and their events.
@@ -137,27 +191,22 @@ local task_id, outp, now, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ttl, live_ttl, count = ARGV[5], ARGV[6], tonumber(ARGV[7])
 local wh = webhooks_from(KEYS[4], KEYS[5], 8 + 5 * count)
 
-local RULES = {
-  ['request.queued'] = {{queued=true, running=true}, 'queued'},
-  ['request.started'] = {{queued=true, running=true}, 'running'},
-  ['request.progress'] = {{running=true}, 'running'},
-  ['request.output'] = {{running=true}, 'running'},
-  ['request.completed'] = {{running=true}, 'completed'},
-  ['request.failed'] = {{queued=true, running=true}, 'failed'},
-}
-
 -- One request event: 'ok', 'refused' (already finished), 'finished' (it ended the task),
 -- or an error reply for an illegal transition.
+-- The checks come in lifecycle.append's order, so both backbones answer bad input alike.
 local function apply(etype, index, data, progress, err, out)
   local status = redis.call('HGET', h, 'status')
-  if not status or TERMINAL_TASK[status] then return 'refused' end
+  if not status then return 'refused' end
+  local rule = RULES[etype]
+  if rule == nil then return redis.error_reply('ILLEGAL ' .. etype .. ' is not a request event') end
   local n = tonumber(redis.call('HGET', h, 'n'))
   local i = tonumber(index)
-  if i == nil or i < 0 or i >= n then return redis.error_reply('ILLEGAL index out of range') end
+  if i == nil or i < 0 or i >= n then
+    return redis.error_reply('ILLEGAL request index ' .. index .. ' out of range')
+  end
+  if TERMINAL_TASK[status] then return 'refused' end
   local rs = redis.call('HGET', h, 's:' .. index)
   if TERMINAL_REQ[rs] then return 'refused' end
-  local rule = RULES[etype]
-  if rule == nil then return redis.error_reply('ILLEGAL not a request event: ' .. etype) end
   if not rule[1][rs] then
     return redis.error_reply('ILLEGAL ' .. etype .. ' cannot follow request status ' .. rs)
   end
@@ -171,7 +220,7 @@ local function apply(etype, index, data, progress, err, out)
     redis.call('DEL', outp .. index)
     redis.call('HSET', h, 'p:' .. index, '0.0')
   elseif etype == 'request.progress' then
-    redis.call('HSET', h, 'p:' .. index, progress)
+    if progress ~= '' then redis.call('HSET', h, 'p:' .. index, progress) end
   elseif etype == 'request.output' then
     redis.call('RPUSH', outp .. index, data)
   elseif etype == 'request.completed' then
