@@ -239,7 +239,7 @@ def build_app(bridge: LlmBridge) -> App:
         mode="long",
         description="One Chat Completions request per item, streamed from its upstream.",
     )
-    async def chat(ctx: Context, body: ChatInput) -> None:
+    async def chat(body: ChatInput, ctx: Context) -> None:
         await chat_request(ctx, bridge, body)
 
     return app
