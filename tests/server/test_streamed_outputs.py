@@ -122,15 +122,23 @@ def test_appends_written_behind_together_are_one_event(
     assert "".join(d["append"] for d in deltas) == "".join(WORDS) + "!"
 
 
-@pytest.mark.parametrize("how", ["not-a-string", "unknown-output", "bad-field"])
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("not-a-string", "unexpected error"),
+        ("unknown-output", "unexpected error"),
+        ("bad-field", "field `i` of output 0 is not a string"),
+    ],
+)
 def test_misusing_the_streaming_api_fails_the_request(
-    streams_server: RunningServer, how: str
+    streams_server: RunningServer, how: str, message: str
 ) -> None:
     """ctx.stream on a non-string field, ctx.append to an output never emitted or to a field
     that is not a string: the request fails, the task does not hang."""
     task = call(streams_server, "misuse", [{"how": how}])
     assert task["status"] == "failed"
     assert task["requests"][0]["error"]["code"] == "INTERNAL_ERROR"
+    assert message in task["requests"][0]["error"]["message"]
 
 
 def test_100000_outputs_leave_a_bounded_task(

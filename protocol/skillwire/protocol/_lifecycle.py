@@ -167,7 +167,7 @@ def _checked_delta(request: RequestState, data: Any) -> tuple[Delta, int | None]
     item = request.output[position]
     if not isinstance(item, dict) or not isinstance(item.get(delta.field), str):
         raise IllegalTransition(
-            f"request.delta: field {delta.field!r} of output {delta.output} is not a string",
+            f"request.delta: field `{delta.field}` of output {delta.output} is not a string",
             details={"index": request.index, "output": delta.output, "field": delta.field},
         )
     return delta, position

@@ -41,7 +41,12 @@ TIME_FIELDS = frozenset({"time", "created_at", "updated_at", "finished_at", "tim
 FAILURE = {"error": {"code": "SKILL_ERROR", "message": "boom", "details": {"why": "test"}}}
 # How often a legal step draws each type (1 unless said): running requests mostly report, so
 # that a request's state gets rich before it ends. New event types get drawn too.
-WEIGHTS = {EventType.REQUEST_PROGRESS: 4, EventType.REQUEST_OUTPUT: 4, EventType.REQUEST_STARTED: 2}
+WEIGHTS = {
+    EventType.REQUEST_PROGRESS: 4,
+    EventType.REQUEST_OUTPUT: 4,
+    EventType.REQUEST_DELTA: 4,
+    EventType.REQUEST_STARTED: 2,
+}
 # The types legal after each request status, read from the protocol's table.
 LEGAL_AFTER = {
     status: [
@@ -67,8 +72,24 @@ PAYLOADS: dict[EventType, st.SearchStrategy[Any]] = {
         st.floats(allow_nan=False, allow_infinity=False),
         st.none(),
     ),
-    EventType.REQUEST_COMPLETED: st.just({}),
+    EventType.REQUEST_COMPLETED: st.one_of(
+        st.just({}),
+        st.just({"finish_reason": "stop", "usage": {"total_tokens": 3}}),
+        st.just(["not", "an", "object"]),
+    ),
     EventType.REQUEST_FAILED: st.just(FAILURE),
+    # Mostly to outputs that exist (text fields, a tick's int, non-objects), some malformed.
+    EventType.REQUEST_DELTA: st.one_of(
+        st.builds(
+            lambda n, field, text: {"output": n, "field": field, "append": text},
+            st.integers(0, 4),
+            st.sampled_from(["text", "text", "i", "type", "missing"]),
+            st.text(max_size=6),
+        ),
+        st.just({"output": -1, "field": "text", "append": "x"}),
+        st.just({"output": 0, "field": "text"}),
+        st.just("not an object"),
+    ),
 }
 # Anything a caller could push, legal or not: every event type (task.* ones are never pushed).
 ANY_TYPE = st.sampled_from(list(EventType))
@@ -113,9 +134,19 @@ class Pair:
 @pytest.fixture(scope="module")
 def pair(redis_server: RedisServer) -> Iterator[Pair]:
     """Both backbones, started once for every example of this module."""
+    yield from _pair(redis_server, {})
+
+
+@pytest.fixture(scope="module")
+def tight_pair(redis_server: RedisServer) -> Iterator[Pair]:
+    """Both backbones with tiny output bounds, so that outputs leave the Task all the time."""
+    yield from _pair(redis_server, {"max_outputs": 2, "max_output_bytes": 60})
+
+
+def _pair(redis_server: RedisServer, bounds: dict[str, int]) -> Iterator[Pair]:
     url = f"redis://127.0.0.1:{redis_server.port}/{DB}"
     loop = asyncio.new_event_loop()
-    pair = Pair(loop, MemoryBackbone(), RedisBackbone(url))
+    pair = Pair(loop, MemoryBackbone(**bounds), RedisBackbone(url, **bounds))
 
     async def start() -> None:
         client = aioredis.Redis.from_url(url)
@@ -191,6 +222,25 @@ def test_same_events_leave_the_same_log_and_task_on_both_backbones(
 ) -> None:
     """Random event sequences (legal, illegal, batched, cancels) applied to the memory and the
     Redis backbone get the same answers and leave identical logs and Tasks, modulo times."""
+    random_steps(pair, data, n_requests, steps)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data(), n_requests=st.integers(1, 3), steps=st.integers(0, 25))
+def test_outputs_leave_the_task_alike_on_both_backbones(
+    tight_pair: Pair, data: st.DataObject, n_requests: int, steps: int
+) -> None:
+    """With max_outputs 2 and max_output_bytes 60, random outputs and deltas drop the same
+    outputs on both backbones: the same outputs_dropped, outputs and accumulated text."""
+    random_steps(tight_pair, data, n_requests, steps)
+
+
+def random_steps(pair: Pair, data: st.DataObject, n_requests: int, steps: int) -> None:
+    """Push ``steps`` random steps through both backbones, comparing after each."""
     task_id = f"tsk_contract{next(_examples)}"
 
     async def scenario() -> None:

@@ -7,6 +7,14 @@ is imported, so an event type added there is known here too.
 ``tests/server/backbone/test_contract.py`` pushes the same random event sequences through
 both backbones and checks that they leave the same logs and tasks.
 Task and event JSON are assembled from stored JSON fragments, never re-encoded.
+
+Streamed outputs: each output of request ``i`` is one element of the list ``<outp><i>``, and
+the element at the same place of ``<outp>m<i>`` says where it came from and where its string
+fields end: ``"<emission order> <JSON object: field -> bytes before its closing quote>"``
+(computed in Python when the output is appended). A delta splices its escaped text in at that
+offset, in the same script as the event it appends, so a Task read at seq N holds exactly the
+appends up to N. The bounds (``max_outputs`` per request, ``max_output_bytes`` per task, see
+``skillwire.protocol``'s ``_bounds``) drop the oldest outputs in the same step.
 """
 
 from __future__ import annotations
@@ -88,7 +96,9 @@ local function task_json(h, outp)
     local out = redis.call('LRANGE', outp .. i, 0, -1)
     for _, o in ipairs(out) do previews[#previews + 1] = o end
     reqs[#reqs + 1] = '{"index":' .. i .. ',"status":"' .. t['s:' .. i] .. '","progress":' ..
-      t['p:' .. i] .. ',"output":[' .. table.concat(out, ',') .. '],"error":' .. t['e:' .. i] .. '}'
+      t['p:' .. i] .. ',"output":[' .. table.concat(out, ',') .. '],"outputs_dropped":' ..
+      (t['d:' .. i] or '0') .. ',"result":' .. (t['r:' .. i] or 'null') .. ',"error":' ..
+      t['e:' .. i] .. '}'
   end
   local finished = 'null'
   if t['finished_at'] ~= '' then finished = '"' .. t['finished_at'] .. '"' end
@@ -96,7 +106,7 @@ local function task_json(h, outp)
     ',"updated_at":"' .. t['updated_at'] .. '","finished_at":' .. finished .. ',"requests":[' ..
     table.concat(reqs, ',') .. '],"previews":[' .. table.concat(previews, ',') .. '],"error":' ..
     t['error'] .. ',"last_seq":' .. t['last_seq'] .. ',"metadata":' .. t['meta'] .. ',"links":' ..
-    t['links'] .. '}'
+    t['links'] .. ',"session_id":null,"parent_task_id":null,"children":[]}'
 end
 
 -- Append one event: the next seq, the log (capped), and a record for the live channel,
@@ -125,7 +135,10 @@ end
 local function expire_all(h, stream, outp, n, ttl)
   redis.call('EXPIRE', h, ttl)
   redis.call('EXPIRE', stream, ttl)
-  for i = 0, n - 1 do redis.call('EXPIRE', outp .. i, ttl) end
+  for i = 0, n - 1 do
+    redis.call('EXPIRE', outp .. i, ttl)
+    redis.call('EXPIRE', outp .. 'm' .. i, ttl)
+  end
 end
 
 -- The webhook part of APPEND's and CANCEL's arguments: the due and pending-index keys, then
@@ -179,7 +192,14 @@ end
 
 # KEYS: task hash, events stream, live channel, deliveries due, deliveries pending
 # ARGV: task_id, outputs prefix, now, maxlen, retention ttl, live ttl, count,
-#       count groups of (type, index, data json, progress json or "" to keep it, error json),
+#       max outputs per request, max output bytes per task,
+#       count groups of (type, index, data json, x1, x2, x3), where by type
+#         request.progress:  x1 = progress json, or "" to keep it
+#         request.failed:    x2 = error json
+#         request.output:    x1 = its string fields' offsets (JSON object)
+#         request.delta:     x1 = output n ("" when malformed, x3 the message), x2 = field,
+#                            x3 = the appended text as escaped in JSON, without quotes
+#         request.completed: x1 = result json (null for {}), or "" when not an object
 #       now ms, delivery prefix, delivery id prefix, configured webhook URLs...
 # Returns {applied, seq, type, json, seq, type, json, ...}: the groups applied, in order,
 # stopping at the first one refused (task or request already finished), and their events.
@@ -189,12 +209,96 @@ APPEND = (
 local h, stream, channel = KEYS[1], KEYS[2], KEYS[3]
 local task_id, outp, now, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ttl, live_ttl, count = ARGV[5], ARGV[6], tonumber(ARGV[7])
-local wh = webhooks_from(KEYS[4], KEYS[5], 8 + 5 * count)
+local max_outputs, max_bytes = tonumber(ARGV[8]), tonumber(ARGV[9])
+local GROUP, FIRST = 6, 10
+local wh = webhooks_from(KEYS[4], KEYS[5], FIRST + GROUP * count)
+
+-- The oldest output of request j leaves the Task: counted in d:j, its bytes given back.
+local function drop_oldest(j)
+  local item = redis.call('LPOP', outp .. j)
+  redis.call('LPOP', outp .. 'm' .. j)
+  redis.call('HINCRBY', h, 'd:' .. j, 1)
+  redis.call('HINCRBY', h, 'b:' .. j, -#item)
+  return redis.call('HINCRBY', h, 'ob', -#item)
+end
+
+-- Over max_output_bytes: the oldest outputs leave, oldest first across requests.
+local function enforce_bytes(n)
+  local total = tonumber(redis.call('HGET', h, 'ob'))
+  while total > max_bytes do
+    local oldest, which = nil, nil
+    for j = 0, n - 1 do
+      local m = redis.call('LINDEX', outp .. 'm' .. j, 0)
+      if m then
+        local order = tonumber(string.match(m, '^(%d+)'))
+        if oldest == nil or order < oldest then oldest, which = order, j end
+      end
+    end
+    if which == nil then break end  -- nothing held: nothing more to give back
+    total = drop_oldest(which)
+  end
+end
+
+local function add_output(index, n, data, offsets)
+  local order = redis.call('HINCRBY', h, 'oc', 1)
+  local held = redis.call('RPUSH', outp .. index, data)
+  redis.call('RPUSH', outp .. 'm' .. index, order .. ' ' .. offsets)
+  redis.call('HINCRBY', h, 'b:' .. index, #data)
+  redis.call('HINCRBY', h, 'ob', #data)
+  while held > max_outputs do
+    drop_oldest(index)
+    held = held - 1
+  end
+  enforce_bytes(n)
+end
+
+-- A delta's checks, in lifecycle's order: nil when it may be appended, else an error reply.
+-- Sets DELTA_AT to where it applies ({position, offsets, offset}) or nil (output dropped).
+local DELTA_AT = nil
+local function check_delta(index, out_n, field, text)
+  DELTA_AT = nil
+  if out_n == '' then return redis.error_reply('ILLEGAL ' .. text) end
+  local dropped = tonumber(redis.call('HGET', h, 'd:' .. index) or '0')
+  local emitted = dropped + redis.call('LLEN', outp .. index)
+  local wanted = tonumber(out_n)
+  if wanted >= emitted then
+    return redis.error_reply('ILLEGAL request.delta: output ' .. out_n ..
+      ' does not exist (' .. emitted .. ' emitted)')
+  end
+  local position = wanted - dropped
+  if position < 0 then return nil end
+  local meta = redis.call('LINDEX', outp .. 'm' .. index, position)
+  local order, offsets = string.match(meta, '^(%d+) (.*)$')
+  offsets = cjson.decode(offsets)
+  local at = offsets[field]
+  if type(at) ~= 'number' then
+    return redis.error_reply('ILLEGAL request.delta: field `' .. field .. '` of output ' ..
+      out_n .. ' is not a string')
+  end
+  DELTA_AT = {position, order, offsets, at}
+  return nil
+end
+
+local function apply_delta(index, n, field, text)
+  if DELTA_AT == nil or text == '' then return end
+  local position, order, offsets, at = DELTA_AT[1], DELTA_AT[2], DELTA_AT[3], DELTA_AT[4]
+  local key = outp .. index
+  local item = redis.call('LINDEX', key, position)
+  redis.call('LSET', key, position, string.sub(item, 1, at) .. text .. string.sub(item, at + 1))
+  for f, o in pairs(offsets) do
+    if o >= at and f ~= field then offsets[f] = o + #text end
+  end
+  offsets[field] = at + #text
+  redis.call('LSET', outp .. 'm' .. index, position, order .. ' ' .. cjson.encode(offsets))
+  redis.call('HINCRBY', h, 'b:' .. index, #text)
+  redis.call('HINCRBY', h, 'ob', #text)
+  enforce_bytes(n)
+end
 
 -- One request event: 'ok', 'refused' (already finished), 'finished' (it ended the task),
 -- or an error reply for an illegal transition.
 -- The checks come in lifecycle.append's order, so both backbones answer bad input alike.
-local function apply(etype, index, data, progress, err, out)
+local function apply(etype, index, data, x1, x2, x3, out)
   local status = redis.call('HGET', h, 'status')
   if not status then return 'refused' end
   local rule = RULES[etype]
@@ -210,6 +314,12 @@ local function apply(etype, index, data, progress, err, out)
   if not rule[1][rs] then
     return redis.error_reply('ILLEGAL ' .. etype .. ' cannot follow request status ' .. rs)
   end
+  if etype == 'request.delta' then
+    local refused = check_delta(index, x1, x2, x3)
+    if refused then return refused end
+  elseif etype == 'request.completed' and x1 == '' then
+    return redis.error_reply('ILLEGAL request.completed data must be an object')
+  end
   if etype == 'request.started' and status == 'queued' then
     redis.call('HSET', h, 'status', 'running')
     emit(h, stream, channel, task_id, now, maxlen, 'task.started', nil,
@@ -217,16 +327,21 @@ local function apply(etype, index, data, progress, err, out)
   end
   redis.call('HSET', h, 's:' .. index, rule[2])
   if etype == 'request.started' then
-    redis.call('DEL', outp .. index)
-    redis.call('HSET', h, 'p:' .. index, '0.0')
+    redis.call('DEL', outp .. index, outp .. 'm' .. index)
+    local held = tonumber(redis.call('HGET', h, 'b:' .. index) or '0')
+    if held > 0 then redis.call('HINCRBY', h, 'ob', -held) end
+    redis.call('HSET', h, 'p:' .. index, '0.0', 'd:' .. index, 0, 'b:' .. index, 0,
+      'r:' .. index, 'null')
   elseif etype == 'request.progress' then
-    if progress ~= '' then redis.call('HSET', h, 'p:' .. index, progress) end
+    if x1 ~= '' then redis.call('HSET', h, 'p:' .. index, x1) end
   elseif etype == 'request.output' then
-    redis.call('RPUSH', outp .. index, data)
+    add_output(index, n, data, x1)
+  elseif etype == 'request.delta' then
+    apply_delta(index, n, x2, x3)
   elseif etype == 'request.completed' then
-    redis.call('HSET', h, 'p:' .. index, '1.0')
+    redis.call('HSET', h, 'p:' .. index, '1.0', 'r:' .. index, x1)
   elseif etype == 'request.failed' then
-    redis.call('HSET', h, 'e:' .. index, err)
+    redis.call('HSET', h, 'e:' .. index, x2)
   end
   emit(h, stream, channel, task_id, now, maxlen, etype, index, function() return data end, out)
   if TERMINAL_REQ[rule[2]] then
@@ -257,8 +372,9 @@ end
 local out = {0}
 local outcome = 'ok'
 for g = 0, count - 1 do
-  local at = 8 + 5 * g
-  outcome = apply(ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4], out)
+  local at = FIRST + GROUP * g
+  outcome = apply(ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4],
+    ARGV[at + 5], out)
   if type(outcome) == 'table' then  -- an illegal transition: what was applied still goes out
     publish(channel)
     return outcome
