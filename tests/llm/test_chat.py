@@ -255,3 +255,21 @@ def test_task_log_matches_task(llm_server: RunningServer) -> None:
     stored = events_of(llm_server, task_id)
     assert outputs_from(stored)[0] == events[-1]["data"]["requests"][0]["output"]
     assert stored[-1]["type"] in TERMINAL
+
+
+def test_time_to_first_token_counts_from_the_first_token(
+    llm_server: RunningServer, upstream: FakeUpstream
+) -> None:
+    """The histogram measures to the first token, not to the role-only chunk sent at once."""
+    upstream.plan("alpha", Plan(first_delay=0.4, pieces=["late"]))
+    _sse_events(llm_server, {"requests": [{"model": "fake/alpha", "messages": HI}]})
+    with llm_server.client() as client:
+        text = client.get("/metrics").text
+    line = next(
+        x
+        for x in text.splitlines()
+        if x.startswith(
+            'skillwire_llm_time_to_first_token_seconds_sum{model="alpha",upstream="fake"}'
+        )
+    )
+    assert float(line.split()[-1]) >= 0.4

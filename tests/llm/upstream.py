@@ -48,7 +48,7 @@ class Plan:
     tool_calls: list[ToolCall] = field(default_factory=list)
     finish_reason: str = "stop"
     usage: dict[str, int] | None = field(default_factory=lambda: dict(USAGE))
-    first_delay: float = 0.0  # seconds before the first chunk (a slow first token)
+    first_delay: float = 0.0  # seconds between the role-only chunk and the first token
     delay: float = 0.0  # seconds between pieces
     cut_after: int | None = None  # cut the connection after this many pieces
     hang: bool = False  # after the pieces, never finish (for cancel tests)
@@ -74,6 +74,7 @@ class FakeUpstream:
         self.disconnects = 0
         self.disconnected_at: list[float] = []
         self.streaming = 0  # answers being streamed right now
+        self.models_delay = 0.0  # seconds GET /models takes
         self._lock = threading.Lock()
         self.url = ""
         self._server: uvicorn.Server | None = None
@@ -107,6 +108,8 @@ class FakeUpstream:
         )
 
     async def _models(self, request: Request) -> Response:
+        if self.models_delay:
+            await asyncio.sleep(self.models_delay)
         data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.models]
         return JSONResponse({"object": "list", "data": data})
 
@@ -140,9 +143,9 @@ class FakeUpstream:
 
         self.streaming += 1
         try:
+            yield chunk({"role": "assistant", "content": ""})  # role-only first chunk, at once
             if plan.first_delay:
                 await asyncio.sleep(plan.first_delay)
-            yield chunk({"role": "assistant", "content": ""})  # role-only first chunk
             yield chunk({})  # an empty delta
             for i, piece in enumerate(plan.pieces):
                 if plan.cut_after is not None and i >= plan.cut_after:

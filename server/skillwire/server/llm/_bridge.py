@@ -74,11 +74,17 @@ class LlmBridge:
         cached = self._listed.get(upstream.name)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
-        pending = self._listing.get(upstream.name)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[frozenset[str]] = asyncio.get_running_loop().create_future()
-        self._listing[upstream.name] = future
+        listing = self._listing.get(upstream.name)
+        if listing is None or listing.get_loop() is not asyncio.get_running_loop():
+            # One request at a time per upstream; a caller that gives up (cancelled) leaves it
+            # running for the others.
+            listing = asyncio.ensure_future(self._list(upstream))
+            self._listing[upstream.name] = listing
+            listing.add_done_callback(lambda _: self._listing.pop(upstream.name, None))
+        return await asyncio.shield(listing)
+
+    async def _list(self, upstream: Upstream) -> frozenset[str]:
+        cached = self._listed.get(upstream.name)
         try:
             models = frozenset(await upstream.list_models())
             self._listed[upstream.name] = (time.monotonic() + MODELS_TTL, models)
@@ -86,9 +92,6 @@ class LlmBridge:
             log.warning("cannot list the models of upstream %s: %s", upstream.name, exc.message)
             models = cached[1] if cached is not None else frozenset()
             self._listed[upstream.name] = (time.monotonic() + MODELS_RETRY, models)
-        finally:
-            del self._listing[upstream.name]
-        future.set_result(models)
         return models
 
     async def _serves(self, upstream: Upstream, model: str) -> bool:

@@ -96,6 +96,11 @@ class _Answer:
 
     __slots__ = ("chunks", "finish_reason", "message", "tools", "usage")
 
+    @property
+    def started(self) -> bool:
+        """Some answer (text or a tool call) has come."""
+        return self.chunks > 0 or bool(self.tools)
+
     def __init__(self) -> None:
         self.message: int | None = None
         self.tools: dict[int, int] = {}  # the upstream's tool call index -> our output number
@@ -121,12 +126,16 @@ async def _stream(
                     answer.message = await ctx.output(
                         {"type": "message", "role": "assistant", "text": ""}
                     )
-                    if metrics is not None:
+                delta = choice.delta
+                if delta is not None:
+                    if (
+                        metrics is not None
+                        and not answer.started
+                        and (delta.content or delta.tool_calls)
+                    ):  # the first token, not the role-only chunk servers send at once
                         metrics.first_token.labels(route.upstream.name, route.model).observe(
                             time.monotonic() - sent
                         )
-                delta = choice.delta
-                if delta is not None:
                     if delta.content:
                         answer.chunks += 1
                         await ctx.append(answer.message, "text", delta.content)
