@@ -191,6 +191,7 @@ def test_upstream_failure_is_a_502(sdk: openai.OpenAI, upstream: FakeUpstream) -
     assert body["code"] == "UPSTREAM_ERROR"
     assert body["details"] == {"upstream": "fake", "status": 500, "message": "model crashed"}
     assert caught.value.response.headers["x-should-retry"] == "false"
+    assert body["request_id"] == caught.value.response.headers["x-request-id"]
 
 
 def test_upstream_failure_mid_stream_raises_api_error(
@@ -305,3 +306,19 @@ def test_unknown_v1_route_has_openai_shape(llm_server: RunningServer) -> None:
     error = response.json()["error"]
     assert response.status_code == 404
     assert {"code", "message", "details", "request_id", "type", "param"} <= set(error)
+
+
+async def test_async_sdk_streams(llm_server: RunningServer, upstream: FakeUpstream) -> None:
+    """AsyncOpenAI streams the same chunks (its own SSE reader over its own HTTP client)."""
+    upstream.plan("beta", Plan(pieces=["as", "ync"]))
+    client = openai.AsyncOpenAI(
+        base_url=f"{llm_server.url}/v1", api_key=ADMIN_KEY, max_retries=0, timeout=scaled(30)
+    )
+    try:
+        stream = await client.chat.completions.create(
+            model="fake/beta", messages=[{"role": "user", "content": "x"}], stream=True
+        )
+        text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    finally:
+        await client.close()
+    assert text == "async"

@@ -43,6 +43,7 @@ from ..channels._outbox import Outbox, OutboxClosed
 from ..channels._streams import parse_after
 from ..http._auth import require, runtime_of
 from ..http._body import read_json
+from ..http._middleware import request_id_of
 from ..http._responses import JSONResponse, openai_error_type
 from ._bridge import LlmBridge
 from ._chat import ChatInput
@@ -136,11 +137,14 @@ async def chat_completions(request: Request) -> Response:
         return ChunkStreamResponse(runtime, task.task_id, 0, translator, headers)
     while task.status not in lifecycle.TERMINAL_TASK_STATUSES:
         task = await runtime.tasks.wait(principal, task.task_id, 3600)
-    return _final_answer(to_builtins(task), translator, headers)
+    return _final_answer(to_builtins(task), translator, headers, request_id_of(request.scope))
 
 
 def _final_answer(
-    task: dict[str, Any], translator: ChunkTranslator, headers: dict[str, str]
+    task: dict[str, Any],
+    translator: ChunkTranslator,
+    headers: dict[str, str],
+    request_id: str | None,
 ) -> Response:
     request = task["requests"][0]
     if task["status"] == "completed":
@@ -156,7 +160,7 @@ def _final_answer(
         "error": {
             **error,
             "details": error.get("details") or {},
-            "request_id": None,
+            "request_id": request_id,
             "type": openai_error_type(status),
             "param": None,
         }
