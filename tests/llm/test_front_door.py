@@ -18,9 +18,13 @@ from .upstream import FakeUpstream, Plan, ToolCall
 
 @pytest.fixture(params=["memory"])
 def backbone(request: pytest.FixtureRequest) -> str:
-    """The front door is HTTP over the same tasks: one backbone here (llm/chat runs on both)."""
+    """The front door is HTTP over the same tasks: one backbone here (llm/chat runs on both);
+    tests whose streams a backbone could change say ``@every_backbone``."""
     name: str = request.param
     return name
+
+
+every_backbone = pytest.mark.parametrize("backbone", ["memory", "redis"], indirect=True)
 
 
 @pytest.fixture
@@ -231,6 +235,7 @@ def _sse_frames(text: str) -> list[tuple[str, str]]:
     return frames
 
 
+@every_backbone
 def test_resume_after_last_event_id(llm_server: RunningServer, upstream: FakeUpstream) -> None:
     """Breaking off and resuming with Last-Event-ID gives the rest: nothing lost or repeated."""
     upstream.plan("alpha", Plan(pieces=[f"w{i} " for i in range(12)], delay=0.05))
@@ -271,6 +276,7 @@ def test_resume_after_the_end_sends_done(llm_server: RunningServer, sdk: openai.
     assert _sse_frames(response.text) == [("10000", "[DONE]")]
 
 
+@every_backbone
 def test_cancel_closes_the_upstream_connection(
     llm_server: RunningServer, sdk: openai.OpenAI, upstream: FakeUpstream
 ) -> None:
