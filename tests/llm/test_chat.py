@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.channels.helpers import TERMINAL, ws, ws_events_until_terminal, ws_next
-from tests.conftest import RunningServer, scaled
+from tests.conftest import RunningServer, scaled, wait_until
 from tests.server.conftest import events_of
 
 from .conftest import llm_settings
@@ -205,7 +205,7 @@ def test_skill_timeout_closes_the_upstream(
     events = _sse_events(running, {"requests": [{"model": "fake/alpha", "messages": HI}]})
     failed = next(e for e in events if e["type"] == "request.failed")
     assert failed["data"]["error"]["code"] == "TIMEOUT"
-    assert upstream.disconnects > before
+    wait_until(lambda: upstream.disconnects > before, timeout=2)
 
 
 def test_slow_first_token_is_waited_for(llm_server: RunningServer, upstream: FakeUpstream) -> None:

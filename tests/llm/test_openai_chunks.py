@@ -181,3 +181,27 @@ def test_completion_from_the_task() -> None:
     }
     assert choice["finish_reason"] == "tool_calls"
     assert answer["usage"] == USAGE
+
+
+def test_text_fast_path_frames_like_the_general_path() -> None:
+    """A text delta framed from the template is byte for byte what the general path encodes."""
+    import msgspec
+
+    from skillwire.protocol import EncodedEvent
+    from skillwire.server.llm._routes import _frames
+
+    def encoded(event: dict[str, Any]) -> EncodedEvent:
+        return EncodedEvent(event["seq"], event["type"], msgspec.json.encode(event))
+
+    fast, general = _translator(), _translator()
+    for event in LOG[:4]:
+        _frames(fast, encoded(event))
+        general.feed(event)
+    tricky = _event(5, "request.delta", {"output": 0, "field": "text", "append": 'é "q" \n\\ </x>'})
+    expected, _ = general.feed(tricky)
+    assert (
+        _frames(fast, encoded(tricky))
+        == b"id: 5\ndata: " + msgspec.json.encode(expected[0]) + b"\n\n"
+    )
+    assert fast.outputs[0].sent == general.outputs[0].sent
+    assert fast.content_sent

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from ..http._responses import openai_error_type
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
 ]
 
 DONE = "[DONE]"
+_encoder = msgspec.json.Encoder()
 
 
 def error_chunk(code: str, message: str, status: int, details: Mapping[str, Any]) -> dict[str, Any]:
@@ -72,6 +75,8 @@ class ChunkTranslator:
     content_sent: bool = False
     ended: bool = False
     tools: int = 0
+    _text_head: bytes | None = None  # a content chunk's JSON before and after its text
+    _text_tail: bytes = b""
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         return {
@@ -191,6 +196,25 @@ class ChunkTranslator:
             call = {"index": out.tool_index, "function": {"arguments": append}}
             return [self._chunk({"tool_calls": [call]})]
         return []
+
+    def text_frame(self, seq: int, output: int, append: str) -> bytes | None:
+        """The SSE frame of a delta on a message's text, encoded straight from a template
+        (the bulk of a stream: one per token); None when the general path must decide."""
+        out = self.outputs.get(output)
+        if self.ended or out is None or out.kind != "message" or not append:
+            return None
+        out.sent += len(append)
+        self.content_sent = True
+        if self._text_head is None:
+            head = _encoder.encode(self._chunk({"content": ""}))
+            cut = head.index(b'"content":""') + len(b'"content":')
+            self._text_head, self._text_tail = head[:cut], head[cut + 2 :]
+        return b"id: %d\ndata: %b%b%b\n\n" % (
+            seq,
+            self._text_head,
+            _encoder.encode(append),
+            self._text_tail,
+        )
 
     def _failed(self, data: Any) -> tuple[list[Any], bool]:
         self.ended = True

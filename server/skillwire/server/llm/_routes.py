@@ -204,7 +204,30 @@ async def _replay_until(
             last = event.seq
 
 
+class _Delta(msgspec.Struct):
+    output: int = -1
+    field: str = ""
+    append: str = ""
+
+
+class _DeltaEvent(msgspec.Struct):
+    """The fields of a ``request.delta`` event the fast path reads."""
+
+    index: int | None = None
+    data: _Delta | None = None
+
+
+_delta_decoder = msgspec.json.Decoder(_DeltaEvent)
+
+
 def _frames(translator: ChunkTranslator, event: EncodedEvent) -> bytes:
+    if event.type == "request.delta":  # one per token: decoded into a Struct, framed by template
+        delta = _delta_decoder.decode(event.json)
+        data = delta.data
+        if delta.index == translator.index and data is not None and data.field == "text":
+            framed = translator.text_frame(event.seq, data.output, data.append)
+            if framed is not None:
+                return framed
     chunks, _ = translator.feed(_decoder.decode(event.json))
     if not chunks:
         return b""
