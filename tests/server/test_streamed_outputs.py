@@ -157,6 +157,55 @@ def test_100000_outputs_leave_a_bounded_task(
     assert terminal["type"] == "task.completed"
     assert terminal["data"]["requests"][0]["outputs_dropped"] == 99_000
     assert len(terminal["data"]["previews"]) == 1_000
+    assert held_in_store(server, task["task_id"]) == (1_000, 1_000)
+
+
+def held_in_store(server: RunningServer, task_id: str) -> tuple[int, int]:
+    """What the backbone itself keeps for request 0: (outputs, entries beside them). On memory
+    the second is the log's length capped to 1,000; on Redis the offsets list."""
+    backbone = server.runtime.backbone
+    if backbone.name == "memory":
+        record = backbone._records[task_id]
+        assert len(record.log) <= 12_500  # max_events and a quarter, trimmed in chunks
+        return len(record.task.requests[0].output), min(len(record.log), 1_000)
+    import redis
+
+    from skillwire.server.backbone.redis import _keys as keys
+
+    client = redis.Redis.from_url(server.runtime.config.redis_url)
+    try:
+        assert client.xlen(keys.events(task_id)) <= 12_000  # the stream is capped near 10,000
+        return client.llen(keys.outputs(task_id, 0)), client.llen(keys.output_meta(task_id, 0))
+    finally:
+        client.close()
+
+
+def test_memory_log_stays_under_max_log_bytes(
+    server_factory: Callable[..., RunningServer], backbone: str
+) -> None:
+    """On the memory backbone a log over max_log_bytes drops its oldest events (a reader
+    from seq 0 then gets a snapshot first); Redis keeps max_events whatever their size."""
+    if backbone != "memory":
+        pytest.skip("max_log_bytes bounds the memory backbone's log")
+    server = server_factory(
+        {"max_log_bytes": 64 * 1024, "task": {"max_output_bytes": 16 * 1024}},
+        apps=[streaming_app()],
+    )
+    task = call(server, "many", [{"n": 500, "size": 1_000}])
+    record = server.runtime.backbone._records[task["task_id"]]
+    assert record.log_bytes == sum(len(e.json) for e in record.log) <= 64 * 1024
+    assert record.log[-1].seq == task["last_seq"]
+    assert record.first_seq > 1
+    with (
+        server.client() as client,
+        client.stream(
+            "GET",
+            f"/api/v1/tasks/{task['task_id']}/events",
+            headers={"Accept": "application/x-ndjson"},
+        ) as response,
+    ):
+        first = json.loads(next(response.iter_lines()))
+    assert first["type"] == "task.snapshot"
 
 
 def test_max_output_bytes_bounds_the_task(server_factory: Callable[..., RunningServer]) -> None:
