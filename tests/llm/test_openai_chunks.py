@@ -205,3 +205,22 @@ def test_text_fast_path_frames_like_the_general_path() -> None:
     )
     assert fast.outputs[0].sent == general.outputs[0].sent
     assert fast.content_sent
+
+
+def test_line_separators_never_cut_a_frame() -> None:
+    """U+2028, U+2029 and U+0085 in a token are escaped in the frame, like every skillwire frame."""
+    import msgspec
+
+    from skillwire.protocol import EncodedEvent
+    from skillwire.server.llm._routes import _frames
+
+    translator = _translator()
+    for event in LOG[:4]:
+        translator.feed(event)
+    text = "a\u2028b\u2029c\u0085d"
+    event = _event(5, "request.delta", {"output": 0, "field": "text", "append": text})
+    frame = _frames(translator, EncodedEvent(5, "request.delta", msgspec.json.encode(event)))
+    assert frame.decode().splitlines() == ["id: 5", frame.decode().split("\n")[1], ""]
+    assert (
+        msgspec.json.decode(frame.split(b"data: ", 1)[1])["choices"][0]["delta"]["content"] == text
+    )

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
+from skillwire.protocol import encode
 
 from ..http._responses import openai_error_type
 
@@ -28,7 +28,6 @@ __all__ = [
 ]
 
 DONE = "[DONE]"
-_encoder = msgspec.json.Encoder()
 
 
 def error_chunk(code: str, message: str, status: int, details: Mapping[str, Any]) -> dict[str, Any]:
@@ -206,13 +205,13 @@ class ChunkTranslator:
         out.sent += len(append)
         self.content_sent = True
         if self._text_head is None:
-            head = _encoder.encode(self._chunk({"content": ""}))
+            head = encode(self._chunk({"content": ""}))
             cut = head.index(b'"content":""') + len(b'"content":')
             self._text_head, self._text_tail = head[:cut], head[cut + 2 :]
         return b"id: %d\ndata: %b%b%b\n\n" % (
             seq,
             self._text_head,
-            _encoder.encode(append),
+            encode(append),  # Unicode line separators escaped, as in every frame
             self._text_tail,
         )
 

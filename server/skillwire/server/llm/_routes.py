@@ -29,6 +29,7 @@ from skillwire.protocol import (
     Forbidden,
     NotFound,
     SkillwireError,
+    encode,
     lifecycle,
     parse_time,
     to_builtins,
@@ -57,7 +58,6 @@ TASK_ID_HEADER = "Skillwire-Task-Id"
 # Body fields of OpenAI's that are the front door's, not the request's.
 _FRONT_DOOR_FIELDS = ("stream", "stream_options", "metadata", "store", "service_tier")
 _decoder = msgspec.json.Decoder()
-_encoder = msgspec.json.Encoder()
 SSE_HEARTBEAT = b": heartbeat\n\n"
 PAGE = 500
 
@@ -233,8 +233,7 @@ def _frames(translator: ChunkTranslator, event: EncodedEvent) -> bytes:
         return b""
     head = b"id: %d\ndata: " % event.seq
     return b"".join(
-        head + (b"[DONE]" if chunk is DONE else _encoder.encode(chunk)) + b"\n\n"
-        for chunk in chunks
+        head + (b"[DONE]" if chunk is DONE else encode(chunk)) + b"\n\n" for chunk in chunks
     )
 
 
