@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from skillwire.protocol import ValidationError
 
@@ -18,6 +18,9 @@ from .auth import KeyStore
 from .backbone import Backbone, MemoryBackbone
 from .engine import App, Registry, TaskService, WorkerPool, demo
 from .webhooks import UnsafeUrl, UrlGuard, WebhookDispatcher
+
+if TYPE_CHECKING:
+    from .llm import LlmBridge
 
 __all__ = ["Runtime"]
 
@@ -69,8 +72,29 @@ def make_url_guard(config: Config) -> UrlGuard:
     return guard
 
 
-def make_registry(config: Config, apps: Sequence[App | str]) -> Registry:
+def make_llm(
+    config: Config, limits: RateLimits | None, metrics: Metrics | None
+) -> LlmBridge | None:
+    """The LLM bridge when at least one upstream is configured (its app is ``llm``)."""
+    if not config.llm.upstreams:
+        return None
+    from .llm import LlmBridge, LlmMetrics
+
+    return LlmBridge(
+        config.llm,
+        limits=limits,
+        metrics=LlmMetrics(metrics.registry) if metrics is not None else None,
+    )
+
+
+def make_registry(
+    config: Config, apps: Sequence[App | str], llm: LlmBridge | None = None
+) -> Registry:
     sources: list[App | str] = [demo] if config.demo else []
+    if llm is not None:
+        from .llm import build_app
+
+        sources.append(build_app(llm))
     sources.extend(apps)
     sources.extend(config.apps)
     return Registry.from_sources(
@@ -120,6 +144,7 @@ class Runtime:
     limits: RateLimits
     metrics: Metrics
     webhooks: WebhookDispatcher | None = None
+    llm: LlmBridge | None = None
     draining: bool = False
     key_announced: bool = False
     open_streams: int = 0
@@ -130,7 +155,10 @@ class Runtime:
 
     @classmethod
     def build(cls, config: Config, apps: Sequence[App | str]) -> Runtime:
-        registry = make_registry(config, apps)
+        limits = RateLimits(config)
+        metrics = Metrics()
+        llm = make_llm(config, limits, metrics)
+        registry = make_registry(config, apps, llm)
         backbone = make_backbone(config)
         guard = make_url_guard(config)
         tasks = TaskService(
@@ -140,8 +168,6 @@ class Runtime:
             max_parallel=config.max_parallel,
             check_webhook_url=guard.check_call,
         )
-        limits = RateLimits(config)
-        metrics = Metrics()
         webhooks = WebhookDispatcher(backbone, config.webhooks, guard, metrics=metrics)
         workers = (
             make_workers(config, backbone, registry, limits, metrics) if config.workers else None
@@ -156,6 +182,7 @@ class Runtime:
             limits=limits,
             metrics=metrics,
             webhooks=webhooks,
+            llm=llm,
         )
 
     async def start(self) -> None:
@@ -218,5 +245,7 @@ class Runtime:
             await self.workers.stop(grace=self.config.shutdown_grace)
         if self.webhooks is not None:
             await self.webhooks.stop()
+        if self.llm is not None:
+            await self.llm.aclose()
         await self.limits.close()
         await self.backbone.close()

@@ -19,7 +19,7 @@ from .._ratelimit import Decision
 from .._runtime import Runtime
 from ..auth import Principal
 from ._middleware import request_id_of
-from ._responses import error_response
+from ._responses import error_response, is_openai_path
 
 __all__ = ["RateLimitMiddleware", "count_call", "websocket_refused"]
 
@@ -81,7 +81,7 @@ async def count_call(runtime: Runtime, principal: Principal) -> None:
 
 def _limited(scope: Scope) -> bool:
     path: str = scope["path"]
-    return path.startswith("/api/v1")
+    return path.startswith("/api/v1") or is_openai_path(scope)
 
 
 async def websocket_refused(runtime: Runtime, websocket: WebSocket) -> bool:
@@ -123,6 +123,7 @@ class RateLimitMiddleware:
                 error,
                 request_id_of(scope),
                 headers={**headers, "Retry-After": retry_after},
+                openai=is_openai_path(scope),
             )
             await response(scope, receive, send)
             return
