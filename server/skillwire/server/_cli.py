@@ -216,16 +216,20 @@ def work(config: Config, apps: Sequence[str], metrics_port: int = 0) -> None:
 
     from ._metrics import Metrics
     from ._ratelimit import RateLimits
-    from ._runtime import make_backbone, make_registry, make_workers
+    from ._runtime import make_backbone, make_llm, make_registry, make_workers
 
     log = logging.getLogger("skillwire.worker")
 
-    registry = _building(lambda: make_registry(config, apps))
+    # Apps that do not load stop here, in one line (the LLM bridge's registry is built below,
+    # inside the loop its upstream client needs).
+    _building(lambda: make_registry(config, apps))
 
     async def run() -> None:
         backbone = make_backbone(config)
         limits = RateLimits(config)
         metrics = Metrics()
+        llm = make_llm(config, limits, metrics)
+        registry = make_registry(config, apps, llm)
         if metrics_port:
             start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
         pool = make_workers(config, backbone, registry, limits, metrics)
@@ -241,6 +245,8 @@ def work(config: Config, apps: Sequence[str], metrics_port: int = 0) -> None:
         await stop.wait()
         log.info("worker %s stopping", pool.consumer)
         await pool.stop(grace=config.shutdown_grace)
+        if llm is not None:
+            await llm.aclose()
         await limits.close()
         await backbone.close()
 

@@ -25,14 +25,16 @@ from starlette.types import Scope
 from skillwire.protocol import RateLimited
 
 from ._config import Config
+from ._links import is_openai_path
 from ._metrics import Metrics
 from .auth import KeyStore, Principal, credentials_of
+from .backbone.redis._connections import pool_options
 
 __all__ = ["Decision", "RateLimits"]
 
 log = logging.getLogger("skillwire.ratelimit")
 
-API_PREFIX = "/api/v1"  # what the client limits apply to
+API_PREFIX = "/api/v1"  # what the client limits apply to, with the front door (/v1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +80,7 @@ class RateLimits:
         if config.backbone == "redis":
             # Our own pool, so that close() can release its connections.
             self._pool = aioredis.ConnectionPool.from_url(
-                config.redis_url, socket_timeout=1, socket_connect_timeout=1
+                config.redis_url, socket_timeout=1, socket_connect_timeout=1, **pool_options()
             )
             storage = RedisStorage(
                 "async+" + config.redis_url,
@@ -113,13 +115,18 @@ class RateLimits:
             return self._roles[role]
         return self._default
 
+    @staticmethod
+    def applies_to(scope: Scope) -> bool:
+        """The client limits cover the API and the OpenAI-compatible front door."""
+        path: str = scope["path"]
+        return path.startswith(API_PREFIX) or is_openai_path(scope)
+
     async def check_request(self, scope: Scope, keys: KeyStore) -> Decision | None:
         """Count a request (or a WebSocket handshake) under ``/api/v1`` against its client's
         limit: its key's when it presents a valid one, else its IP's, so that floods of bad
         keys are limited too. It runs before authentication. None: no limit applies, or
         the store could not answer (the request is allowed)."""
-        path: str = scope["path"]
-        if self.clients_unlimited or not path.startswith(API_PREFIX):
+        if self.clients_unlimited or not self.applies_to(scope):
             return None
         key = credentials_of(Headers(scope=scope))
         principal = keys.lookup(key) if key else None

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from starlette.requests import HTTPConnection
 
@@ -20,6 +20,9 @@ from .auth import KeyStore
 from .backbone import Backbone, MemoryBackbone
 from .engine import App, Registry, TaskService, WorkerPool, demo
 from .webhooks import UnsafeUrl, UrlGuard, WebhookDispatcher
+
+if TYPE_CHECKING:
+    from .llm import LlmBridge
 
 __all__ = ["Runtime", "runtime_of"]
 
@@ -71,8 +74,29 @@ def make_url_guard(config: Config) -> UrlGuard:
     return guard
 
 
-def make_registry(config: Config, apps: Sequence[App | str]) -> Registry:
+def make_llm(
+    config: Config, limits: RateLimits | None, metrics: Metrics | None
+) -> LlmBridge | None:
+    """The LLM bridge when at least one upstream is configured (its app is ``llm``)."""
+    if not config.llm.upstreams:
+        return None
+    from .llm import LlmBridge, LlmMetrics  # the bridge (httpx-sse...) loads only when configured
+
+    return LlmBridge(
+        config.llm,
+        limits=limits,
+        metrics=LlmMetrics(metrics.registry) if metrics is not None else None,
+    )
+
+
+def make_registry(
+    config: Config, apps: Sequence[App | str], llm: LlmBridge | None = None
+) -> Registry:
     sources: list[App | str] = [demo] if config.demo else []
+    if llm is not None:
+        from .llm import build_app  # as make_llm: only with an upstream configured
+
+        sources.append(build_app(llm))
     sources.extend(apps)
     sources.extend(config.apps)
     return Registry.from_sources(
@@ -122,6 +146,7 @@ class Runtime:
     limits: RateLimits
     metrics: Metrics
     webhooks: WebhookDispatcher | None = None
+    llm: LlmBridge | None = None
     draining: bool = False
     key_announced: bool = False
     open_streams: int = 0
@@ -132,10 +157,12 @@ class Runtime:
 
     @classmethod
     def build(cls, config: Config, apps: Sequence[App | str]) -> Runtime:
-        registry = make_registry(config, apps)
+        metrics = Metrics()
+        limits = RateLimits(config, metrics)
+        llm = make_llm(config, limits, metrics)
+        registry = make_registry(config, apps, llm)
         backbone = make_backbone(config)
         guard = make_url_guard(config)
-        metrics = Metrics()
         tasks = TaskService(
             backbone,
             registry,
@@ -144,7 +171,6 @@ class Runtime:
             metrics=metrics,
             check_webhook_url=guard.check_call,
         )
-        limits = RateLimits(config, metrics)
         webhooks = WebhookDispatcher(backbone, config.webhooks, guard, metrics=metrics)
         workers = (
             make_workers(config, backbone, registry, limits, metrics) if config.workers else None
@@ -159,6 +185,7 @@ class Runtime:
             limits=limits,
             metrics=metrics,
             webhooks=webhooks,
+            llm=llm,
         )
 
     async def start(self) -> None:
@@ -221,6 +248,8 @@ class Runtime:
             await self.workers.stop(grace=self.config.shutdown_grace)
         if self.webhooks is not None:
             await self.webhooks.stop()
+        if self.llm is not None:
+            await self.llm.aclose()
         await self.limits.close()
         await self.backbone.close()
 

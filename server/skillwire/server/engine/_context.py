@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from skillwire.protocol import BackboneUnavailable, EventType, to_builtins
+from skillwire.protocol import BackboneUnavailable, EventType, format_time, to_builtins
 
 if TYPE_CHECKING:
     from ..backbone import Backbone
@@ -246,3 +248,18 @@ class Context:
         self._appended += 1
         if self._appended % YIELD_EVERY == 0:
             await asyncio.sleep(0)
+
+    async def requeue(self, reason: str, retry_at: datetime) -> None:
+        """Put this request back in the queue until ``retry_at`` (``request.queued`` with
+        ``reason``), then start it afresh (``request.started``: its outputs start over).
+
+        For a skill that must wait for a limit it learns of while running (an upstream's
+        429 with ``Retry-After``); the slot it holds stays taken while it waits.
+        """
+        at = retry_at.timestamp()
+        queued = {"reason": reason, "retry_at": format_time(at)}
+        await self._append(EventType.REQUEST_QUEUED, queued)
+        await asyncio.sleep(max(at - time.time(), 0.0))
+        await self._append(EventType.REQUEST_STARTED, {})
+        self._outputs = 0  # the new run numbers its outputs from 0, as request.started says
+        self._result = {}

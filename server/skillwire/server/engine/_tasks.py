@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from skillwire.protocol import (
@@ -36,7 +36,7 @@ from skillwire.protocol import (
 from .._logging import audit
 from .._metrics import Metrics
 from ..auth import Permission, Principal
-from ..backbone import Backbone, StoredTask, WorkItem
+from ..backbone import Backbone, Idempotency, StoredTask, WorkItem
 from ._app import SkillSpec
 from ._registry import Registry
 
@@ -112,24 +112,17 @@ class TaskService:
         *,
         channel: str,
         idempotency_key: str | None = None,
+        audit_fields: Mapping[str, Any] | None = None,
     ) -> CallResult:
         """Create a task (or find the one an idempotency key already made); ``channel``
-        (rest, sse, ndjson, ws) labels its metric and audit line."""
+        (rest, sse, ndjson, ws, openai...) labels its metric and audit line, which
+        ``audit_fields`` completes (the front door's model)."""
         inputs = self.validate_requests(spec, body.requests)
         if body.webhook_url is not None and self.check_webhook_url is not None:
             await self.check_webhook_url(body.webhook_url)
         secret = await self.backbone.id_secret()
         now = time.time()
         task_id = new_task_id(secret, now)
-        if idempotency_key is not None:
-            fingerprint = hashlib.sha256(
-                encode([spec.app, spec.name, body.requests, body.webhook_url, body.metadata])
-            ).hexdigest()
-            earlier = await self.backbone.remember_idempotency(
-                f"{principal.name}:{idempotency_key}", fingerprint, task_id, self.retention
-            )
-            if earlier is not None:
-                return await self._replay(principal, earlier, fingerprint)
         task, first = lifecycle.new_task(
             task_id, spec.app, spec.name, len(inputs), body.metadata, format_time(now)
         )
@@ -139,9 +132,26 @@ class TaskService:
                 list(range(len(inputs))), inputs, self.max_parallel
             )
         ]
-        await self.backbone.create_task(
-            task, first, owner=principal.name, webhook_url=body.webhook_url, work=work
+        idempotency = None
+        if idempotency_key is not None:
+            fingerprint = hashlib.sha256(
+                encode([spec.app, spec.name, body.requests, body.webhook_url, body.metadata])
+            ).hexdigest()
+            idempotency = Idempotency(
+                f"{principal.name}:{idempotency_key}", fingerprint, self.retention
+            )
+        # The key is taken with the task, atomically: a creation that fails (a 503) leaves no
+        # key behind, so the client's retry with the same key creates the task, once.
+        earlier = await self.backbone.create_task(
+            task,
+            first,
+            owner=principal.name,
+            webhook_url=body.webhook_url,
+            work=work,
+            idempotency=idempotency,
         )
+        if earlier is not None and idempotency is not None:
+            return await self._replay(principal, earlier, idempotency.fingerprint)
         self.metrics.calls.labels(spec.app, spec.name, channel).inc()
         audit(
             "call",
@@ -151,6 +161,7 @@ class TaskService:
             skill=spec.name,
             requests=len(inputs),
             channel=channel,
+            **(audit_fields or {}),
         )
         return CallResult(lifecycle.task_view(task), replayed=False)
 
@@ -163,12 +174,8 @@ class TaskService:
                 "this Idempotency-Key was used with another request body",
                 details={"task_id": task_id},
             )
-        deadline = time.monotonic() + 2.0
-        while True:  # the first call may still be storing its task
-            stored = await self.backbone.get_task(task_id)
-            if stored is not None or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.02)
+        # Stored with its key in one step: a key names a task that exists (until retention).
+        stored = await self.backbone.get_task(task_id)
         return CallResult(self._visible(principal, task_id, stored).task, replayed=True)
 
     # -- reading -------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from ._auth import authenticate
 from ._docs_page import docs_asset, docs_page
 from ._middleware import RequestContextMiddleware, request_id_of
 from ._ratelimit import RateLimitMiddleware
-from ._responses import error_response
+from ._responses import error_response, is_openai_path
 from ._routes_health import health, ready
 from ._routes_ops import asyncapi, metrics, openapi
 from ._routes_skills import call_skill, get_skill, list_apps
@@ -51,12 +51,13 @@ async def _skillwire_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SkillwireError)
     if isinstance(exc, BackboneUnavailable):
         request.app.state.skillwire.metrics.backbone_errors.labels("http").inc()
-    return error_response(exc, request_id_of(request.scope))
+    return error_response(exc, request_id_of(request.scope), openai=is_openai_path(request.scope))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     request_id = request_id_of(request.scope)
+    openai = is_openai_path(request.scope)
     if exc.status_code in (404, 405) and _under_api(request.scope):
         # Credentials first, as on every /api/v1 route: else a 404 or 405 without a key
         # would tell a stranger which routes and methods exist.
@@ -65,17 +66,20 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         except Unauthorized as refused:
             return error_response(refused, request_id)
     if exc.status_code == 404:
-        return error_response(NotFound(f"no route for {request.url.path}"), request_id)
+        return error_response(
+            NotFound(f"no route for {request.url.path}"), request_id, openai=openai
+        )
     if exc.status_code == 405:
         allow = dict(exc.headers or {})
         return error_response(
             MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}"),
             request_id,
             headers=allow,
+            openai=openai,
         )
     error = SkillwireError(exc.detail)
     error.status = exc.status_code  # type: ignore[misc]
-    return error_response(error, request_id)
+    return error_response(error, request_id, openai=openai)
 
 
 def _by_method(**handlers: Endpoint) -> Endpoint:
@@ -88,6 +92,9 @@ def _by_method(**handlers: Endpoint) -> Endpoint:
 
 
 def _routes() -> list[BaseRoute]:
+    # TODO(cycle): llm imports http's helpers, so http may import it only late.
+    from ..llm._routes import openai_routes
+
     # Starlette tries routes in order: the API's own (calls, tasks, streams) come first, so a
     # call is matched at the first try rather than after the ops and docs pages.
     return [
@@ -103,6 +110,7 @@ def _routes() -> list[BaseRoute]:
         ),
         *channel_routes(),
         Route("/api/v1/tickets", issue_ticket, methods=["POST"]),
+        *openai_routes(),
         Route("/api/v1/apps", list_apps, methods=["GET"]),
         Route("/api/v1/tasks", list_tasks, methods=["GET"]),
         Route("/api/v1/webhooks/deliveries", list_deliveries, methods=["GET"]),
@@ -141,6 +149,7 @@ def _cors(origins: Sequence[str]) -> Middleware:
             "X-RateLimit-Limit",
             "X-RateLimit-Remaining",
             "X-RateLimit-Reset",
+            "Skillwire-Task-Id",
         ],
         max_age=600,
     )

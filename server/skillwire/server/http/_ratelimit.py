@@ -18,7 +18,7 @@ from starlette.websockets import WebSocket
 from .._runtime import Runtime
 from ..channels import websocket_refused
 from ._middleware import request_id_of
-from ._responses import error_response
+from ._responses import error_response, is_openai_path
 
 __all__ = ["RateLimitMiddleware"]
 
@@ -47,6 +47,7 @@ class RateLimitMiddleware:
                 decision.refusal(),
                 request_id_of(scope),
                 headers={**headers, "Retry-After": str(decision.retry_after)},
+                openai=is_openai_path(scope),
             )
             await response(scope, receive, send)
             return

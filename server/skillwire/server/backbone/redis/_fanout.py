@@ -86,6 +86,11 @@ class Fanout:
     def listener_count(self) -> int:
         return sum(len(v) for v in self._listeners.values())
 
+    @property
+    def connected(self) -> bool:
+        """The pub/sub connection is up: a listen now can be confirmed."""
+        return self._connected.is_set()
+
     async def listen(self, task_id: str, listener: EventListener) -> Callable[[], None]:
         self._listeners.setdefault(task_id, []).append(listener)
         try:
