@@ -34,6 +34,7 @@ from ._middleware import RequestContextMiddleware, request_id_of
 from ._ratelimit import RateLimitMiddleware
 from ._responses import error_response, is_openai_path
 from ._routes_health import health, ready
+from ._routes_openai import openai_routes
 from ._routes_ops import asyncapi, metrics, openapi
 from ._routes_skills import call_skill, get_skill, list_apps
 from ._routes_tasks import cancel_task, get_task, list_tasks
@@ -92,9 +93,6 @@ def _by_method(**handlers: Endpoint) -> Endpoint:
 
 
 def _routes() -> list[BaseRoute]:
-    # TODO(cycle): llm imports http's helpers, so http may import it only late.
-    from ..llm._routes import openai_routes
-
     # Starlette tries routes in order: the API's own (calls, tasks, streams) come first, so a
     # call is matched at the first try rather than after the ops and docs pages.
     return [

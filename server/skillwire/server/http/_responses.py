@@ -10,16 +10,9 @@ from starlette.responses import Response
 from skillwire.protocol import SkillwireError, Unauthorized, encode, error_envelope
 
 from .._links import is_openai_path
+from ..llm._openai import openai_error_type
 
-__all__ = ["JSONResponse", "error_response", "is_openai_path", "openai_error_type"]
-
-# OpenAI's error ``type`` by HTTP status: its SDKs raise by status, some clients read the type.
-_OPENAI_TYPES = {
-    401: "authentication_error",
-    403: "permission_error",
-    429: "rate_limit_error",
-    502: "upstream_error",
-}
+__all__ = ["JSONResponse", "error_response", "is_openai_path"]
 
 
 class JSONResponse(Response):
@@ -27,10 +20,6 @@ class JSONResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return encode(content)
-
-
-def openai_error_type(status: int) -> str:
-    return _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
 
 
 def _openai_envelope(exc: SkillwireError, request_id: str | None) -> bytes:

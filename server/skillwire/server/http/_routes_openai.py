@@ -41,13 +41,12 @@ from ..auth import Permission, Principal
 from ..channels import SlowConsumer, Subscription
 from ..channels._outbox import Outbox, OutboxClosed
 from ..channels._streams import parse_after
-from ..http._auth import require, runtime_of
-from ..http._body import read_json
-from ..http._middleware import request_id_of
-from ..http._responses import JSONResponse, openai_error_type
-from ._bridge import LlmBridge
-from ._chat import ChatInput
-from ._openai import DONE, ChunkTranslator, completion_of
+from ..llm import ChatInput, LlmBridge
+from ..llm._openai import DONE, ChunkTranslator, completion_of, openai_error_type
+from ._auth import require, runtime_of
+from ._body import read_json
+from ._middleware import request_id_of
+from ._responses import JSONResponse
 
 __all__ = ["openai_routes"]
 
