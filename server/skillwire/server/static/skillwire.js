@@ -51,6 +51,7 @@ const EVENT_TYPES = [
   "request.queued",
   "request.progress",
   "request.output",
+  "request.delta",
   "request.completed",
   "request.failed",
   ...TERMINAL_TYPES,
