@@ -17,6 +17,9 @@ __all__ = ["Context", "Discarded", "StreamedOutput"]
 
 YIELD_EVERY = 16  # well under any send queue (default 1024): a healthy reader never overflows
 WRITE_BEHIND_LIMIT = 256  # events a skill may have on their way before an emit waits
+# Characters one merged delta may reach: past it appends queue as a new delta, so that the
+# events on their way stay bounded (WRITE_BEHIND_LIMIT of them) when the store falls behind.
+MERGE_LIMIT = 16 * 1024
 
 
 class Discarded(Exception):
@@ -52,6 +55,7 @@ class _WriteBehind:
                 last_type is EventType.REQUEST_DELTA
                 and last["output"] == data["output"]
                 and last["field"] == data["field"]
+                and len(last["append"]) + len(data["append"]) <= MERGE_LIMIT
             ):
                 # Consecutive appends to one output, not yet sent: one event (a flush of 50
                 # tokens is one delta, one PUBLISH). Only the newest queued entry is merged,

@@ -246,8 +246,7 @@ class RedisBackbone(Backbone):
             mapping[f"s:{i}"] = "queued"
             mapping[f"p:{i}"] = "0.0"
             mapping[f"e:{i}"] = b"null"
-            mapping[f"d:{i}"] = 0  # outputs dropped (see the bounds in _scripts)
-            mapping[f"b:{i}"] = 0  # bytes of the outputs held
+            mapping[f"d:{i}"] = 0  # outputs dropped (see _outputs)
             mapping[f"r:{i}"] = b"null"  # the result (request.completed's data)
         created_ms = int(time.time() * 1000)
         async with _translated(), self._client.pipeline(transaction=True) as pipe:

@@ -9,8 +9,8 @@ the appends up to N, and nothing is decoded and re-encoded (cjson would change n
 bounds (``max_outputs`` per request, ``max_output_bytes`` per task, as in
 ``skillwire.protocol``'s ``OutputBounds``) drop the oldest outputs in the same step.
 
-The task hash keeps, per request ``i``: ``d:i`` outputs dropped, ``b:i`` bytes held, ``r:i``
-the result JSON; and per task ``ob`` bytes held, ``oc`` outputs emitted (the emission order).
+The task hash keeps, per request ``i``: ``d:i`` outputs dropped and ``r:i`` the result JSON;
+and per task ``ob`` bytes held and ``oc`` outputs emitted (the emission order).
 """
 
 from __future__ import annotations
@@ -48,39 +48,61 @@ def group_args(type_: EventType, data: Any) -> tuple[bytes, bytes, bytes, bytes]
     return encode(data), b"", b"", b""
 
 
+_NO_FIELDS = b"{}"
+
+
 def string_fields(item: Any) -> tuple[bytes, bytes, bytes, bytes]:
     """An output's JSON and, as a JSON object, where each of its top-level string fields ends
-    (the bytes before its closing quote): where a delta's text goes."""
+    (the bytes before its closing quote): where a delta's text goes.
+
+    msgspec encodes a dict as ``{"key":value,...}`` in insertion order, so the offsets follow
+    from the encoded size of each key and value, measured up to the last string field."""
     json = encode(item)
+    if type(item) is not dict:
+        return json, _NO_FIELDS, b"", b""
+    last = -1
+    for position, (key, value) in enumerate(item.items()):
+        if type(key) is not str:
+            return json, _NO_FIELDS, b"", b""
+        if type(value) is str:
+            last = position
     offsets: dict[str, int] = {}
-    if isinstance(item, dict) and all(isinstance(k, str) for k in item):
-        parts: list[bytes] = []
-        at = 1  # past "{"
-        for key, value in item.items():
-            part = encode(key) + b":" + encode(value)
-            if isinstance(value, str):
-                offsets[key] = at + len(part) - 1
-            parts.append(part)
-            at += len(part) + 1  # and the comma
-        if b"{" + b",".join(parts) + b"}" != json:  # never expected: then no field streams
-            offsets = {}
-    return json, encode(offsets), b"", b""
+    at = 1  # past "{"
+    for position, (key, value) in enumerate(item.items()):
+        if position > last:
+            break
+        at += len(encode(key)) + 1  # and ":"
+        size = len(encode(value))
+        if type(value) is str:
+            offsets[key] = at + size - 1
+        at += size + 1  # and ","
+    if last >= 0 and json[at - 1 : at] not in (b",", b"}"):  # never expected: then none streams
+        return json, _NO_FIELDS, b"", b""
+    return json, encode(offsets) if offsets else _NO_FIELDS, b"", b""
 
 
 # Lua functions APPEND includes; they use its locals h, outp, max_outputs and max_bytes.
 OUTPUTS = r"""
 -- The oldest output of request j leaves the Task: counted in d:j, its bytes given back.
+-- Returns the bytes the task still holds.
 local function drop_oldest(j)
   local item = redis.call('LPOP', outp .. j)
   redis.call('LPOP', outp .. 'm' .. j)
   redis.call('HINCRBY', h, 'd:' .. j, 1)
-  redis.call('HINCRBY', h, 'b:' .. j, -#item)
   return redis.call('HINCRBY', h, 'ob', -#item)
 end
 
+-- Request j starts again: the outputs of its earlier run leave, uncounted.
+local function forget_outputs(j)
+  local held = 0
+  for _, item in ipairs(redis.call('LRANGE', outp .. j, 0, -1)) do held = held + #item end
+  if held > 0 then redis.call('HINCRBY', h, 'ob', -held) end
+  redis.call('DEL', outp .. j, outp .. 'm' .. j)
+  redis.call('HSET', h, 'd:' .. j, 0)
+end
+
 -- Over max_output_bytes: the oldest outputs leave, oldest first across requests.
-local function enforce_bytes(n)
-  local total = tonumber(redis.call('HGET', h, 'ob'))
+local function enforce_bytes(n, total)
   while total > max_bytes do
     local oldest, which = nil, nil
     for j = 0, n - 1 do
@@ -99,13 +121,12 @@ local function add_output(index, n, data, offsets)
   local order = redis.call('HINCRBY', h, 'oc', 1)
   local held = redis.call('RPUSH', outp .. index, data)
   redis.call('RPUSH', outp .. 'm' .. index, order .. ' ' .. offsets)
-  redis.call('HINCRBY', h, 'b:' .. index, #data)
-  redis.call('HINCRBY', h, 'ob', #data)
+  local total = redis.call('HINCRBY', h, 'ob', #data)
   while held > max_outputs do
-    drop_oldest(index)
+    total = drop_oldest(index)
     held = held - 1
   end
-  enforce_bytes(n)
+  enforce_bytes(n, total)
 end
 
 -- A delta's checks, in lifecycle's order: nil when it may be appended, else an error reply.
@@ -146,8 +167,6 @@ local function apply_delta(index, n, field, text)
   end
   offsets[field] = at + #text
   redis.call('LSET', outp .. 'm' .. index, position, order .. ' ' .. cjson.encode(offsets))
-  redis.call('HINCRBY', h, 'b:' .. index, #text)
-  redis.call('HINCRBY', h, 'ob', #text)
-  enforce_bytes(n)
+  enforce_bytes(n, redis.call('HINCRBY', h, 'ob', #text))
 end
 """

@@ -243,11 +243,8 @@ local function apply(etype, index, data, x1, x2, x3, out)
   end
   redis.call('HSET', h, 's:' .. index, rule[2])
   if etype == 'request.started' then
-    redis.call('DEL', outp .. index, outp .. 'm' .. index)
-    local held = tonumber(redis.call('HGET', h, 'b:' .. index) or '0')
-    if held > 0 then redis.call('HINCRBY', h, 'ob', -held) end
-    redis.call('HSET', h, 'p:' .. index, '0.0', 'd:' .. index, 0, 'b:' .. index, 0,
-      'r:' .. index, 'null')
+    forget_outputs(index)
+    redis.call('HSET', h, 'p:' .. index, '0.0', 'r:' .. index, 'null')
   elseif etype == 'request.progress' then
     if x1 ~= '' then redis.call('HSET', h, 'p:' .. index, x1) end
   elseif etype == 'request.output' then
