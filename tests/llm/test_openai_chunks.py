@@ -188,7 +188,7 @@ def test_text_fast_path_frames_like_the_general_path() -> None:
     import msgspec
 
     from skillwire.protocol import EncodedEvent
-    from skillwire.server.llm._routes import _frames
+    from skillwire.server.http._routes_openai import _frames
 
     def encoded(event: dict[str, Any]) -> EncodedEvent:
         return EncodedEvent(event["seq"], event["type"], msgspec.json.encode(event))
@@ -212,7 +212,7 @@ def test_line_separators_never_cut_a_frame() -> None:
     import msgspec
 
     from skillwire.protocol import EncodedEvent
-    from skillwire.server.llm._routes import _frames
+    from skillwire.server.http._routes_openai import _frames
 
     translator = _translator()
     for event in LOG[:4]:

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from starlette.requests import HTTPConnection
+
 from skillwire.protocol import ValidationError
 
 from ._config import Config
@@ -22,7 +24,7 @@ from .webhooks import UnsafeUrl, UrlGuard, WebhookDispatcher
 if TYPE_CHECKING:
     from .llm import LlmBridge
 
-__all__ = ["Runtime"]
+__all__ = ["Runtime", "runtime_of"]
 
 log = logging.getLogger("skillwire")
 
@@ -30,7 +32,7 @@ log = logging.getLogger("skillwire")
 def make_backbone(config: Config) -> Backbone:
     backbone: Backbone
     if config.backbone == "redis":
-        from .backbone.redis import RedisBackbone
+        from .backbone.redis import RedisBackbone  # redis-py loads only for this backbone
 
         backbone = RedisBackbone(
             config.redis_url,
@@ -78,7 +80,7 @@ def make_llm(
     """The LLM bridge when at least one upstream is configured (its app is ``llm``)."""
     if not config.llm.upstreams:
         return None
-    from .llm import LlmBridge, LlmMetrics
+    from .llm import LlmBridge, LlmMetrics  # the bridge (httpx-sse...) loads only when configured
 
     return LlmBridge(
         config.llm,
@@ -92,7 +94,7 @@ def make_registry(
 ) -> Registry:
     sources: list[App | str] = [demo] if config.demo else []
     if llm is not None:
-        from .llm import build_app
+        from .llm import build_app  # as make_llm: only with an upstream configured
 
         sources.append(build_app(llm))
     sources.extend(apps)
@@ -155,8 +157,8 @@ class Runtime:
 
     @classmethod
     def build(cls, config: Config, apps: Sequence[App | str]) -> Runtime:
-        limits = RateLimits(config)
         metrics = Metrics()
+        limits = RateLimits(config, metrics)
         llm = make_llm(config, limits, metrics)
         registry = make_registry(config, apps, llm)
         backbone = make_backbone(config)
@@ -166,6 +168,7 @@ class Runtime:
             registry,
             retention=config.retention,
             max_parallel=config.max_parallel,
+            metrics=metrics,
             check_webhook_url=guard.check_call,
         )
         webhooks = WebhookDispatcher(backbone, config.webhooks, guard, metrics=metrics)
@@ -249,3 +252,9 @@ class Runtime:
             await self.llm.aclose()
         await self.limits.close()
         await self.backbone.close()
+
+
+def runtime_of(conn: HTTPConnection) -> Runtime:
+    """The runtime of the app serving ``conn`` (``create_app`` keeps it on the app's state)."""
+    runtime: Runtime = conn.app.state.skillwire
+    return runtime

@@ -1,6 +1,8 @@
 """Task operations shared by every channel: call, get, wait, list and cancel.
 
-Visibility and retention live here, once: a task is shown only to its owner and admins
+Who may call what, and the metrics and audit line of each call and cancel, live here once,
+so that no channel (REST, a stream, a WebSocket op) can forget one. Visibility and retention
+too: a task is shown only to its owner and admins
 (404 to anyone else), and an id past the retention window answers 410, told apart from an
 id never issued (404) by the time and signature the id carries.
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from skillwire.protocol import (
@@ -18,6 +20,7 @@ from skillwire.protocol import (
     CallBody,
     Conflict,
     Expired,
+    Forbidden,
     NotFound,
     Task,
     TaskStatus,
@@ -30,7 +33,9 @@ from skillwire.protocol import (
     validate,
 )
 
-from ..auth import Principal
+from .._logging import audit
+from .._metrics import Metrics
+from ..auth import Permission, Principal
 from ..backbone import Backbone, Idempotency, StoredTask, WorkItem
 from ._app import SkillSpec
 from ._registry import Registry
@@ -64,16 +69,29 @@ class TaskService:
         *,
         retention: float,
         max_parallel: int,
+        metrics: Metrics,
         check_webhook_url: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.backbone = backbone
         self.registry = registry
         self.retention = retention
         self.max_parallel = max_parallel
+        self.metrics = metrics
         # The SSRF guard: raises ValidationError (422 naming webhook_url) for a refused URL.
         self.check_webhook_url = check_webhook_url
 
     # -- calls ---------------------------------------------------------------------------
+    def callable_skill(self, principal: Principal, app: str, skill: str) -> SkillSpec:
+        """The skill, if ``principal`` may call it: 403 without the call permission or out
+        of the key's scopes, 404 for a skill that does not exist."""
+        principal.require(Permission.CALL)
+        spec = self.registry.get(app, skill)
+        if not principal.may_call(app, skill):
+            raise Forbidden(
+                f"this key may not call {app}/{skill}", details={"skill": f"{app}.{skill}"}
+            )
+        return spec
+
     def validate_requests(self, spec: SkillSpec, requests: list[dict[str, Any]]) -> list[Any]:
         """Check each request against the skill's input schema (422 naming the item)."""
         limit = self.registry.max_requests(spec)
@@ -92,8 +110,13 @@ class TaskService:
         spec: SkillSpec,
         body: CallBody,
         *,
+        channel: str,
         idempotency_key: str | None = None,
+        audit_fields: Mapping[str, Any] | None = None,
     ) -> CallResult:
+        """Create a task (or find the one an idempotency key already made); ``channel``
+        (rest, sse, ndjson, ws, openai...) labels its metric and audit line, which
+        ``audit_fields`` completes (the front door's model)."""
         inputs = self.validate_requests(spec, body.requests)
         if body.webhook_url is not None and self.check_webhook_url is not None:
             await self.check_webhook_url(body.webhook_url)
@@ -129,6 +152,17 @@ class TaskService:
         )
         if earlier is not None and idempotency is not None:
             return await self._replay(principal, earlier, idempotency.fingerprint)
+        self.metrics.calls.labels(spec.app, spec.name, channel).inc()
+        audit(
+            "call",
+            principal.name,
+            task_id=task_id,
+            app=spec.app,
+            skill=spec.name,
+            requests=len(inputs),
+            channel=channel,
+            **(audit_fields or {}),
+        )
         return CallResult(lifecycle.task_view(task), replayed=False)
 
     async def _replay(
@@ -225,6 +259,10 @@ class TaskService:
             offset=offset,
         )
 
-    async def cancel(self, principal: Principal, task_id: str) -> Task:
+    async def cancel(self, principal: Principal, task_id: str, *, channel: str) -> Task:
+        """Cancel a task the principal may see; ``channel`` labels its audit line."""
         await self.get(principal, task_id)
-        return await self.backbone.cancel(task_id)
+        task = await self.backbone.cancel(task_id)
+        self.metrics.tasks_finished.labels(task.app, task.skill, "cancelled").inc()
+        audit("cancel", principal.name, task_id=task_id, channel=channel)
+        return task

@@ -26,6 +26,7 @@ from skillwire.protocol import (
 
 from .._config import Config, load_config
 from .._runtime import Runtime
+from ..channels import WS_PATH, channel_routes, websocket_endpoint
 from ..engine import App
 from ._auth import authenticate
 from ._docs_page import docs_asset, docs_page
@@ -33,10 +34,13 @@ from ._middleware import RequestContextMiddleware, request_id_of
 from ._ratelimit import RateLimitMiddleware
 from ._responses import error_response, is_openai_path
 from ._routes_health import health, ready
+from ._routes_openai import openai_routes
 from ._routes_ops import asyncapi, metrics, openapi
 from ._routes_skills import call_skill, get_skill, list_apps
 from ._routes_tasks import cancel_task, get_task, list_tasks
+from ._routes_tickets import issue_ticket
 from ._routes_webhooks import list_deliveries, retry_delivery
+from ._static import client_module, demo_page
 
 __all__ = ["create_app"]
 
@@ -89,10 +93,6 @@ def _by_method(**handlers: Endpoint) -> Endpoint:
 
 
 def _routes() -> list[BaseRoute]:
-    from ..channels import channel_routes
-    from ..llm._routes import openai_routes
-    from ._static import client_module, demo_page
-
     # Starlette tries routes in order: the API's own (calls, tasks, streams) come first, so a
     # call is matched at the first try rather than after the ops and docs pages.
     return [
@@ -107,6 +107,7 @@ def _routes() -> list[BaseRoute]:
             methods=["GET", "DELETE"],
         ),
         *channel_routes(),
+        Route("/api/v1/tickets", issue_ticket, methods=["POST"]),
         *openai_routes(),
         Route("/api/v1/apps", list_apps, methods=["GET"]),
         Route("/api/v1/tasks", list_tasks, methods=["GET"]),
@@ -161,8 +162,6 @@ class _Gateway(Starlette):
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        from ..channels import WS_PATH, websocket_endpoint
-
         super().__init__(**kwargs)
         self._ws_path = WS_PATH
         self._ws_endpoint = websocket_endpoint

@@ -9,15 +9,10 @@ from starlette.responses import Response
 
 from skillwire.protocol import SkillwireError, Unauthorized, encode, error_envelope
 
-__all__ = ["JSONResponse", "error_response", "is_openai_path", "openai_error_type"]
+from .._links import is_openai_path
+from ..llm._openai import openai_error_type
 
-# OpenAI's error ``type`` by HTTP status: its SDKs raise by status, some clients read the type.
-_OPENAI_TYPES = {
-    401: "authentication_error",
-    403: "permission_error",
-    429: "rate_limit_error",
-    502: "upstream_error",
-}
+__all__ = ["JSONResponse", "error_response", "is_openai_path"]
 
 
 class JSONResponse(Response):
@@ -25,19 +20,6 @@ class JSONResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return encode(content)
-
-
-def openai_error_type(status: int) -> str:
-    return _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-
-
-def is_openai_path(scope: Any) -> bool:
-    """The OpenAI-compatible front door (``/v1/...`` below the app's mount point)."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    if root and path.startswith(root + "/"):
-        path = path[len(root) :]
-    return path.startswith("/v1/")
 
 
 def _openai_envelope(exc: SkillwireError, request_id: str | None) -> bytes:

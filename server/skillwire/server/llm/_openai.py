@@ -17,15 +17,27 @@ from typing import Any
 
 from skillwire.protocol import encode
 
-from ..http._responses import openai_error_type
-
 __all__ = [
     "DONE",
     "ChunkTranslator",
     "StreamEnd",
     "completion_of",
     "error_chunk",
+    "openai_error_type",
 ]
+
+# OpenAI's error ``type`` by HTTP status: its SDKs raise by status, some clients read the type.
+_OPENAI_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    429: "rate_limit_error",
+    502: "upstream_error",
+}
+
+
+def openai_error_type(status: int) -> str:
+    return _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+
 
 DONE = "[DONE]"
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from skillwire.protocol import EncodedEvent
+from skillwire.protocol import BackboneUnavailable, EncodedEvent
 
 from .. import EventListener
 from . import _keys as keys
@@ -117,8 +117,6 @@ class Fanout:
                 task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def _subscribe(self, channel: str) -> None:
-        from skillwire.protocol import BackboneUnavailable
-
         if not self._connected.is_set():
             raise BackboneUnavailable("redis pub/sub is not connected")
         name = channel.encode()

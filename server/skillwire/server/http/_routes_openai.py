@@ -36,19 +36,17 @@ from skillwire.protocol import (
     validate,
 )
 
-from .._logging import audit
 from .._runtime import Runtime
 from ..auth import Permission, Principal
 from ..channels import SlowConsumer, Subscription
 from ..channels._outbox import Outbox, OutboxClosed
 from ..channels._streams import parse_after
-from ..http._auth import require, runtime_of
-from ..http._body import read_json
-from ..http._middleware import request_id_of
-from ..http._responses import JSONResponse, openai_error_type
-from ._bridge import LlmBridge
-from ._chat import ChatInput
-from ._openai import DONE, ChunkTranslator, completion_of
+from ..llm import ChatInput, LlmBridge
+from ..llm._openai import DONE, ChunkTranslator, completion_of, openai_error_type
+from ._auth import require, runtime_of
+from ._body import read_json
+from ._middleware import request_id_of
+from ._responses import JSONResponse
 
 __all__ = ["openai_routes"]
 
@@ -113,23 +111,12 @@ async def chat_completions(request: Request) -> Response:
         principal,
         spec,
         CallBody(requests=[body], metadata=metadata),
+        channel="openai-sse" if door.stream else "openai",
         idempotency_key=request.headers.get("idempotency-key"),
+        audit_fields={"model": route.name},
     )
     task = result.task
     headers = {TASK_ID_HEADER: task.task_id}
-    if not result.replayed:
-        channel = "openai-sse" if door.stream else "openai"
-        runtime.metrics.calls.labels("llm", "chat", channel).inc()
-        audit(
-            "call",
-            principal.name,
-            task_id=task.task_id,
-            app="llm",
-            skill="chat",
-            requests=1,
-            channel=channel,
-            model=route.name,
-        )
     translator = ChunkTranslator(
         _completion_id(task.task_id), chat.model, _created(task), include_usage
     )
