@@ -11,7 +11,14 @@ import pytest
 
 from skillwire.protocol import ValidationError
 from skillwire.server import load_config
-from skillwire.server.auth import DEFAULT_ROLES, KeyStore, Permission, Principal, resolve_roles
+from skillwire.server.auth import (
+    DEFAULT_ROLES,
+    KeyStore,
+    Permission,
+    Principal,
+    check_roles,
+    resolve_roles,
+)
 
 
 def store(environ: dict[str, str] | None = None, **settings: Any) -> KeyStore:
@@ -151,8 +158,29 @@ def test_configured_role_gets_exactly_its_permissions() -> None:
 
 def test_unknown_permission_is_an_error() -> None:
     """A role listing a permission that does not exist fails, listing the valid ones."""
-    with pytest.raises(ValueError, match=r"fly.*call, read"):
+    with pytest.raises(ValidationError, match=r"fly.*call, read") as caught:
         resolve_roles({"pilot": ["fly"]})
+    assert caught.value.details["field"] == "roles.pilot"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"keys": [{"name": "k", "key": "s", "role": "wizard"}]}, "keys[0].role"),
+        ({"roles": {"ops": ["read", "nosuch"]}}, "roles.ops"),
+    ],
+)
+def test_check_roles_names_the_field_of_an_unknown_role_or_permission(
+    overrides: dict[str, Any], field: str
+) -> None:
+    """A key's unknown role or a role's unknown permission is a ValidationError naming the
+    field, from check_roles as from KeyStore.from_config (which calls it)."""
+    config = load_config(environ={}, overrides=overrides)
+    with pytest.raises(ValidationError) as caught:
+        check_roles(config)
+    assert caught.value.details["field"] == field
+    with pytest.raises(ValidationError):
+        KeyStore.from_config(config, {})
 
 
 def test_role_override_reaches_the_key() -> None:

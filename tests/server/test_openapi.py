@@ -158,6 +158,9 @@ NOT_IN_OPENAPI = {
     "/docs/{name}",
     "/",
     "/skillwire.js",
+    "/v1/models",
+    "/v1/chat/completions",
+    "/v1/chat/completions/{task_id}/stream",
 }
 DOCS_ASSETS = {
     "swagger-ui-bundle.js": "application/javascript",

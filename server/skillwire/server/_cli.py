@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import gc
 import logging
+import os
+import signal
+import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
@@ -35,9 +40,6 @@ def _building(build: Callable[[], T]) -> T:
 
 def _listen(host: str, port: int) -> Any:
     """The listening socket, bound here so that a port in use is one clear line (exit 1)."""
-    import os
-    import socket
-
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         return socket.create_server((host, port), family=family, backlog=2048)
@@ -90,6 +92,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _configure_logging(config: Config) -> None:
+    # The server's modules load when a command runs: `--help` and a config error stay quick.
     from ._logging import configure_logging
 
     configure_logging(config.log_level, config.log_format)
@@ -97,6 +100,7 @@ def _configure_logging(config: Config) -> None:
 
 def uvicorn_config(app: Any, config: Config) -> Any:
     """The uvicorn settings of a skillwire server, with its connection limits (tests reuse it)."""
+    # The server's modules load when a command runs: `--help` and a config error stay quick.
     import uvicorn
 
     from ._http_protocol import ConnectionLimits, limited_http_protocol
@@ -129,7 +133,7 @@ def _raise_fd_limit(max_connections: int) -> None:
     A soft limit of 1024 (many distributions' default) would end accept() with EMFILE long
     before max_connections, and the server would go silent instead of answering 503.
     """
-    import resource
+    import resource  # POSIX only: imported where it is used, on the platforms that have it
 
     wanted = max_connections + 256
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -146,9 +150,7 @@ def _raise_fd_limit(max_connections: int) -> None:
 
 
 def serve(config: Config, apps: Sequence[str]) -> None:
-    import asyncio
-    import signal
-
+    # The server's modules load when a command runs: `--help` and a config error stay quick.
     import uvicorn
 
     from .http import create_app
@@ -209,23 +211,25 @@ def serve(config: Config, apps: Sequence[str]) -> None:
 
 def work(config: Config, apps: Sequence[str], metrics_port: int = 0) -> None:
     """Run a worker process until SIGTERM or SIGINT, then finish or requeue its work."""
-    import asyncio
-    import signal
-
+    # The server's modules load when a command runs: `--help` and a config error stay quick.
     from prometheus_client import start_http_server
 
     from ._metrics import Metrics
     from ._ratelimit import RateLimits
-    from ._runtime import make_backbone, make_registry, make_workers
+    from ._runtime import make_backbone, make_llm, make_registry, make_workers
 
     log = logging.getLogger("skillwire.worker")
 
-    registry = _building(lambda: make_registry(config, apps))
+    # Apps that do not load stop here, in one line (the LLM bridge's registry is built below,
+    # inside the loop its upstream client needs).
+    _building(lambda: make_registry(config, apps))
 
     async def run() -> None:
         backbone = make_backbone(config)
         limits = RateLimits(config)
         metrics = Metrics()
+        llm = make_llm(config, limits, metrics)
+        registry = make_registry(config, apps, llm)
         if metrics_port:
             start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
         pool = make_workers(config, backbone, registry, limits, metrics)
@@ -241,6 +245,8 @@ def work(config: Config, apps: Sequence[str], metrics_port: int = 0) -> None:
         await stop.wait()
         log.info("worker %s stopping", pool.consumer)
         await pool.stop(grace=config.shutdown_grace)
+        if llm is not None:
+            await llm.aclose()
         await limits.close()
         await backbone.close()
 
@@ -256,8 +262,6 @@ def _tune_gc() -> None:
     into the older generations whose collections (tens of ms with thousands of connections)
     stall every connection at once.
     """
-    import gc
-
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 50, 100)
@@ -265,10 +269,8 @@ def _tune_gc() -> None:
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
     """Run on uvloop when it is installed (uvicorn[standard] brings it), as uvicorn would."""
-    import asyncio
-
     try:
-        import uvloop
+        import uvloop  # optional: only where it is installed
     except ImportError:
         factory = None
     else:
@@ -281,6 +283,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     try:
         config = load_config(args.config, overrides=_overrides(args))
+        # auth (Starlette with it) loads once a command runs: `--help` stays quick.
+        from .auth import check_roles
+
+        check_roles(config)  # the key store's check of roles, at start as any config error
     except Exception as exc:  # a bad config file or variable: say which, exit 2
         print(f"skillwire: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

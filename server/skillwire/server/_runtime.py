@@ -7,7 +7,9 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+from starlette.requests import HTTPConnection
 
 from skillwire.protocol import ValidationError
 
@@ -20,7 +22,10 @@ from .engine import App, Registry, TaskService, WorkerPool, demo
 from .engine._calls import ChildCalls
 from .webhooks import UnsafeUrl, UrlGuard, WebhookDispatcher
 
-__all__ = ["Runtime"]
+if TYPE_CHECKING:
+    from .llm import LlmBridge
+
+__all__ = ["Runtime", "runtime_of"]
 
 log = logging.getLogger("skillwire")
 
@@ -28,7 +33,7 @@ log = logging.getLogger("skillwire")
 def make_backbone(config: Config) -> Backbone:
     backbone: Backbone
     if config.backbone == "redis":
-        from .backbone.redis import RedisBackbone
+        from .backbone.redis import RedisBackbone  # redis-py loads only for this backbone
 
         backbone = RedisBackbone(
             config.redis_url,
@@ -70,8 +75,29 @@ def make_url_guard(config: Config) -> UrlGuard:
     return guard
 
 
-def make_registry(config: Config, apps: Sequence[App | str]) -> Registry:
+def make_llm(
+    config: Config, limits: RateLimits | None, metrics: Metrics | None
+) -> LlmBridge | None:
+    """The LLM bridge when at least one upstream is configured (its app is ``llm``)."""
+    if not config.llm.upstreams:
+        return None
+    from .llm import LlmBridge, LlmMetrics  # the bridge (httpx-sse...) loads only when configured
+
+    return LlmBridge(
+        config.llm,
+        limits=limits,
+        metrics=LlmMetrics(metrics.registry) if metrics is not None else None,
+    )
+
+
+def make_registry(
+    config: Config, apps: Sequence[App | str], llm: LlmBridge | None = None
+) -> Registry:
     sources: list[App | str] = [demo] if config.demo else []
+    if llm is not None:
+        from .llm import build_app  # as make_llm: only with an upstream configured
+
+        sources.append(build_app(llm))
     sources.extend(apps)
     sources.extend(config.apps)
     return Registry.from_sources(
@@ -138,6 +164,7 @@ class Runtime:
     limits: RateLimits
     metrics: Metrics
     webhooks: WebhookDispatcher | None = None
+    llm: LlmBridge | None = None
     draining: bool = False
     key_announced: bool = False
     open_streams: int = 0
@@ -148,7 +175,10 @@ class Runtime:
 
     @classmethod
     def build(cls, config: Config, apps: Sequence[App | str]) -> Runtime:
-        registry = make_registry(config, apps)
+        metrics = Metrics()
+        limits = RateLimits(config, metrics)
+        llm = make_llm(config, limits, metrics)
+        registry = make_registry(config, apps, llm)
         backbone = make_backbone(config)
         guard = make_url_guard(config)
         tasks = TaskService(
@@ -156,10 +186,9 @@ class Runtime:
             registry,
             retention=config.retention,
             max_parallel=config.max_parallel,
+            metrics=metrics,
             check_webhook_url=guard.check_call,
         )
-        limits = RateLimits(config)
-        metrics = Metrics()
         webhooks = WebhookDispatcher(backbone, config.webhooks, guard, metrics=metrics)
         workers = (
             make_workers(config, backbone, registry, limits, metrics) if config.workers else None
@@ -174,6 +203,7 @@ class Runtime:
             limits=limits,
             metrics=metrics,
             webhooks=webhooks,
+            llm=llm,
         )
 
     async def start(self) -> None:
@@ -236,5 +266,13 @@ class Runtime:
             await self.workers.stop(grace=self.config.shutdown_grace)
         if self.webhooks is not None:
             await self.webhooks.stop()
+        if self.llm is not None:
+            await self.llm.aclose()
         await self.limits.close()
         await self.backbone.close()
+
+
+def runtime_of(conn: HTTPConnection) -> Runtime:
+    """The runtime of the app serving ``conn`` (``create_app`` keeps it on the app's state)."""
+    runtime: Runtime = conn.app.state.skillwire
+    return runtime

@@ -15,18 +15,33 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from skillwire.protocol import ValidationError
+
 from .._config import Config
 from ._dev_key import default_dev_key_file, load_or_create_dev_key, new_dev_key
-from ._permissions import resolve_roles
+from ._permissions import Permission, resolve_roles
 from ._principal import Principal
 
-__all__ = ["KeyStore", "digest"]
+__all__ = ["KeyStore", "check_roles", "digest"]
 
 log = logging.getLogger("skillwire")
 
 
 def digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+def check_roles(config: Config) -> dict[str, frozenset[Permission]]:
+    """The roles (the defaults, then ``[roles]``), once every permission they list exists and
+    every key names one of them; else a ValidationError naming the field."""
+    roles = resolve_roles(config.roles)
+    for i, key in enumerate(config.keys):
+        if key.role not in roles:
+            raise ValidationError(
+                f"invalid `keys[{i}].role`: unknown role {key.role!r}",
+                details={"field": f"keys[{i}].role", "constraint": f"one of {sorted(roles)}"},
+            )
+    return roles
 
 
 @dataclass(slots=True)
@@ -55,14 +70,12 @@ class KeyStore:
     @classmethod
     def from_config(cls, config: Config, environ: Mapping[str, str] | None = None) -> KeyStore:
         env = os.environ if environ is None else environ
-        roles = resolve_roles(config.roles)
+        roles = check_roles(config)
         entries: list[_Entry] = []
 
         def principal(
             name: str, role: str, scopes: list[str] | None, limit: str | None
         ) -> Principal:
-            if role not in roles:
-                raise ValueError(f"key {name!r}: unknown role {role!r}")
             return Principal(
                 name=name,
                 role=role,

@@ -45,6 +45,7 @@ __all__ = [
     "DeliveryListener",
     "DeliveryRecord",
     "EventListener",
+    "Idempotency",
     "LogSlice",
     "StoredSession",
     "StoredTask",
@@ -54,6 +55,18 @@ __all__ = [
 EventListener = Callable[[EncodedEvent], None]
 CancelListener = Callable[[str], None]
 DeliveryListener = Callable[[], None]
+
+
+class Idempotency(msgspec.Struct, frozen=True):
+    """An Idempotency-Key to take together with the task a call creates.
+
+    ``key`` is the principal's name and the header's value; ``fingerprint`` identifies the
+    request (a replay with another body is a conflict); the key is kept ``ttl`` seconds.
+    """
+
+    key: str
+    fingerprint: str
+    ttl: float
 
 
 class WorkItem(msgspec.Struct):
@@ -153,8 +166,15 @@ class Backbone(abc.ABC):
         owner: str,
         webhook_url: str | None,
         work: list[WorkItem],
-    ) -> None:
-        """Store a new task with its first event, then queue its work."""
+        idempotency: Idempotency | None = None,
+    ) -> tuple[str, str] | None:
+        """Store a new task with its first event, then queue its work.
+
+        With ``idempotency``, the key is taken for this task in the same atomic step, so a
+        creation that fails leaves no key behind and a key never names a task that does not
+        exist. If the key was taken already, nothing is stored and the earlier
+        ``(task_id, fingerprint)`` is returned; otherwise None.
+        """
 
     @abc.abstractmethod
     async def get_task(self, task_id: str) -> StoredTask | None:
@@ -281,12 +301,6 @@ class Backbone(abc.ABC):
     @abc.abstractmethod
     async def take_ticket(self, ticket: str) -> str | None:
         """The principal's name, once: a ticket is spent by its first use."""
-
-    @abc.abstractmethod
-    async def remember_idempotency(
-        self, key: str, fingerprint: str, task_id: str, ttl: float
-    ) -> tuple[str, str] | None:
-        """Store key -> (task_id, fingerprint) unless present; return the earlier pair if so."""
 
     # -- webhook deliveries ----------------------------------------------------------------
     @abc.abstractmethod

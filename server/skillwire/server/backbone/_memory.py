@@ -47,6 +47,7 @@ from ._base import (
     DeliveryListener,
     DeliveryRecord,
     EventListener,
+    Idempotency,
     LogSlice,
     StoredSession,
     StoredTask,
@@ -134,9 +135,19 @@ class MemoryBackbone(Backbone):
         owner: str,
         webhook_url: str | None,
         work: list[WorkItem],
-    ) -> None:
+        idempotency: Idempotency | None = None,
+    ) -> tuple[str, str] | None:
+        # No await from here to the end: the key and the task are stored in one step.
+        if idempotency is not None:
+            deadline = time.monotonic() + idempotency.ttl
+            existing = self._idempotency.get(idempotency.key)
+            if existing is not None and existing[2] > time.monotonic():
+                return existing[0], existing[1]
         if task.session_id is not None:
+            # Checked before the key is kept: a call refused here leaves no key behind.
             self._sessions.check_open(task.session_id)
+        if idempotency is not None:
+            self._idempotency[idempotency.key] = (task.task_id, idempotency.fingerprint, deadline)
         first = EncodedEvent.of(first_event)
         self._records[task.task_id] = _Record(
             task=task,
@@ -157,6 +168,7 @@ class MemoryBackbone(Backbone):
                 continue
             self._enqueued[id(item)] = now
             self._queue.put_nowait(item)
+        return None
 
     def hand_work_to(self, taker: Callable[[Claim], bool]) -> None:
         self._taker = taker
@@ -347,9 +359,6 @@ class MemoryBackbone(Backbone):
         self._enqueued[id(claim.item)] = time.time()
         self._queue.put_nowait(claim.item)
 
-    def queue_depth(self) -> int:
-        return self._queue.qsize()
-
     async def queue_stats(self) -> tuple[int, float]:
         oldest = min(self._enqueued.values(), default=None)
         return self._queue.qsize(), (time.time() - oldest) if oldest is not None else 0.0
@@ -367,16 +376,6 @@ class MemoryBackbone(Backbone):
         if entry is None or entry[1] < time.monotonic():
             return None
         return entry[0]
-
-    async def remember_idempotency(
-        self, key: str, fingerprint: str, task_id: str, ttl: float
-    ) -> tuple[str, str] | None:
-        now = time.monotonic()
-        existing = self._idempotency.get(key)
-        if existing is not None and existing[2] > now:
-            return existing[0], existing[1]
-        self._idempotency[key] = (task_id, fingerprint, now + ttl)
-        return None
 
     # -- retention -----------------------------------------------------------------------
     async def _sweep_forever(self) -> None:

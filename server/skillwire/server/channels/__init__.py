@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute, Route, WebSocketRoute
-
-from ._session_streams import session_events_endpoint
-from ._streams import EventStreamResponse, events_endpoint, stream_response
+from ._routes import channel_routes
+from ._streams import EventStreamResponse, stream_response
 from ._subscription import SlowConsumer, Subscription
-from ._tickets import issue_ticket
-from ._websocket import WS_PATH, websocket_endpoint
+from ._websocket import WS_PATH, websocket_endpoint, websocket_refused
 
 __all__ = [
     "WS_PATH",
@@ -18,15 +15,5 @@ __all__ = [
     "channel_routes",
     "stream_response",
     "websocket_endpoint",
+    "websocket_refused",
 ]
-
-
-def channel_routes() -> list[BaseRoute]:
-    return [
-        Route("/api/v1/tasks/{task_id}/events", events_endpoint, methods=["GET"]),
-        Route("/api/v1/sessions/{session_id}/events", session_events_endpoint, methods=["GET"]),
-        Route("/api/v1/tickets", issue_ticket, methods=["POST"]),
-        # Connections normally take the shortcut in http/_app; the route is what a mounted or
-        # wrapped app that bypasses it, and the route table, see.
-        WebSocketRoute(WS_PATH, websocket_endpoint),
-    ]

@@ -9,8 +9,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..auth import Permission
-from ..http._auth import require, runtime_of
+from .._runtime import runtime_of
+from ..auth import Permission, require
 from ._sources import SessionLog
 from ._streams import EventStreamResponse, parse_after, parse_snapshot, stream_format
 
@@ -18,11 +18,11 @@ __all__ = ["session_events_endpoint"]
 
 
 async def session_events_endpoint(request: Request) -> Response:
-    principal = await require(request, Permission.READ, allow_ticket=True)
+    runtime = runtime_of(request)
+    principal = await require(request, runtime.keys, Permission.READ, tickets=runtime.backbone)
     after = parse_after(request)
     snapshot = parse_snapshot(request)
     fmt = stream_format(request)
-    runtime = runtime_of(request)
     session_id = request.path_params["session_id"]
     await runtime.tasks.sessions.get(principal, session_id)  # 404 / 410 before any byte
     return EventStreamResponse(

@@ -39,10 +39,10 @@ from skillwire.protocol import (
 
 from ..auth import Permission, Principal
 from ..backbone import Backbone, WorkItem
-from ._registry import Registry
 
 if TYPE_CHECKING:
     from ._context import Context
+    from ._registry import Registry
 
 __all__ = ["DEFAULT_MAX_CALL_DEPTH", "ChildCall", "ChildCalls"]
 

@@ -22,8 +22,8 @@ from starlette.responses import Response
 
 from skillwire.protocol import NotFound
 
-from ..auth import Permission
-from ._auth import credentials_of, require
+from ..auth import Permission, credentials_of
+from ._auth import require
 
 __all__ = ["docs_asset", "docs_page"]
 
@@ -71,7 +71,7 @@ async def docs_page(request: Request) -> Response:
     """``GET /docs``: the page. A browser opening it has no way to send a key, and the page
     holds no API data, so a request that sends no credentials and accepts HTML gets it; any
     other request is checked for the ``docs`` permission like ``/openapi.json``."""
-    if credentials_of(request) is not None or not _accepts_html(request):
+    if credentials_of(request.headers) is not None or not _accepts_html(request):
         await require(request, Permission.DOCS)
     return await _serve(
         request, "docs.html", "text/html; charset=utf-8", **{"Content-Security-Policy": _PAGE_CSP}

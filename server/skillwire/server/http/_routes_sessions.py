@@ -10,10 +10,10 @@ from starlette.responses import Response
 from skillwire.protocol import SessionBody, SessionList, validate
 
 from .._logging import audit
+from .._params import int_param
 from ..auth import Permission
 from ._auth import require, runtime_of
 from ._body import read_json
-from ._params import int_param
 from ._responses import JSONResponse
 
 __all__ = ["close_session", "create_session", "get_session", "list_sessions"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,7 +20,7 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError, ResponseError, WatchError
 
 from skillwire.protocol import (
     DEFAULT_MAX_OUTPUT_BYTES,
@@ -28,7 +29,6 @@ from skillwire.protocol import (
     BackboneUnavailable,
     Conflict,
     DeliveryStatus,
-    Delta,
     EncodedEvent,
     Event,
     EventType,
@@ -53,6 +53,7 @@ from .._base import (
     DeliveryListener,
     DeliveryRecord,
     EventListener,
+    Idempotency,
     LogSlice,
     StoredSession,
     StoredTask,
@@ -61,11 +62,15 @@ from .._base import (
 from . import _keys as keys
 from . import _scripts as scripts
 from ._batching import CommandBatcher
+from ._connections import pool_options
 from ._deliveries import RedisDeliveries, creation_args, creation_keys
 from ._fanout import Fanout
+from ._outputs import group_args
 from ._sessions import RedisSessions
 
 __all__ = ["RedisBackbone"]
+
+log = logging.getLogger("skillwire.redis")
 
 _work_decoder = msgspec.json.Decoder(WorkItem)
 LIST_SCAN_LIMIT = 10_000
@@ -90,6 +95,15 @@ async def _translated() -> AsyncIterator[None]:
         raise BackboneUnavailable(f"redis error: {exc}") from exc
     except (RedisError, OSError) as exc:
         raise BackboneUnavailable(f"redis unavailable: {exc}") from exc
+    except RuntimeError as exc:
+        # uvloop refuses a write on a transport Redis has just closed (a CLIENT KILL during
+        # the connection's handshake) with a RuntimeError, not an OSError: it was a 500.
+        if _CLOSED_TRANSPORT not in str(exc):
+            raise
+        raise BackboneUnavailable(f"redis unavailable: {exc}") from exc
+
+
+_CLOSED_TRANSPORT = "the handler is closed"
 
 
 class RedisBackbone(Backbone):
@@ -125,9 +139,12 @@ class RedisBackbone(Backbone):
             socket_timeout=5,
             socket_connect_timeout=2,
             health_check_interval=10,
+            **pool_options(),
         )
         self._client: Any = aioredis.Redis.from_pool(pool)  # owns the pool: aclose() closes it
-        self._blocking: Any = aioredis.Redis.from_url(url, socket_connect_timeout=2)
+        self._blocking: Any = aioredis.Redis.from_url(
+            url, socket_connect_timeout=2, **pool_options()
+        )
         self._cancel_listeners: list[CancelListener] = []
         self._fanout = Fanout(self._client, self._on_control, self._newest_event)
         self._secret: bytes | None = None
@@ -157,6 +174,21 @@ class RedisBackbone(Backbone):
                 if "BUSYGROUP" not in str(exc):
                     raise
 
+    async def _recreate_group(self, noticed_by: str) -> None:
+        """The work stream's consumer group is gone: Redis restarted without persistence or
+        was flushed. Recreated from the stream's start, so work queued since is delivered."""
+        log.warning(
+            "redis lost its data (the work queue's consumer group is gone, noticed by %s): "
+            "recreating it; tasks stored before the loss are gone",
+            noticed_by,
+        )
+        await self._ensure_group()
+        if self._secret is not None:
+            # The id secret went too: put back the one this process (and every process that
+            # ran before the loss) signs with, so they keep agreeing on old and new ids.
+            async with _translated():
+                await self._client.set(keys.SECRET, self._secret.hex(), nx=True)
+
     async def close(self) -> None:
         await self._fanout.close()
         await self._batcher.close()
@@ -164,8 +196,24 @@ class RedisBackbone(Backbone):
         await self._blocking.aclose()
 
     async def check(self) -> None:
+        """Redis answers, the work group exists (recreated here if Redis lost it), and live
+        events flow: right after Redis returns, the pub/sub connection may still be waiting
+        out its backoff, and a subscribe would fail meanwhile."""
         async with _translated():
-            await self._client.ping()
+            if await self._work_group() is None:
+                await self._recreate_group("the readiness check")
+        if not self._fanout.connected:
+            raise BackboneUnavailable("redis pub/sub is reconnecting")
+
+    async def _work_group(self) -> dict[Any, Any] | None:
+        """The work stream's consumer group as XINFO GROUPS tells it, or None when missing."""
+        try:
+            groups = await self._client.xinfo_groups(keys.WORK)
+        except ResponseError as exc:
+            if "no such key" not in str(exc):
+                raise
+            return None
+        return next((g for g in groups if g["name"] == keys.WORK_GROUP.encode()), None)
 
     async def id_secret(self) -> bytes:
         if self._secret is None:
@@ -184,7 +232,8 @@ class RedisBackbone(Backbone):
         owner: str,
         webhook_url: str | None,
         work: list[WorkItem],
-    ) -> None:
+        idempotency: Idempotency | None = None,
+    ) -> tuple[str, str] | None:
         task_id = task.task_id
         head = encode({"task_id": task_id, "app": task.app, "skill": task.skill})[1:-1]
         mapping: dict[str, Any] = {
@@ -208,44 +257,64 @@ class RedisBackbone(Backbone):
             mapping[f"s:{i}"] = "queued"
             mapping[f"p:{i}"] = "0.0"
             mapping[f"e:{i}"] = b"null"
-            mapping[f"d:{i}"] = 0  # outputs dropped (see the bounds in _scripts)
-            mapping[f"b:{i}"] = 0  # bytes of the outputs held
+            mapping[f"d:{i}"] = 0  # outputs dropped (see _outputs)
             mapping[f"r:{i}"] = b"null"  # the result (request.completed's data)
         if task.parent_task_id is not None:
             mapping["parent"] = task.parent_task_id
         created_ms = int(time.time() * 1000)
         if task.session_id is not None:
+            # A task joining a session: created with its session's entries in one script,
+            # which checks the session is open and keeps the idempotency key in the same step.
             mapping["session"] = task.session_id
             async with _translated():
-                await self._sessions.create_task(
+                return await self._sessions.create_task(
                     task,
                     first_event,
                     mapping,
                     owner=owner,
                     created_ms=created_ms,
                     work=[encode(item) for item in work],
+                    idempotency=idempotency,
                 )
-            return
-        async with _translated():
-            pipe = self._client.pipeline(transaction=True)
-            pipe.hset(keys.task(task_id), mapping=mapping)
-            pipe.expire(keys.task(task_id), self._retention)
-            pipe.xadd(
-                keys.events(task_id),
-                {"t": first_event.type.value, "e": encode(first_event)},
-                id=f"{first_event.seq}-0",
-            )
-            pipe.expire(keys.events(task_id), self._retention)
-            pipe.zadd(keys.TASKS, {task_id: created_ms})
-            pipe.zadd(keys.owner_tasks(owner), {task_id: created_ms})
-            for item in work:
-                pipe.xadd(keys.WORK, {"w": encode(item)})
-            await pipe.execute()
+        async with _translated(), self._client.pipeline(transaction=True) as pipe:
+            while True:
+                if idempotency is not None:
+                    # WATCH, then one MULTI/EXEC for the key and the task: both or neither.
+                    idem_key = keys.idempotency(idempotency.key)
+                    await pipe.watch(idem_key)
+                    earlier = await pipe.get(idem_key)
+                    if earlier is not None:
+                        await pipe.reset()
+                        earlier_id, _, earlier_fingerprint = earlier.decode().partition(" ")
+                        return earlier_id, earlier_fingerprint
+                    pipe.multi()
+                    pipe.set(
+                        idem_key,
+                        f"{task_id} {idempotency.fingerprint}",
+                        ex=max(int(idempotency.ttl), 1),
+                    )
+                pipe.hset(keys.task(task_id), mapping=mapping)
+                pipe.expire(keys.task(task_id), self._retention)
+                pipe.xadd(
+                    keys.events(task_id),
+                    {"t": first_event.type.value, "e": encode(first_event)},
+                    id=f"{first_event.seq}-0",
+                )
+                pipe.expire(keys.events(task_id), self._retention)
+                pipe.zadd(keys.TASKS, {task_id: created_ms})
+                pipe.zadd(keys.owner_tasks(owner), {task_id: created_ms})
+                for item in work:
+                    pipe.xadd(keys.WORK, {"w": encode(item)})
+                try:
+                    await pipe.execute()
+                except WatchError:
+                    continue  # another call took the key meanwhile: read what it stored
+                return None
 
     async def get_task(self, task_id: str) -> StoredTask | None:
         async with _translated():
             found = await self._batcher.script(
-                scripts.VIEW, [keys.task(task_id)], [keys.output_prefix(task_id)]
+                scripts.VIEW, [keys.task(task_id)], [keys.output_prefix(task_id)], repeatable=True
             )
         if found is None:
             return None
@@ -321,7 +390,7 @@ class RedisBackbone(Backbone):
     ) -> tuple[int, list[EncodedEvent]]:
         groups: list[Any] = []
         for type_, data in entries:
-            groups += (type_.value, index, *_group_args(type_, data))
+            groups += (type_.value, index, *group_args(type_, data))
         now = time.time()
         async with _translated():
             flat = await self._batcher.script(
@@ -380,7 +449,10 @@ class RedisBackbone(Backbone):
     async def read_events(self, task_id: str, after: int, limit: int) -> LogSlice | None:
         async with _translated():
             found = await self._batcher.script(
-                scripts.READ, [keys.task(task_id), keys.events(task_id)], [after, limit]
+                scripts.READ,
+                [keys.task(task_id), keys.events(task_id)],
+                [after, limit],
+                repeatable=True,
             )
         if found is None:
             return None
@@ -443,29 +515,36 @@ class RedisBackbone(Backbone):
     # -- work ----------------------------------------------------------------------------
     async def claim(self, consumer: str, count: int, timeout: float) -> list[Claim]:
         async with _translated():
-            now = time.monotonic()
-            if now - self._last_reclaim > self._lease_ms / 2000:
-                self._last_reclaim = now
-                _, reclaimed, _ = await self._client.xautoclaim(
-                    keys.WORK, keys.WORK_GROUP, consumer, self._lease_ms, "0-0", count=count
-                )
-                live = [(entry_id, fields) for entry_id, fields in reclaimed if fields]
-                if live:
-                    counts = await self._delivery_counts([entry_id for entry_id, _ in live])
-                    return [_claim(i, fields, counts.get(i, 2)) for i, fields in live]
             try:
-                found = await self._blocking.xreadgroup(
-                    keys.WORK_GROUP,
-                    consumer,
-                    {keys.WORK: ">"},
-                    count=count,
-                    block=max(int(timeout * 1000), 1),
-                )
+                return await self._claim(consumer, count, timeout)
             except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
+                # Both the reclaim and the read: a worker whose backoff grew past half the
+                # lease (Redis was down a while) reclaims on every call and never reads, so a
+                # reclaim that does not recover leaves it failing forever.
+                if not _group_gone(exc):
                     raise
-                await self._ensure_group()
+                await self._recreate_group(f"the worker {consumer}")
                 return []
+
+    async def _claim(self, consumer: str, count: int, timeout: float) -> list[Claim]:
+        """Items whose lease lapsed (checked every half lease), else new work (blocking)."""
+        now = time.monotonic()
+        if now - self._last_reclaim > self._lease_ms / 2000:
+            self._last_reclaim = now
+            _, reclaimed, _ = await self._client.xautoclaim(
+                keys.WORK, keys.WORK_GROUP, consumer, self._lease_ms, "0-0", count=count
+            )
+            live = [(entry_id, fields) for entry_id, fields in reclaimed if fields]
+            if live:
+                counts = await self._delivery_counts([entry_id for entry_id, _ in live])
+                return [_claim(i, fields, counts.get(i, 2)) for i, fields in live]
+        found = await self._blocking.xreadgroup(
+            keys.WORK_GROUP,
+            consumer,
+            {keys.WORK: ">"},
+            count=count,
+            block=max(int(timeout * 1000), 1),
+        )
         if not found:
             return []
         return [_claim(entry_id, fields, 1) for entry_id, fields in found[0][1]]
@@ -485,14 +564,19 @@ class RedisBackbone(Backbone):
         if not claims:
             return
         async with _translated():
-            await self._client.xclaim(
-                keys.WORK,
-                keys.WORK_GROUP,
-                consumer,
-                0,
-                [c.token for c in claims],
-                justid=True,
-            )
+            try:
+                await self._client.xclaim(
+                    keys.WORK,
+                    keys.WORK_GROUP,
+                    consumer,
+                    0,
+                    [c.token for c in claims],
+                    justid=True,
+                )
+            except ResponseError as exc:
+                if not _group_gone(exc):
+                    raise
+                await self._recreate_group(f"the worker {consumer}")
 
     async def ack(self, claim: Claim) -> None:
         # Two commands in the shared batch rather than a MULTI on a connection of its own: a
@@ -500,8 +584,10 @@ class RedisBackbone(Backbone):
         # an entry whose XDEL was lost with the connection is history, never delivered again.
         async with _translated():
             await asyncio.gather(
-                self._batcher.command("XACK", keys.WORK, keys.WORK_GROUP, claim.token),
-                self._batcher.command("XDEL", keys.WORK, claim.token),
+                self._batcher.command(
+                    "XACK", keys.WORK, keys.WORK_GROUP, claim.token, repeatable=True
+                ),
+                self._batcher.command("XDEL", keys.WORK, claim.token, repeatable=True),
             )
 
     async def requeue(self, claim: Claim) -> None:
@@ -515,16 +601,16 @@ class RedisBackbone(Backbone):
     async def queue_stats(self) -> tuple[int, float]:
         """Work items waiting (not yet claimed), and the age in seconds of the oldest one."""
         async with _translated():
-            groups = await self._client.xinfo_groups(keys.WORK)
-            lag = next(
-                (g.get("lag") or 0 for g in groups if g["name"] == keys.WORK_GROUP.encode()), 0
-            )
+            group = await self._work_group()
+            if group is None:
+                # Redis lost its data and the group is not back yet: whatever the stream
+                # holds waits (none of it was delivered), rather than a reassuring 0.
+                lag, start = await self._client.xlen(keys.WORK), "-"
+            else:
+                lag, start = group.get("lag") or 0, f"({group['last-delivered-id'].decode()}"
             oldest = 0.0
             if lag:
-                last = next(
-                    g["last-delivered-id"] for g in groups if g["name"] == keys.WORK_GROUP.encode()
-                )
-                entries = await self._client.xrange(keys.WORK, f"({last.decode()}", "+", count=1)
+                entries = await self._client.xrange(keys.WORK, start, "+", count=1)
                 if entries:
                     oldest = max(time.time() - int(entries[0][0].split(b"-")[0]) / 1000, 0.0)
         return int(lag), oldest
@@ -548,21 +634,6 @@ class RedisBackbone(Backbone):
         async with _translated():
             value = await self._client.getdel(keys.ticket(ticket))
         return value.decode() if value is not None else None
-
-    async def remember_idempotency(
-        self, key: str, fingerprint: str, task_id: str, ttl: float
-    ) -> tuple[str, str] | None:
-        async with _translated():
-            stored = await self._client.set(
-                keys.idempotency(key), f"{task_id} {fingerprint}", nx=True, ex=max(int(ttl), 1)
-            )
-            if stored:
-                return None
-            value = await self._client.get(keys.idempotency(key))
-        if value is None:
-            return await self.remember_idempotency(key, fingerprint, task_id, ttl)
-        earlier_id, _, earlier_fingerprint = value.decode().partition(" ")
-        return earlier_id, earlier_fingerprint
 
     # -- webhook deliveries ----------------------------------------------------------------
     async def claim_deliveries(
@@ -610,51 +681,10 @@ class RedisBackbone(Backbone):
             listener()
 
 
-def _group_args(type_: EventType, data: Any) -> tuple[bytes, bytes, bytes, bytes]:
-    """One event's data JSON and the three extra arguments APPEND reads for its type."""
-    if type_ is EventType.REQUEST_PROGRESS:
-        # None given: the request keeps its progress (an empty one tells the script).
-        progress = encode(float(data["progress"])) if "progress" in data else b""
-        return encode(data), progress, b"", b""
-    if type_ is EventType.REQUEST_FAILED:
-        return encode(data), b"", encode(data["error"]), b""
-    if type_ is EventType.REQUEST_OUTPUT:
-        return string_fields(data)
-    if type_ is EventType.REQUEST_DELTA:
-        try:
-            delta = msgspec.convert(data, Delta)
-        except msgspec.ValidationError as exc:  # the script refuses it where lifecycle would
-            return encode(data), b"", b"", f"request.delta: {exc}".encode()
-        text = encode(delta.append)[1:-1]
-        return encode(data), b"%d" % delta.output, delta.field.encode(), text
-    if type_ is EventType.REQUEST_COMPLETED:
-        if not isinstance(data, dict):
-            return encode(data), b"", b"", b""
-        return encode(data), encode(data) if data else b"null", b"", b""
-    if type_ is EventType.REQUEST_CALL:
-        # The child's id as a JSON string, added to the task's children (lifecycle.append).
-        child = data.get("task_id") if isinstance(data, dict) else None
-        return encode(data), encode(child) if isinstance(child, str) else b"", b"", b""
-    return encode(data), b"", b"", b""
-
-
-def string_fields(item: Any) -> tuple[bytes, bytes, bytes, bytes]:
-    """An output's JSON and, as a JSON object, where each of its top-level string fields ends
-    (the bytes before its closing quote): where a delta's text goes."""
-    json = encode(item)
-    offsets: dict[str, int] = {}
-    if isinstance(item, dict) and all(isinstance(k, str) for k in item):
-        parts: list[bytes] = []
-        at = 1  # past "{"
-        for key, value in item.items():
-            part = encode(key) + b":" + encode(value)
-            if isinstance(value, str):
-                offsets[key] = at + len(part) - 1
-            parts.append(part)
-            at += len(part) + 1  # and the comma
-        if b"{" + b",".join(parts) + b"}" != json:  # never expected: then no field streams
-            offsets = {}
-    return json, encode(offsets), b"", b""
+def _group_gone(exc: ResponseError) -> bool:
+    """The work group (or its stream) is missing: NOGROUP, or UNBLOCKED when the stream was
+    deleted under a worker blocked reading it."""
+    return str(exc).startswith(("NOGROUP", "UNBLOCKED"))
 
 
 def _events(flat: list[Any]) -> list[EncodedEvent]:

@@ -96,19 +96,28 @@ end
 
 # A task that joins a session: the task, its first event, the session's ``session.task`` and
 # the first event as ``task.event``, and its work, in one script (the session must be open).
+# With an idempotency key (ARGV[11] = '1'), a key already taken answers {'earlier', value}
+# and nothing is created; else the key is taken in the same step.
 # KEYS: task hash, task events, all tasks, owner's tasks, work stream, session hash,
-#       session events, session tasks, session live
+#       session events, session tasks, session live, idempotency key (unused without one)
 # ARGV: task_id, session_id, ttl, created ms, now, maxlen, first seq, first type, first json,
-#       session.task data json, mapping pairs count, mapping..., work items...
+#       session.task data json, with key ('1' or '0'), key value, key ttl,
+#       mapping pairs count, mapping..., work items...
 SESSION_CREATE_TASK = r"""
+if ARGV[11] == '1' then
+  local earlier = redis.call('GET', KEYS[10])
+  if earlier then return {'earlier', earlier} end
+end
 local status = redis.call('HGET', KEYS[6], 'status')
-if not status then return 'missing' end
-if status ~= 'open' then return 'closed' end
+if not status then return {'missing'} end
+if status ~= 'open' then return {'closed'} end
+if ARGV[11] == '1' then redis.call('SET', KEYS[10], ARGV[12], 'EX', ARGV[13]) end
 local task_id, sid, ttl, created = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local now, maxlen = ARGV[5], ARGV[6]
-local pairs_n = tonumber(ARGV[11])
+local MAP = 15
+local pairs_n = tonumber(ARGV[14])
 local mapping = {}
-for i = 12, 11 + 2 * pairs_n do mapping[#mapping + 1] = ARGV[i] end
+for i = MAP, MAP - 1 + 2 * pairs_n do mapping[#mapping + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(mapping))
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('XADD', KEYS[2], ARGV[7] .. '-0', 't', ARGV[8], 'e', ARGV[9])
@@ -124,8 +133,8 @@ _CREATE_TAIL = r"""
 session_emit(s, 'session.task', ARGV[10])
 session_emit(s, 'task.event', ARGV[9])
 publish_session(s)
-for i = 12 + 2 * pairs_n, #ARGV do redis.call('XADD', KEYS[5], '*', 'w', ARGV[i]) end
-return 'ok'
+for i = MAP + 2 * pairs_n, #ARGV do redis.call('XADD', KEYS[5], '*', 'w', ARGV[i]) end
+return {'ok'}
 """
 
 SESSION_CREATE_TASK = SESSION_PART + SESSION_CREATE_TASK + _CREATE_TAIL

@@ -28,7 +28,7 @@ from skillwire.protocol import (
     encode,
 )
 
-from .._base import LogSlice, StoredSession
+from .._base import Idempotency, LogSlice, StoredSession
 from . import _keys as keys
 from . import _scripts as scripts
 from ._session_lua import (
@@ -126,8 +126,10 @@ class RedisSessions:
         owner: str,
         created_ms: int,
         work: list[bytes],
-    ) -> None:
-        """The task, its first event and its work, joining its session in the same script."""
+        idempotency: Idempotency | None,
+    ) -> tuple[str, str] | None:
+        """The task, its first event and its work, joining its session in the same script;
+        with ``idempotency``, the earlier (task id, fingerprint) when the key was taken."""
         session_id = task.session_id
         assert session_id is not None
         task_id = task.task_id
@@ -147,6 +149,7 @@ class RedisSessions:
                 keys.events(session_id),
                 keys.session_tasks(session_id),
                 keys.live(session_id),
+                keys.idempotency(idempotency.key if idempotency else task_id),
             ],
             [
                 task_id,
@@ -159,18 +162,25 @@ class RedisSessions:
                 first_event.type.value,
                 encode(first_event),
                 encode(joined),
+                "1" if idempotency is not None else "0",
+                f"{task_id} {idempotency.fingerprint}" if idempotency is not None else "",
+                max(int(idempotency.ttl), 1) if idempotency is not None else 1,
                 len(mapping),
                 *flat,
                 *work,
             ],
         )
-        if outcome == b"missing":
+        if outcome[0] == b"earlier":
+            earlier_id, _, earlier_fingerprint = outcome[1].decode().partition(" ")
+            return earlier_id, earlier_fingerprint
+        if outcome[0] == b"missing":
             raise NotFound(f"session {session_id} not found", details={"session_id": session_id})
-        if outcome == b"closed":
+        if outcome[0] == b"closed":
             raise Conflict(
                 f"session {session_id} is closed",
                 details={"session_id": session_id, "status": "closed"},
             )
+        return None
 
     # -- closing -------------------------------------------------------------------------
     async def mark_closed(self, session_id: str) -> list[str]:
