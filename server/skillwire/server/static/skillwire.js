@@ -60,6 +60,7 @@ const EVENT_TYPES = [
   "request.delta",
   "request.completed",
   "request.failed",
+  "request.call",
   ...TERMINAL_TYPES,
 ];
 /** Types this client knows; API.md asks clients to skip the others (the contract grows). */
