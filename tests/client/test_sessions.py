@@ -112,3 +112,21 @@ def test_the_sync_client_follows_a_session(shared_server: RunningServer) -> None
         events = list(client.follow_session(session.session_id, after=1))
     assert events[0].seq == 2
     assert events[-1].type is SessionEventType.SESSION_CLOSED
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+async def test_stream_in_a_session_joins_it(
+    shared_server: RunningServer, transport: TransportName
+) -> None:
+    """stream(..., session_id=) calls in the session (WS call op or POST) and follows the task."""
+    async with AsyncClient(shared_server.url, **client_options()) as client:
+        session = await client.session()
+        events = [
+            e
+            async for e in client.stream(
+                "demo", "echo", [{"text": "a"}], transport=transport, session_id=session.session_id
+            )
+        ]
+        joined = await session.refresh()
+    assert events[-1].type == "task.completed"
+    assert joined.task_ids == [events[0].task_id]

@@ -308,8 +308,10 @@ class AsyncClient:
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
     ) -> AsyncGenerator[Event, None]:
-        """Call a skill and yield the task's events until the terminal one.
+        """Call a skill and yield the task's events until the terminal one (``session_id``:
+        the task joins that session).
 
         On a WebSocket the call is made with the ``call`` op on the connection that then
         carries the events; elsewhere (or with an ``idempotency_key``, which only REST
@@ -336,6 +338,7 @@ class AsyncClient:
                         requests=[dict(r) for r in requests],
                         webhook_url=webhook_url,
                         metadata=dict(metadata or {}),
+                        session_id=session_id,
                     )
                     task_id = await session.call(op)
                     follow = Follower(self._http, order).follow(
@@ -353,6 +356,7 @@ class AsyncClient:
             webhook_url=webhook_url,
             idempotency_key=idempotency_key,
             metadata=metadata,
+            session_id=session_id,
         )
         follow = Follower(self._http, order).follow(task.task_id)
         async with contextlib.aclosing(follow):

@@ -258,6 +258,7 @@ class Client:
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
     ) -> Generator[Event, None, None]:
         return self._portal.iterate(
             self._async.stream(
@@ -268,6 +269,7 @@ class Client:
                 webhook_url=webhook_url,
                 idempotency_key=idempotency_key,
                 metadata=metadata,
+                session_id=session_id,
             )
         )
 
