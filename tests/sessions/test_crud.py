@@ -170,3 +170,20 @@ def test_a_bad_session_id_on_a_call_is_404(server: RunningServer) -> None:
         before = client.get("/api/v1/tasks").json()["total"]
         assert_error(call_in(client, "ses_x", "echo", [{"text": "a"}]), 404, "NOT_FOUND")
         assert client.get("/api/v1/tasks").json()["total"] == before
+
+
+def test_an_idempotent_replay_after_the_session_closed_answers_its_task(
+    server: RunningServer,
+) -> None:
+    """A call replayed with its Idempotency-Key after the session was closed answers the
+    task it made (like a GET), while a new call there gets 409."""
+    with server.client(USER_KEY) as client:
+        session_id = new_session(client)["session_id"]
+        key = {"Idempotency-Key": f"closed-{time.time()}"}
+        first = call_in(client, session_id, "echo", [{"text": "a"}], **key).json()["task_id"]
+        finished(client, first)
+        assert client.delete(f"/api/v1/sessions/{session_id}").status_code == 200
+        replay = call_in(client, session_id, "echo", [{"text": "a"}], **key)
+        assert replay.status_code == 200, replay.text
+        assert replay.json()["task_id"] == first
+        assert_error(call_in(client, session_id, "echo", [{"text": "b"}]), 409, "CONFLICT")

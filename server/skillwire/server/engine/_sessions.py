@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 
 from skillwire.protocol import (
-    Conflict,
     Expired,
     NotFound,
     Session,
@@ -70,21 +69,16 @@ class SessionService:
         return stored
 
     async def check_joinable(self, principal: Principal, session_id: str) -> None:
-        """A call may name this session: the caller's own (else 404), and open (else 409).
-
-        Only the caller's own, admins included: a task joins the session of whoever created it
-        (its owner is the caller), so no one adds tasks to another principal's conversation.
-        """
+        """A call may name this session: the caller's own (else 404; admins included: a task
+        joins the session of whoever created it, so no one adds tasks to another principal's
+        conversation), not past retention (410). Whether it is still open is the backbone's
+        to check, with the task's creation (409): an idempotent replay of a call made before
+        the session was closed still answers its task."""
         stored = await self.backbone.get_session(session_id)
         if stored is None:
             raise await self._absent(session_id)
         if stored.owner != principal.name:
             raise NotFound(f"session {session_id} not found", details={"session_id": session_id})
-        if stored.session.status is SessionStatus.CLOSED:
-            raise Conflict(
-                f"session {session_id} is closed",
-                details={"session_id": session_id, "status": "closed"},
-            )
 
     async def list(
         self, principal: Principal, *, limit: int, offset: int
