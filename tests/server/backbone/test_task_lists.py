@@ -142,6 +142,36 @@ async def test_an_expired_task_leaves_the_filtered_lists(redis_server: RedisServ
         await _flushed(url)
 
 
+async def test_the_sweep_prunes_indexes_nobody_lists(redis_server: RedisServer) -> None:
+    """Without any listing, the periodic sweep drops an expired task's id from every index it
+    was in, and then the empty indexes' names."""
+    url = f"redis://127.0.0.1:{redis_server.port}/{DB}"
+    await _flushed(url)
+    backbone = RedisBackbone(url, retention=1, sweep_interval=0.1)
+    client = aioredis.Redis.from_url(url)
+    await backbone.start()
+    try:
+        await _create(backbone, "tsk_swept", "alice", "demo", "echo")
+        await backbone.cancel("tsk_swept")
+        names = {n.decode() for n in await client.smembers(keys.INDEXES)}
+        assert names == {
+            keys.TASKS,
+            keys.owner_tasks("alice"),
+            *(keys.status_tasks(o, s) for o in (None, "alice") for s in ("queued", "cancelled")),
+            *(keys.app_tasks(o, "demo") for o in (None, "alice")),
+            *(keys.skill_tasks(o, "echo") for o in (None, "alice")),
+        }
+        deadline = time.monotonic() + scaled(10)
+        while await client.scard(keys.INDEXES):
+            assert time.monotonic() < deadline, "the sweep left expired ids behind"
+            await asyncio.sleep(0.05)
+        assert not await client.exists(*names)
+    finally:
+        await client.aclose()
+        await backbone.close()
+        await _flushed(url)
+
+
 def test_index_keys_of_different_filters_never_collide() -> None:
     """Owners, apps and skills holding ``:`` or ``%`` get index keys of their own."""
     made = {

@@ -62,7 +62,7 @@ from ._connections import pool_options
 from ._deliveries import RedisDeliveries, creation_args, creation_keys
 from ._fanout import Fanout
 from ._outputs import group_args
-from ._prune import prune
+from ._prune import prune, sweep
 
 __all__ = ["RedisBackbone"]
 
@@ -115,6 +115,7 @@ class RedisBackbone(Backbone):
         lease: float = 30.0,
         max_connections: int = 256,
         pool_timeout: float = 10.0,
+        sweep_interval: float = 60.0,
     ) -> None:
         self._url = url
         self._max_events = max_events
@@ -148,12 +149,15 @@ class RedisBackbone(Backbone):
         self._batcher = CommandBatcher(self._client)
         self._deliveries = RedisDeliveries(self._client, self._batcher.script, self._retention)
         self._delivery_listeners: list[DeliveryListener] = []
+        self._sweep_interval = sweep_interval
+        self._sweeper: asyncio.Task[None] | None = None
 
     # -- life ----------------------------------------------------------------------------
     async def start(self) -> None:
         with contextlib.suppress(BackboneUnavailable):
             await self._ensure_group()
         await self._fanout.start()
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="skillwire-redis-sweeper")
 
     async def _ensure_group(self) -> None:
         async with _translated():
@@ -179,6 +183,11 @@ class RedisBackbone(Backbone):
                 await self._client.set(keys.SECRET, self._secret.hex(), nx=True)
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         await self._fanout.close()
         await self._batcher.close()
         await self._client.aclose()
@@ -277,9 +286,7 @@ class RedisBackbone(Backbone):
                     id=f"{first_event.seq}-0",
                 )
                 pipe.expire(keys.events(task_id), self._retention)
-                pipe.zadd(keys.TASKS, {task_id: created_ms})
-                pipe.zadd(keys.owner_tasks(owner), {task_id: created_ms})
-                indexes = _filter_indexes(owner, task)
+                indexes = [keys.INDEXES, *_indexes(owner, task)]
                 pipe.eval(scripts.INDEX, len(indexes), *indexes, created_ms, task_id)
                 for item in work:
                     pipe.xadd(keys.WORK, {"w": encode(item)})
@@ -333,6 +340,16 @@ class RedisBackbone(Backbone):
             # An id whose task expired since the prune drops out of the page (not the total).
             tasks = await self._views([i.decode() for i in ids], indexes)
         return tasks, total
+
+    async def _sweep_forever(self) -> None:
+        """Prune the task indexes every sweep interval (one process of the deployment does)."""
+        while True:
+            await asyncio.sleep(self._sweep_interval)
+            try:
+                async with _translated():
+                    await sweep(self._client, self._retention, self._sweep_interval)
+            except BackboneUnavailable as exc:
+                log.debug("task index sweep skipped: %s", exc)
 
     async def _views(self, task_ids: list[str], indexes: list[str]) -> list[Task]:
         # Together, so that the batcher sends the page's scripts in one round trip.
@@ -610,9 +627,10 @@ class RedisBackbone(Backbone):
             listener()
 
 
-def _filter_indexes(owner: str, task: Task) -> list[str]:
-    """The filter indexes a new task enters, for every task's list and its owner's."""
-    return [
+def _indexes(owner: str, task: Task) -> list[str]:
+    """The indexes a new task enters: every task's list and its owner's, and the filter
+    indexes of each."""
+    filters = [
         index
         for scope in (None, owner)
         for index in (
@@ -621,6 +639,7 @@ def _filter_indexes(owner: str, task: Task) -> list[str]:
             keys.skill_tasks(scope, task.skill),
         )
     ]
+    return [keys.TASKS, keys.owner_tasks(owner), *filters]
 
 
 def _filters(

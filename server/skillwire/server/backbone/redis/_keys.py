@@ -13,6 +13,8 @@ __all__ = [
     "DELIVERIES_CLAIMED",
     "DELIVERIES_DUE",
     "DELIVERY_PREFIX",
+    "INDEXES",
+    "INDEX_SWEEP",
     "SECRET",
     "TASKS",
     "WORK",
@@ -117,7 +119,15 @@ def idempotency(key: str) -> str:
 # sorted sets of task ids scored by creation time in ms, like ``TASKS`` and ``owner_tasks``, one
 # set for every task's and one for each principal's. A page filtered on one of them is a
 # ZREVRANGE of it, filtered on several a ZINTERSTORE of them into ``scratch``; either way the
-# total is exact. Expired tasks' ids are pruned when an index is listed (``_prune``).
+# total is exact. Expired tasks' ids are pruned when an index is listed, and every minute by one
+# process of the deployment (``_prune``), so that an index nobody lists does not grow forever.
+
+# set: the name of every task index (``TASKS``, ``owner_tasks`` and the filter indexes), added
+# where an id enters one, for the sweep; a name whose index is gone (empty) is dropped by it.
+INDEXES = "sw:ix:all"
+# string with a TTL of one sweep interval: a process is pruning the task indexes (SET NX), so
+# that the others skip this round.
+INDEX_SWEEP = "sw:ix:sweep"
 
 
 def _part(value: str) -> str:

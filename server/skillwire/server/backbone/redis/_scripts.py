@@ -25,6 +25,7 @@ __all__ = [
     "CANCEL",
     "CLAIM_DELIVERIES",
     "FINISH_ATTEMPT",
+    "FORGET_INDEXES",
     "INDEX",
     "LIFECYCLE",
     "READ",
@@ -74,12 +75,13 @@ local RULES = {{
 # The lifecycle tables alone (tests evaluate them against the protocol's).
 LIFECYCLE = _lifecycle_tables()
 
-# The prefix of the status indexes of every task (the owner's is the task's field 'ix').
-_ALL_IX = f"local ALL_IX = {keys.index_prefix(None)!r}\n"
+# The prefix of the status indexes of every task (the owner's is the task's field 'ix'), and the
+# set of every index's name.
+_INDEX_NAMES = f"local ALL_IX = {keys.index_prefix(None)!r}\nlocal INDEXES = {keys.INDEXES!r}\n"
 
 _COMMON = (
     LIFECYCLE
-    + _ALL_IX
+    + _INDEX_NAMES
     + r"""
 
 -- The task leaves one status for another: its id moves from the one's status indexes (every
@@ -91,6 +93,7 @@ local function reindex(h, task_id, from, to)
   for _, prefix in ipairs({ALL_IX, ix[1]}) do
     redis.call('ZREM', prefix .. 'status:' .. from, task_id)
     redis.call('ZADD', prefix .. 'status:' .. to, ix[2], task_id)
+    redis.call('SADD', INDEXES, prefix .. 'status:' .. to)
   end
 end
 
@@ -353,10 +356,23 @@ return out
 """
 )
 
-# A new task's id enters its filter indexes: one command in create_task's MULTI, not one each.
-# KEYS: the indexes   ARGV: score (creation time in ms), task id
+# A new task's id enters its indexes, whose names join the set of every index's: one command
+# in create_task's MULTI, not two an index.
+# KEYS: the set of index names, the indexes   ARGV: score (creation time in ms), task id
 INDEX = r"""
-for _, index in ipairs(KEYS) do redis.call('ZADD', index, ARGV[1], ARGV[2]) end
+for i = 2, #KEYS do
+  redis.call('ZADD', KEYS[i], ARGV[1], ARGV[2])
+  redis.call('SADD', KEYS[1], KEYS[i])
+end
+"""
+
+# Forget the names of indexes the sweep left empty (Redis deleted them), unless an id entered
+# one meanwhile: checked and dropped in one step.
+# KEYS: the set of index names   ARGV: index names
+FORGET_INDEXES = r"""
+for _, index in ipairs(ARGV) do
+  if redis.call('EXISTS', index) == 0 then redis.call('SREM', KEYS[1], index) end
+end
 """
 
 # KEYS: task hash   ARGV: outputs prefix
