@@ -185,3 +185,18 @@ def test_index_keys_of_different_filters_never_collide() -> None:
         keys.index_prefix(None),
     }
     assert len(made) == 8
+
+
+async def test_the_memory_backbone_forgets_swept_tasks_in_each_principals_list() -> None:
+    """A task the memory backbone sweeps after retention leaves its owner's list and the
+    admin's, while the owner's other tasks stay listed."""
+    backbone = MemoryBackbone(retention=10)
+    await _create(backbone, "tsk_old", "alice", "demo", "echo")
+    await backbone.cancel("tsk_old")
+    await _create(backbone, "tsk_new", "alice", "demo", "echo")
+    await _create(backbone, "tsk_bobs", "bob", "demo", "echo")
+    await backbone.cancel("tsk_bobs")
+    backbone.sweep(time.time() + 60)
+    assert await _page(backbone, owner="alice") == ([("tsk_new", "queued")], 1)
+    assert await _page(backbone, owner="bob") == ([], 0)
+    assert await _page(backbone) == ([("tsk_new", "queued")], 1)
