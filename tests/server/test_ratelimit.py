@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+import redis
+
 from skillwire.server import App
-from tests.conftest import OTHER_KEY, USER_KEY, RunningServer
+from tests.conftest import OTHER_KEY, USER_KEY, RedisServer, RunningServer
 
 limited = App("limited")
 
@@ -127,3 +130,84 @@ async def test_websocket_call_ops_count_toward_the_key_limit(server_factory) -> 
         assert client.get("/api/v1/apps").status_code == 429
     with server.client(OTHER_KEY) as client:
         assert client.get("/api/v1/apps").status_code == 200
+
+
+@pytest.mark.parametrize("backbone", ["redis"])
+def test_redis_counters_live_under_the_backbone_prefix(
+    server_factory, redis_server: RedisServer
+) -> None:  # type: ignore[no-untyped-def]
+    """On Redis a limit's counter is one key under sw:rl: that expires with its window, and
+    nothing is written under the limits library's own LIMITS: prefix."""
+    server: RunningServer = server_factory({"rate_limit": "3/minute"})
+    with server.client(USER_KEY) as client:
+        assert client.get("/api/v1/apps").status_code == 200
+    store = redis.Redis(port=redis_server.port)
+    try:
+        counters = store.keys("sw:rl:*")
+        assert counters == [b"sw:rl:LIMITER/key/user/3/1/minute"]
+        assert store.get(counters[0]) == b"1"
+        assert 0 < store.pttl(counters[0]) <= 60_000
+        assert store.keys("LIMITS*") == []
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("backbone", ["redis"])
+def test_two_gateways_on_one_redis_share_a_limit(server_factory) -> None:  # type: ignore[no-untyped-def]
+    """Requests to either of two gateways on one Redis count against one budget."""
+    first: RunningServer = server_factory({"rate_limit": "3/minute"})
+    second: RunningServer = server_factory({"rate_limit": "3/minute"})
+    with first.client(USER_KEY) as one, second.client(USER_KEY) as two:
+        answers = [one.get("/api/v1/apps"), two.get("/api/v1/apps"), one.get("/api/v1/apps")]
+        assert [a.headers["x-ratelimit-remaining"] for a in answers] == ["2", "1", "0"]
+        assert two.get("/api/v1/apps").status_code == 429
+        assert one.get("/api/v1/apps").status_code == 429
+
+
+@pytest.mark.parametrize("backbone", ["redis"])
+def test_the_limiter_opens_no_redis_connection_of_its_own(
+    server_factory, redis_server: RedisServer
+) -> None:  # type: ignore[no-untyped-def]
+    """Rate-limit checks use the backbone's pooled connections: counting requests opens no
+    new connection to Redis (CLIENT LIST, before and after)."""
+    db = 15  # a database no other test's server uses: CLIENT LIST shows each connection's
+    url = f"redis://127.0.0.1:{redis_server.port}/{db}"
+    # No in-process workers: nothing else of the gateway takes pooled connections meanwhile.
+    server: RunningServer = server_factory(
+        {"rate_limit": "100/minute", "redis_url": url, "workers": False}
+    )
+    store = redis.Redis(port=redis_server.port)
+
+    def gateway_connections() -> int:
+        return sum(1 for client in store.client_list() if client["db"] == str(db))
+
+    try:
+        before = gateway_connections()
+        assert before > 0  # the backbone's own (pub/sub, pool)
+        with server.client(USER_KEY) as client:
+            answers = [client.get("/api/v1/apps") for _ in range(10)]
+        assert [a.headers["x-ratelimit-remaining"] for a in answers][-1] == "90"
+        assert gateway_connections() == before
+    finally:
+        store.close()
+
+
+async def test_a_check_the_store_does_not_answer_in_time_is_allowed(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A counter store that does not answer within CHECK_TIMEOUT lets the request through
+    (fail open) instead of holding it."""
+    import asyncio
+
+    from skillwire.server import _ratelimit
+    from skillwire.server._config import load_config
+
+    class Hung:
+        async def hit(self, name: str, window: float) -> tuple[int, float]:
+            await asyncio.Event().wait()
+            raise AssertionError("unreachable")
+
+    monkeypatch.setattr(_ratelimit, "CHECK_TIMEOUT", 0.05)
+    config = load_config(environ={}, overrides={"rate_limit": "3/minute"})
+    limits = _ratelimit.RateLimits(config, windows=Hung())
+    item = _ratelimit.parse_limit("3/minute")
+    assert item is not None
+    assert await asyncio.wait_for(limits.hit(item, "key", "user"), 5) is None
