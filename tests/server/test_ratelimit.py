@@ -211,3 +211,21 @@ async def test_a_check_the_store_does_not_answer_in_time_is_allowed(monkeypatch)
     item = _ratelimit.parse_limit("3/minute")
     assert item is not None
     assert await asyncio.wait_for(limits.hit(item, "key", "user"), 5) is None
+
+
+def test_an_app_on_the_memory_backbone_loads_no_redis_client() -> None:
+    """With the memory backbone, building the app (rate limits on) imports neither redis-py nor
+    the Redis backbone: the limiter's counters on Redis are the backbone's, loaded with it."""
+    import subprocess
+    import sys
+
+    program = (
+        "import sys\n"
+        "from skillwire.server import create_app, load_config\n"
+        "create_app(load_config(environ={}, overrides={'api_key': 'sk_x', 'rate_limit': '9/minute'}))\n"
+        "print(sorted(m for m in sys.modules if m == 'redis' or '.backbone.redis' in m))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"
