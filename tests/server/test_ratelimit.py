@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from skillwire.server import App
-from tests.conftest import OTHER_KEY, USER_KEY, RedisServer, RunningServer
+from tests.conftest import OTHER_KEY, USER_KEY, RedisServer, RunningServer, wait_until
 
 limited = App("limited")
 
@@ -35,6 +35,19 @@ def test_headers_on_every_response_and_429_past_the_limit(server_factory) -> Non
         assert client.get("/api/v1/apps").status_code == 200
     with server.client() as client:  # health is not limited
         assert "x-ratelimit-limit" not in client.get("/health").headers
+
+
+def test_a_window_ends_and_the_count_starts_again(server_factory) -> None:  # type: ignore[no-untyped-def]
+    """A fixed window opens with its first hit and lasts the limit's period; once it ends
+    (its Reset seconds later at most) the key has its whole budget again."""
+    server: RunningServer = server_factory({"rate_limit": "2/second"})
+    with server.client(USER_KEY) as client:
+        answers = [client.get("/api/v1/apps") for _ in range(3)]
+        assert [a.status_code for a in answers] == [200, 200, 429]
+        assert int(answers[-1].headers["x-ratelimit-reset"]) <= 1
+        after: list[Any] = []
+        wait_until(lambda: after.append(client.get("/api/v1/apps")) or after[-1].is_success, 3)
+        assert after[-1].headers["x-ratelimit-remaining"] == "1"  # the new window's first hit
 
 
 def test_per_key_limit_overrides_default_and_ip_limits_bad_keys(server_factory) -> None:  # type: ignore[no-untyped-def]
