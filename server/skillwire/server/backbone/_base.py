@@ -120,7 +120,7 @@ class LogSlice(msgspec.Struct):
 
 
 class FixedWindows(Protocol):
-    """Rate-limit counters in fixed windows, shared by every process of a backbone."""
+    """Rate-limit counters in fixed windows (a backbone's: shared by every process on it)."""
 
     async def hit(self, name: str, window: float) -> tuple[int, float]:
         """Count one hit in ``name``'s window (``window`` seconds long, opened by its first
