@@ -63,6 +63,7 @@ from ._deliveries import RedisDeliveries, creation_args, creation_keys
 from ._fanout import Fanout
 from ._outputs import group_args
 from ._prune import prune, sweep
+from ._windows import RedisWindows
 
 __all__ = ["RedisBackbone"]
 
@@ -148,6 +149,7 @@ class RedisBackbone(Backbone):
         # Every script call and ack of this process shares round trips with the others.
         self._batcher = CommandBatcher(self._client)
         self._deliveries = RedisDeliveries(self._client, self._batcher.script, self._retention)
+        self.windows = RedisWindows(self._batcher.script)  # the rate limiter's counters
         self._delivery_listeners: list[DeliveryListener] = []
         self._sweep_interval = sweep_interval
         self._sweeper: asyncio.Task[None] | None = None

@@ -30,6 +30,7 @@ __all__ = [
     "output_prefix",
     "outputs",
     "owner_tasks",
+    "rate_window",
     "scratch",
     "skill_tasks",
     "status_tasks",
@@ -103,6 +104,16 @@ def live(task_id: str) -> str:
 def owner_tasks(owner: str) -> str:
     """Sorted set: one principal's task ids, scored by creation time in ms."""
     return f"sw:owner:{owner}:tasks"
+
+
+def rate_window(name: str) -> str:
+    """String with a TTL: the hits counted in one fixed rate-limit window, ``name`` saying
+    which limit counts whom (``LIMITER/<key|ip>/<who>/<amount>/<multiples>/<granularity>``,
+    as the ``limits`` library names a limit); it expires when its window ends. Under ``sw:``
+    like every other key, so that one prefix covers all of skillwire's data (an ACL, a SCAN,
+    a Redis shared with other software), which the ``limits`` library's own ``LIMITS:`` did
+    not."""
+    return f"sw:rl:{name}"
 
 
 def ticket(value: str) -> str:
