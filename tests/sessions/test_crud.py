@@ -187,3 +187,18 @@ def test_an_idempotent_replay_after_the_session_closed_answers_its_task(
         assert replay.status_code == 200, replay.text
         assert replay.json()["task_id"] == first
         assert_error(call_in(client, session_id, "echo", [{"text": "b"}]), 409, "CONFLICT")
+
+
+def test_tasks_in_a_session_are_listed_and_filtered_like_any(server: RunningServer) -> None:
+    """A session's tasks are in the caller's task list and its status/app/skill filters."""
+    with server.client(USER_KEY) as client:
+        session_id = new_session(client)["session_id"]
+        task_id = call_in(client, session_id, "echo", [{"text": "a"}]).json()["task_id"]
+        finished(client, task_id)
+        filtered = client.get(
+            "/api/v1/tasks",
+            params={"status": "completed", "app": "demo", "skill": "echo", "limit": 1000},
+        ).json()
+        everything = client.get("/api/v1/tasks", params={"limit": 1000}).json()
+    assert task_id in [t["task_id"] for t in filtered["items"]]
+    assert task_id in [t["task_id"] for t in everything["items"]]

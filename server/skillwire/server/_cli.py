@@ -226,7 +226,7 @@ def work(config: Config, apps: Sequence[str], metrics_port: int = 0) -> None:
 
     async def run() -> None:
         backbone = make_backbone(config)
-        limits = RateLimits(config)
+        limits = RateLimits(config, windows=backbone.windows)
         metrics = Metrics()
         llm = make_llm(config, limits, metrics)
         registry = make_registry(config, apps, llm)
@@ -247,7 +247,6 @@ def work(config: Config, apps: Sequence[str], metrics_port: int = 0) -> None:
         await pool.stop(grace=config.shutdown_grace)
         if llm is not None:
             await llm.aclose()
-        await limits.close()
         await backbone.close()
 
     _run(run())

@@ -176,10 +176,10 @@ class Runtime:
     @classmethod
     def build(cls, config: Config, apps: Sequence[App | str]) -> Runtime:
         metrics = Metrics()
-        limits = RateLimits(config, metrics)
+        backbone = make_backbone(config)
+        limits = RateLimits(config, metrics, backbone.windows)
         llm = make_llm(config, limits, metrics)
         registry = make_registry(config, apps, llm)
-        backbone = make_backbone(config)
         guard = make_url_guard(config)
         tasks = TaskService(
             backbone,
@@ -268,7 +268,6 @@ class Runtime:
             await self.webhooks.stop()
         if self.llm is not None:
             await self.llm.aclose()
-        await self.limits.close()
         await self.backbone.close()
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -45,6 +45,7 @@ __all__ = [
     "DeliveryListener",
     "DeliveryRecord",
     "EventListener",
+    "FixedWindows",
     "Idempotency",
     "LogSlice",
     "StoredSession",
@@ -134,12 +135,24 @@ class LogSlice(msgspec.Struct):
     finished: bool
 
 
+class FixedWindows(Protocol):
+    """Rate-limit counters in fixed windows (a backbone's: shared by every process on it)."""
+
+    async def hit(self, name: str, window: float) -> tuple[int, float]:
+        """Count one hit in ``name``'s window (``window`` seconds long, opened by its first
+        hit): the hits counted in it so far, and the seconds until it ends."""
+        ...
+
+
 class Backbone(abc.ABC):
     """Task records, event logs, live fan-out, the work queue and control signals."""
 
     name: str = "abstract"
     # Configured receivers of every finished task (``webhooks.urls``), besides its own URL.
     webhook_urls: tuple[str, ...] = ()
+    # The rate limiter's counters, on the backbone's own connections; None when each process
+    # counts alone (the memory backbone: the limiter keeps them in its memory).
+    windows: FixedWindows | None = None
 
     # -- life ----------------------------------------------------------------------------
     @abc.abstractmethod

@@ -96,6 +96,9 @@ class MemoryBackbone(Backbone):
         self._retention = retention
         self._sweep_interval = sweep_interval
         self._records: dict[str, _Record] = {}
+        # Each principal's task ids, oldest first (a dict keeps its insertion order): a list of
+        # one principal's tasks reads them, not every task.
+        self._by_owner: dict[str, dict[str, None]] = {}
         self._queue: asyncio.Queue[WorkItem] = asyncio.Queue()
         self._enqueued: dict[int, float] = {}  # id(item) -> when it was queued
         self._cancel_listeners: list[CancelListener] = []
@@ -149,6 +152,7 @@ class MemoryBackbone(Backbone):
         if idempotency is not None:
             self._idempotency[idempotency.key] = (task.task_id, idempotency.fingerprint, deadline)
         first = EncodedEvent.of(first_event)
+        self._by_owner.setdefault(owner, {})[task.task_id] = None
         self._records[task.task_id] = _Record(
             task=task,
             owner=owner,
@@ -189,11 +193,14 @@ class MemoryBackbone(Backbone):
         limit: int,
         offset: int,
     ) -> tuple[list[Task], int]:
+        if owner is None:
+            records = reversed(self._records.values())
+        else:
+            records = (self._records[i] for i in reversed(self._by_owner.get(owner, {})))
         matches = [
             r
-            for r in reversed(self._records.values())
-            if (owner is None or r.owner == owner)
-            and (status is None or r.task.status == status)
+            for r in records
+            if (status is None or r.task.status == status)
             and (app is None or r.task.app == app)
             and (skill is None or r.task.skill == skill)
         ]
@@ -391,7 +398,11 @@ class MemoryBackbone(Backbone):
             for t, r in self._records.items()
             if r.task.finished_at is not None and parse_time(r.task.finished_at) < cutoff
         ]:
-            del self._records[task_id]
+            record = self._records.pop(task_id)
+            owned = self._by_owner[record.owner]
+            del owned[task_id]
+            if not owned:
+                del self._by_owner[record.owner]
         mono = time.monotonic()
         for ticket in [t for t, (_, exp) in self._tickets.items() if exp < mono]:
             del self._tickets[ticket]

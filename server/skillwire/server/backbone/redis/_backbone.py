@@ -66,14 +66,15 @@ from ._connections import pool_options
 from ._deliveries import RedisDeliveries, creation_args, creation_keys
 from ._fanout import Fanout
 from ._outputs import group_args
+from ._prune import prune, sweep
 from ._sessions import RedisSessions
+from ._windows import RedisWindows
 
 __all__ = ["RedisBackbone"]
 
 log = logging.getLogger("skillwire.redis")
 
 _work_decoder = msgspec.json.Decoder(WorkItem)
-LIST_SCAN_LIMIT = 10_000
 
 
 @contextlib.asynccontextmanager
@@ -120,6 +121,7 @@ class RedisBackbone(Backbone):
         lease: float = 30.0,
         max_connections: int = 256,
         pool_timeout: float = 10.0,
+        sweep_interval: float = 60.0,
     ) -> None:
         self._url = url
         self._max_events = max_events
@@ -152,7 +154,10 @@ class RedisBackbone(Backbone):
         # Every script call and ack of this process shares round trips with the others.
         self._batcher = CommandBatcher(self._client)
         self._deliveries = RedisDeliveries(self._client, self._batcher.script, self._retention)
+        self.windows = RedisWindows(self._batcher.script)  # the rate limiter's counters
         self._delivery_listeners: list[DeliveryListener] = []
+        self._sweep_interval = sweep_interval
+        self._sweeper: asyncio.Task[None] | None = None
         self._sessions = RedisSessions(
             self._client,
             self._batcher.script,
@@ -165,6 +170,7 @@ class RedisBackbone(Backbone):
         with contextlib.suppress(BackboneUnavailable):
             await self._ensure_group()
         await self._fanout.start()
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="skillwire-redis-sweeper")
 
     async def _ensure_group(self) -> None:
         async with _translated():
@@ -190,6 +196,11 @@ class RedisBackbone(Backbone):
                 await self._client.set(keys.SECRET, self._secret.hex(), nx=True)
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         await self._fanout.close()
         await self._batcher.close()
         await self._client.aclose()
@@ -235,6 +246,7 @@ class RedisBackbone(Backbone):
         idempotency: Idempotency | None = None,
     ) -> tuple[str, str] | None:
         task_id = task.task_id
+        created_ms = int(time.time() * 1000)
         head = encode({"task_id": task_id, "app": task.app, "skill": task.skill})[1:-1]
         mapping: dict[str, Any] = {
             "head": head,
@@ -252,6 +264,8 @@ class RedisBackbone(Backbone):
             "done": 0,
             "ob": 0,  # bytes of every output held
             "oc": 0,  # outputs emitted: the next one's emission order
+            "ix": keys.index_prefix(owner),  # the owner's filter indexes (see _keys)
+            "cms": created_ms,  # the score of its id in every index
         }
         for i in range(len(task.requests)):
             mapping[f"s:{i}"] = "queued"
@@ -261,7 +275,6 @@ class RedisBackbone(Backbone):
             mapping[f"r:{i}"] = b"null"  # the result (request.completed's data)
         if task.parent_task_id is not None:
             mapping["parent"] = task.parent_task_id
-        created_ms = int(time.time() * 1000)
         if task.session_id is not None:
             # A task joining a session: created with its session's entries in one script,
             # which checks the session is open and keeps the idempotency key in the same step.
@@ -273,6 +286,7 @@ class RedisBackbone(Backbone):
                     mapping,
                     owner=owner,
                     created_ms=created_ms,
+                    indexes=[keys.INDEXES, *_indexes(owner, task)],
                     work=[encode(item) for item in work],
                     idempotency=idempotency,
                 )
@@ -301,8 +315,8 @@ class RedisBackbone(Backbone):
                     id=f"{first_event.seq}-0",
                 )
                 pipe.expire(keys.events(task_id), self._retention)
-                pipe.zadd(keys.TASKS, {task_id: created_ms})
-                pipe.zadd(keys.owner_tasks(owner), {task_id: created_ms})
+                indexes = [keys.INDEXES, *_indexes(owner, task)]
+                pipe.eval(scripts.INDEX, len(indexes), *indexes, created_ms, task_id)
                 for item in work:
                     pipe.xadd(keys.WORK, {"w": encode(item)})
                 try:
@@ -331,50 +345,49 @@ class RedisBackbone(Backbone):
         limit: int,
         offset: int,
     ) -> tuple[list[Task], int]:
-        index = keys.TASKS if owner is None else keys.owner_tasks(owner)
+        if status is None and app is None and skill is None:
+            indexes = [keys.TASKS if owner is None else keys.owner_tasks(owner)]
+        else:
+            indexes = _filters(owner, status, app, skill)
         async with _translated():
-            await self._prune(index)
-            if status is None and app is None and skill is None:
-                total = await self._client.zcard(index)
-                ids = await self._client.zrevrange(index, offset, offset + limit - 1)
-                tasks = await self._views([i.decode() for i in ids], index)
-                return tasks, total
-            ids = await self._client.zrevrange(index, 0, LIST_SCAN_LIMIT - 1)
-            everything = await self._views([i.decode() for i in ids], index)
-        matches = [
-            t
-            for t in everything
-            if (status is None or t.status == status)
-            and (app is None or t.app == app)
-            and (skill is None or t.skill == skill)
-        ]
-        return matches[offset : offset + limit], len(matches)
-
-    async def _prune(self, index: str) -> None:
-        """Drop ids whose task expired: only ids older than the retention window may have."""
-        cutoff = (time.time() - self._retention) * 1000
-        old = await self._client.zrangebyscore(index, "-inf", cutoff)
-        if not old:
-            return
-        pipe = self._client.pipeline(transaction=False)
-        for task_id in old:
-            pipe.exists(keys.task(task_id.decode()))
-        alive = await pipe.execute()
-        gone = [task_id for task_id, exists in zip(old, alive, strict=True) if not exists]
-        if gone:
-            await self._client.zrem(index, *gone)
-
-    async def _views(self, task_ids: list[str], index: str) -> list[Task]:
-        tasks: list[Task] = []
-        gone: list[str] = []
-        for task_id in task_ids:
-            stored = await self.get_task(task_id)
-            if stored is None:
-                gone.append(task_id)
+            await prune(self._client, indexes, keys.task, self._retention)
+            if len(indexes) == 1:
+                # One index: its count, and the page straight from it (one MULTI, so the
+                # total and the page are the same moment's).
+                pipe = self._client.pipeline(transaction=True)
+                pipe.zcard(indexes[0])
+                pipe.zrevrange(indexes[0], offset, offset + limit - 1)
+                total, ids = await pipe.execute()
             else:
-                tasks.append(stored.task)
+                # Several filters: their indexes' intersection, counted and paged in one MULTI.
+                scratch = keys.scratch(secrets.token_hex(8))
+                pipe = self._client.pipeline(transaction=True)
+                pipe.zinterstore(scratch, indexes, aggregate="MAX")
+                pipe.zrevrange(scratch, offset, offset + limit - 1)
+                pipe.delete(scratch)
+                total, ids, _ = await pipe.execute()
+            # An id whose task expired since the prune drops out of the page (not the total).
+            tasks = await self._views([i.decode() for i in ids], indexes)
+        return tasks, total
+
+    async def _sweep_forever(self) -> None:
+        """Prune the task indexes every sweep interval (one process of the deployment does)."""
+        while True:
+            await asyncio.sleep(self._sweep_interval)
+            try:
+                async with _translated():
+                    await sweep(self._client, self._retention, self._sweep_interval)
+            except BackboneUnavailable as exc:
+                log.debug("task index sweep skipped: %s", exc)
+
+    async def _views(self, task_ids: list[str], indexes: list[str]) -> list[Task]:
+        # Together, so that the batcher sends the page's scripts in one round trip.
+        found = await asyncio.gather(*(self.get_task(task_id) for task_id in task_ids))
+        tasks = [stored.task for stored in found if stored is not None]
+        gone = [task_id for task_id, stored in zip(task_ids, found, strict=True) if stored is None]
         if gone:
-            await self._client.zrem(index, *gone)
+            for index in indexes:
+                await self._client.zrem(index, *gone)
         return tasks
 
     async def append(
@@ -679,6 +692,35 @@ class RedisBackbone(Backbone):
         """This process finished a task: its dispatcher may claim the deliveries at once."""
         for listener in list(self._delivery_listeners):
             listener()
+
+
+def _indexes(owner: str, task: Task) -> list[str]:
+    """The indexes a new task enters: every task's list and its owner's, and the filter
+    indexes of each."""
+    filters = [
+        index
+        for scope in (None, owner)
+        for index in (
+            keys.status_tasks(scope, task.status.value),
+            keys.app_tasks(scope, task.app),
+            keys.skill_tasks(scope, task.skill),
+        )
+    ]
+    return [keys.TASKS, keys.owner_tasks(owner), *filters]
+
+
+def _filters(
+    owner: str | None, status: TaskStatus | None, app: str | None, skill: str | None
+) -> list[str]:
+    """The indexes whose intersection is the tasks a filtered list holds."""
+    indexes = []
+    if status is not None:
+        indexes.append(keys.status_tasks(owner, status.value))
+    if app is not None:
+        indexes.append(keys.app_tasks(owner, app))
+    if skill is not None:
+        indexes.append(keys.skill_tasks(owner, skill))
+    return indexes
 
 
 def _group_gone(exc: ResponseError) -> bool:

@@ -98,8 +98,9 @@ end
 # the first event as ``task.event``, and its work, in one script (the session must be open).
 # With an idempotency key (ARGV[11] = '1'), a key already taken answers {'earlier', value}
 # and nothing is created; else the key is taken in the same step.
-# KEYS: task hash, task events, all tasks, owner's tasks, work stream, session hash,
-#       session events, session tasks, session live, idempotency key (unused without one)
+# KEYS: task hash, task events, the set of index names, (unused), work stream, session hash,
+#       session events, session tasks, session live, idempotency key (unused without one),
+#       then the task's indexes (as create_task's INDEX script takes them)
 # ARGV: task_id, session_id, ttl, created ms, now, maxlen, first seq, first type, first json,
 #       session.task data json, with key ('1' or '0'), key value, key ttl,
 #       mapping pairs count, mapping..., work items...
@@ -122,8 +123,10 @@ redis.call('HSET', KEYS[1], unpack(mapping))
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('XADD', KEYS[2], ARGV[7] .. '-0', 't', ARGV[8], 'e', ARGV[9])
 redis.call('EXPIRE', KEYS[2], ttl)
-redis.call('ZADD', KEYS[3], created, task_id)
-redis.call('ZADD', KEYS[4], created, task_id)
+for i = 11, #KEYS do
+  redis.call('ZADD', KEYS[i], created, task_id)
+  redis.call('SADD', KEYS[3], KEYS[i])
+end
 redis.call('RPUSH', KEYS[8], task_id)
 local s = {id = sid, h = KEYS[6], stream = KEYS[7], tasks = KEYS[8], live = KEYS[9],
   now = now, maxlen = maxlen, ttl = ttl, out = {}}

@@ -125,6 +125,7 @@ class RedisSessions:
         *,
         owner: str,
         created_ms: int,
+        indexes: list[str],
         work: list[bytes],
         idempotency: Idempotency | None,
     ) -> tuple[str, str] | None:
@@ -142,14 +143,15 @@ class RedisSessions:
             [
                 keys.task(task_id),
                 keys.events(task_id),
-                keys.TASKS,
-                keys.owner_tasks(owner),
+                indexes[0],  # the set of index names
+                keys.task(task_id),  # (unused)
                 keys.WORK,
                 keys.session(session_id),
                 keys.events(session_id),
                 keys.session_tasks(session_id),
                 keys.live(session_id),
                 keys.idempotency(idempotency.key if idempotency else task_id),
+                *indexes[1:],
             ],
             [
                 task_id,
