@@ -155,11 +155,13 @@ return {session_json(s), state[1], state[2]}
 )
 
 # No task joins from now on ('closing'); returns {'ok', task ids...}, {'missing'} or
-# {'conflict'}. KEYS: session hash, session tasks
+# {'conflict'}. A session left 'closing' (its closer stopped before session.closed) may be
+# closed again: its tasks are cancelled again and the log ends then.
+# KEYS: session hash, session tasks
 SESSION_CLOSE_MARK = r"""
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'missing'} end
-if status ~= 'open' then return {'conflict'} end
+if status == 'closed' then return {'conflict'} end
 redis.call('HSET', KEYS[1], 'status', 'closing')
 local out = {'ok'}
 for _, id in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do out[#out + 1] = id end
@@ -168,12 +170,15 @@ return out
 
 # After its tasks are cancelled: ``session.closed`` (the Session) ends the log.
 # KEYS: session hash, session events, session tasks, session live
-# ARGV: session id, now, maxlen, ttl.   Returns the session.closed event's JSON.
+# ARGV: session id, now, maxlen, ttl.   Returns the session.closed event's JSON, or nil when
+# another closer appended it first.
 SESSION_CLOSE_FINISH = (
     SESSION_PART
     + r"""
 local s = {id = ARGV[1], h = KEYS[1], stream = KEYS[2], tasks = KEYS[3], live = KEYS[4],
   now = ARGV[2], maxlen = ARGV[3], ttl = ARGV[4], out = {}}
+-- Two closers of one session: the first ends the log, the second finds it ended.
+if redis.call('HGET', KEYS[1], 'status') ~= 'closing' then return false end
 redis.call('HSET', KEYS[1], 'status', 'closed')
 local seq = redis.call('HINCRBY', s.h, 'last_seq', 1)
 redis.call('HSET', s.h, 'updated_at', s.now)

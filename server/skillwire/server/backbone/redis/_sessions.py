@@ -210,6 +210,11 @@ class RedisSessions:
             ],
             [session_id, now, self._max_events, self._retention],
         )
+        if json is None:
+            raise Conflict(
+                f"session {session_id} is closed",
+                details={"session_id": session_id, "status": "closed"},
+            )
         closed = msgspec.json.decode(json, type=_ClosedEvent)
         return closed.data
 
