@@ -60,6 +60,7 @@ from ._ids import (
     task_id_time,
 )
 from ._models import (
+    SESSION_SNAPSHOT_TASKS,
     AppSkills,
     AppsList,
     CallBody,
@@ -126,6 +127,7 @@ __all__ = [
     "DEFAULT_MAX_OUTPUT_BYTES",
     "NDJSON_HEARTBEAT",
     "SESSION_ID_PREFIX",
+    "SESSION_SNAPSHOT_TASKS",
     "SSE_HEARTBEAT",
     "SUBPROTOCOL",
     "TASK_ID_PREFIX",

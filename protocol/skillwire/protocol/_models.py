@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 __all__ = [
+    "SESSION_SNAPSHOT_TASKS",
     "AppSkills",
     "AppsList",
     "CallBody",
@@ -318,6 +319,9 @@ class SessionTask(msgspec.Struct):
     app: str
     skill: str
     parent_task_id: str | None = None
+
+
+SESSION_SNAPSHOT_TASKS = 100  # the tasks a session.snapshot carries: the session's last ones
 
 
 class SessionSnapshot(msgspec.Struct):

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from skillwire.protocol import (
+    SESSION_SNAPSHOT_TASKS,
     EncodedEvent,
     EncodedSessionEvent,
     Event,
@@ -27,8 +28,6 @@ from skillwire.protocol import (
 from ..backbone import Backbone, EventListener, LogSlice
 
 __all__ = ["LogSource", "SessionLog", "TaskLog"]
-
-SNAPSHOT_TASKS = 100  # as engine._sessions: the tasks a session.snapshot carries
 
 
 class LogSource(Protocol):
@@ -88,7 +87,7 @@ class SessionLog:
         return await self._backbone.read_session_events(self._session_id, after, limit)
 
     async def snapshot(self) -> tuple[EncodedEvent, bool]:
-        snapshot = await self._backbone.session_snapshot(self._session_id, SNAPSHOT_TASKS)
+        snapshot = await self._backbone.session_snapshot(self._session_id, SESSION_SNAPSHOT_TASKS)
         if snapshot is None:
             raise self.missing()
         session = snapshot.session

@@ -16,7 +16,6 @@ from skillwire.protocol import (
     NotFound,
     Session,
     SessionBody,
-    SessionSnapshot,
     SessionStatus,
     format_time,
     new_session_id,
@@ -26,9 +25,7 @@ from skillwire.protocol import (
 from ..auth import Principal
 from ..backbone import Backbone, StoredSession
 
-__all__ = ["SNAPSHOT_TASKS", "SessionService"]
-
-SNAPSHOT_TASKS = 100  # the tasks a session.snapshot carries: the session's last ones
+__all__ = ["SessionService"]
 
 
 class SessionService:
@@ -90,9 +87,3 @@ class SessionService:
     async def close(self, principal: Principal, session_id: str) -> Session:
         await self.get(principal, session_id)
         return await self.backbone.close_session(session_id)
-
-    async def snapshot(self, session_id: str) -> SessionSnapshot:
-        snapshot = await self.backbone.session_snapshot(session_id, SNAPSHOT_TASKS)
-        if snapshot is None:
-            raise NotFound(f"session {session_id} not found", details={"session_id": session_id})
-        return snapshot
