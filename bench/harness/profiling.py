@@ -20,6 +20,7 @@ from typing import Any
 from .environment import BENCH, KEY, ROOT, log
 from .loaders import loader_count, start_loaders
 from .processes import Proc
+from .publisher import Relay
 from .pyspy import PySpyHook, top_frames
 from .runs import call_run, stream_run
 from .session import Bench
@@ -97,6 +98,38 @@ def memtrace_run(bench: Bench, conns_n: int) -> dict[str, Any]:
             p.send("close")
             p.stop(grace=2.0)
         system.stop()
+
+
+def profile_r(bench: Bench, args: argparse.Namespace, backbones: list[str]) -> None:
+    """R's closed loop (--r-tasks, --r-events, --r-window) under py-spy, raw stacks, per backbone:
+    where each microsecond of a relayed event goes (docs/performance.md)."""
+    pyspy = BENCH / ".venv-baselines" / "bin" / "py-spy"
+    if not pyspy.exists():
+        log("    ! py-spy not installed in bench/.venv-baselines; skipping the R profile")
+        return
+    out_dir = Path(args.json).resolve().parent
+    for backbone in backbones:
+        name = f"skillwire-{backbone}"
+        raw = out_dir / f"profile-R-{backbone}.txt"
+        log(f"P  profiling {name} under R (closed loop, {args.r_tasks} tasks)")
+        bench.profile_hook = PySpyHook(pyspy, "raw", raw)
+        try:
+            run = stream_run(
+                bench, "P", name, "ws", args.r_tasks, args.r_events, 0.0, own_task=True,
+                relay=Relay.closed_loop(args.r_window), label=f"profile R x{args.r_tasks}",
+            )  # fmt: skip
+        finally:
+            bench.profile_hook = None
+        bench.runs.remove(run)
+        if raw.exists():
+            bench.profiles[f"{name} R"] = {
+                "raw": str(raw),
+                "run": {
+                    k: run.get(k)
+                    for k in ("events_per_s", "lost", "p50_ms", "p99_ms", "cpu_us_per_delivery")
+                },
+                **top_frames(raw),
+            }
 
 
 def profile_runs(bench: Bench, args: argparse.Namespace, backbones: list[str]) -> None:
