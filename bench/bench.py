@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--smoke",
         action="store_true",
-        help="tiny A, R and T runs, skillwire memory only (CI)",
+        help="tiny A, A-win, C-task, T and R runs, skillwire memory only (CI)",
     )
     p.add_argument(
         "--only",
@@ -233,7 +233,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if set(csv_strs(args.only.upper())) <= {"P", "PR"} and args.json == default_json:
         args.json = str(BENCH / "results" / "profile.json")  # a profile leaves the table alone
     if args.smoke:
-        args.only = "A,T,R"
+        args.only = "A,T,R,C"
+        args.c_conns, args.c_tasks = 0, 5  # C with tasks only: the plain C is the same code
         args.aw_k, args.aw_window, args.aw_events = 5, 2, 20
         args.r_tasks, args.r_events, args.r_window = 5, 20, 5
         args.r_rate, args.r_rate_events = 20.0, 10

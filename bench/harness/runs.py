@@ -330,12 +330,12 @@ def idle_run(
         with contextlib.suppress(Exception):
             warm[0].popen.wait(10)
         warm[0].stop()
-        time.sleep(1.0)
+        time.sleep(2 * args.settle)  # 1 s by default (--smoke: less)
         before = rss()
         procs = start_loaders(bench, base, [spec] * conns_n, loader_count(bench, conns_n))
         readies = [p.expect("ready", args.connect_timeout) for p in procs]
         ready = sum(r["ready"] for r in readies)
-        time.sleep(1.5)
+        time.sleep(3 * args.settle)  # the RSS settles: 1.5 s by default
         after = rss()
         run.update(
             connect_s=max(r["connect_s"] for r in readies),
@@ -390,12 +390,12 @@ def idle_tasks_run(bench: Bench, system_name: str, tasks_n: int) -> dict[str, An
         system = start_skillwire(bench, system_name.split("-", 1)[1], concurrency=tasks_n + 64)
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(create, range(20)))  # warm up: one-time costs stay out
-            time.sleep(1.0)
+            time.sleep(2 * bench.args.settle)
             before = sum(p.rss_kib() for p in system.procs.values())
             t0 = time.monotonic()
             created = sum(pool.map(create, range(tasks_n)))
         create_s = time.monotonic() - t0
-        time.sleep(1.5)
+        time.sleep(3 * bench.args.settle)
         after = sum(p.rss_kib() for p in system.procs.values())
         run.update(
             ready=created,

@@ -128,8 +128,8 @@ def scenario_b(bench: Bench, plan: Plan) -> None:
 
 def scenario_c(bench: Bench, plan: Plan) -> None:
     args = bench.args
-    log(f"C  idle connections: {args.c_conns}")
-    for transport in plan.transports:
+    log(f"C  idle connections: {args.c_conns or 'skipped (--c-conns 0)'}")
+    for transport in plan.transports if args.c_conns else []:
         # the floor (uvicorn alone, skillwire's .venv) runs with or without the baselines, like
         # E's bare endpoint: what of skillwire's memory per WebSocket is the server stack's own
         floor = [FLOOR] if transport == "ws" else []
