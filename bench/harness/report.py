@@ -417,7 +417,7 @@ def report(result: dict[str, Any]) -> str:
         if "top" in prof:
             out += [
                 "",
-                f"{name}: {prof['conns']} connections, RSS {prof['rss_per_conn_kib']} KiB/conn, "
+                f"{name}: {prof['conns']} {'tasks' if prof.get('what') == 'task' else 'connections'}, RSS {prof['rss_per_conn_kib']} KiB/conn, "
                 f"traced by tracemalloc {prof['traced_per_conn_kib']} KiB/conn ({prof['note']}); "
                 "grown per connection, by allocation site (bytes, objects):",
             ]
