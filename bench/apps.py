@@ -1,5 +1,6 @@
 """Skills for the benchmarks: ``bench/emit`` streams timestamped outputs at a set rate;
-``bench/tokens`` streams one growing output, word by word, as demo/stream does.
+``bench/tokens`` streams one growing output, word by word, as demo/stream does;
+``bench/relay`` relays what an outside process PUBLISHes to a Redis channel (R, A-win).
 
 Loaded with ``skillwire serve --apps bench.apps:bench`` (the repository root on PYTHONPATH).
 
@@ -107,3 +108,75 @@ async def tokens(
                 if ahead > 0:
                     await asyncio.sleep(ahead)
             await out.append(f"{i}:{time.time():.6f} ")
+
+
+class _RelayHub:
+    """One Redis pub/sub connection per process and Redis URL, shared by every ``bench/relay``
+    task (as broadcaster shares one for the naive relay): one reader hands each message to
+    its channel's queue."""
+
+    def __init__(self, url: str) -> None:
+        import redis.asyncio as aioredis  # only the relay needs it
+
+        self.client = aioredis.Redis.from_url(url)
+        self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        self.queues: dict[str, asyncio.Queue[bytes | None]] = {}
+        self.reader: asyncio.Task[None] | None = None
+        # redis-py opens the pub/sub connection on the first (un)subscribe: tasks that
+        # subscribed at once would each open their own, and the reader hears only one
+        self.lock = asyncio.Lock()
+
+    async def subscribe(self, channel: str) -> asyncio.Queue[bytes | None]:
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.queues[channel] = queue
+        async with self.lock:
+            await self.pubsub.subscribe(channel)
+        if self.reader is None or self.reader.done():
+            self.reader = asyncio.get_running_loop().create_task(self._read())
+        return queue
+
+    async def unsubscribe(self, channel: str) -> None:
+        self.queues.pop(channel, None)
+        async with self.lock:
+            await self.pubsub.unsubscribe(channel)
+
+    async def _read(self) -> None:
+        while self.queues:
+            message = await self.pubsub.get_message(timeout=None)
+            if message is None or message.get("type") != "message":
+                continue
+            channel = message["channel"].decode()
+            queue = self.queues.get(channel)
+            if queue is not None:
+                queue.put_nowait(message["data"])
+
+
+_hubs: dict[str, _RelayHub] = {}
+
+
+@bench.skill(mode="long", description="Relay n messages PUBLISHed to a Redis channel as outputs.")
+async def relay(
+    channel: str,
+    redis_url: str,
+    n: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 100,
+    max_wait: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 300.0,
+) -> AsyncIterator[Any]:
+    """Scenarios R and A-win: each message an outside publisher PUBLISHes to ``channel`` (the
+    JSON the baselines' publisher sends) becomes one output, as the naive relay forwards it.
+    Ends after ``n`` messages, or ``max_wait`` seconds after it started (one timer per task,
+    none per message: the relay's own cost stays out of the per-event figures)."""
+    hub = _hubs.get(redis_url)
+    if hub is None:
+        hub = _hubs[redis_url] = _RelayHub(redis_url)
+    queue = await hub.subscribe(channel)
+    timer = asyncio.get_running_loop().call_later(max_wait, queue.put_nowait, None)
+    decode = msgspec.json.decode
+    try:
+        for _ in range(n):
+            data = await queue.get()
+            if data is None:
+                return  # gave up waiting: what did not come counts as lost
+            yield decode(data)
+    finally:
+        timer.cancel()
+        await hub.unsubscribe(channel)

@@ -10,6 +10,12 @@ both backbones, and the baselines from bench/.venv-baselines), the Node load gen
   C  idle connections: server RSS per open WebSocket / SSE stream (WS: also bare uvicorn's)
   D  quick demo/echo calls over REST, redis backbone, separate worker processes
   E  overhead: a quick call answered inline vs a bare Starlette endpoint
+  R  relay (issue 18): 1,000 tasks, each relaying what an outside publisher PUBLISHes to its
+     own Redis channel, one WS follower each: a closed loop (N deliveries outstanding) and a
+     fixed rate: delivered/s, server CPU per delivery, latency, loss; vs the naive relay
+  (A also runs A-win, A at a small window: K followers of one relayed channel, a closed loop
+  with 5 messages in flight; C also runs C-task and C-idle-task: RSS per idle WebSocket that
+  follows its own running task, and per running task nobody follows)
   T  token streaming (issue 14): many streams of words (one growing output each) with one
      subscriber each, and one stream followed by many: deltas/s, emit->receive latency,
      CPU per delta, RSS per stream, on both backbones
@@ -45,12 +51,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--smoke",
         action="store_true",
-        help="tiny A and T runs, skillwire memory only (CI)",
+        help="tiny A, A-win, C-task, T and R runs, skillwire memory only (CI)",
     )
     p.add_argument(
         "--only",
-        default=env("ONLY", "A,B,C,D,E,T"),
-        help="scenarios to run (A,B,C,D,E,T; P: the profile)",
+        default=env("ONLY", "A,B,C,D,E,T,R"),
+        help="scenarios to run (A,B,C,D,E,T,R; P: the profile; PR: R's profile)",
     )
     p.add_argument(
         "--backbones", default=env("BACKBONES", "memory,redis"), help="skillwire backbones"
@@ -93,6 +99,51 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--lat-events", type=int, default=int(env("LAT_EVENTS", "30")), help="A latency: events"
     )
     p.add_argument(
+        "--aw-k",
+        type=int,
+        default=int(env("AW_K", "1000")),
+        help="A at a small window: followers of the one relayed channel (0: skip)",
+    )
+    p.add_argument(
+        "--aw-window",
+        type=int,
+        default=int(env("AW_WINDOW", "5")),
+        help="A at a small window: messages in flight (times K deliveries)",
+    )
+    p.add_argument(
+        "--aw-events", type=int, default=int(env("AW_EVENTS", "300")), help="A-win: messages"
+    )
+    p.add_argument(
+        "--r-tasks",
+        type=int,
+        default=int(env("R_TASKS", "1000")),
+        help="R: relaying tasks (one channel and one WS follower each)",
+    )
+    p.add_argument(
+        "--r-events",
+        type=int,
+        default=int(env("R_EVENTS", "100")),
+        help="R closed loop: messages per task",
+    )
+    p.add_argument(
+        "--r-window",
+        type=int,
+        default=int(env("R_WINDOW", "1000")),
+        help="R closed loop: deliveries outstanding at most",
+    )
+    p.add_argument(
+        "--r-rate",
+        type=float,
+        default=float(env("R_RATE", "10")),
+        help="R fixed rate: messages/s per task (0: skip)",
+    )
+    p.add_argument(
+        "--r-rate-events",
+        type=int,
+        default=int(env("R_RATE_EVENTS", "50")),
+        help="R fixed rate: messages per task",
+    )
+    p.add_argument(
         "--b-clients",
         type=int,
         default=int(env("B_CLIENTS", "1000")),
@@ -109,6 +160,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--c-conns", type=int, default=int(env("C_CONNS", "5000")), help="C: idle connections"
+    )
+    p.add_argument(
+        "--c-tasks",
+        type=int,
+        default=int(env("C_TASKS", "2000")),
+        help="C: idle running tasks, followed and not (0: skip)",
     )
     p.add_argument("--d-conc", default=env("D_CONC", "1,16,128"), help="D: concurrency levels")
     p.add_argument(
@@ -173,10 +230,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = p.parse_args(argv)
     default_json = str(BENCH / "results" / "latest.json")
-    if set(csv_strs(args.only.upper())) == {"P"} and args.json == default_json:
+    if set(csv_strs(args.only.upper())) <= {"P", "PR"} and args.json == default_json:
         args.json = str(BENCH / "results" / "profile.json")  # a profile leaves the table alone
     if args.smoke:
-        args.only = "A,T"
+        args.only = "A,T,R,C"
+        args.c_conns, args.c_tasks = 0, 5  # C with tasks only: the plain C is the same code
+        args.aw_k, args.aw_window, args.aw_events = 5, 2, 20
+        args.r_tasks, args.r_events, args.r_window = 5, 20, 5
+        args.r_rate, args.r_rate_events = 20.0, 10
         args.t_streams, args.t_words, args.t_rate, args.t_fanout = 5, 20, 100.0, 5
         args.backbones = "memory"
         args.no_baselines = True

@@ -75,6 +75,9 @@ def collapse_repeats(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         metric, lower_better = {
             "A-lat": ("p99_ms", True),
             "C": ("rss_per_conn_kib", True),
+            "C-task": ("rss_per_conn_kib", True),
+            "C-idle-task": ("rss_per_task_kib", True),
+            "R-rate": ("p99_ms", True),
             "D": ("calls_per_s", False),
             "E": ("p50_ms", True),
         }.get(group[0]["scenario"], ("events_per_s", False))

@@ -20,6 +20,7 @@ from typing import Any
 from .environment import BENCH, KEY, ROOT, log
 from .loaders import loader_count, start_loaders
 from .processes import Proc
+from .publisher import Relay
 from .pyspy import PySpyHook, top_frames
 from .runs import call_run, stream_run
 from .session import Bench
@@ -32,21 +33,34 @@ def short_path(path: str) -> str:
     return path.removeprefix(str(ROOT) + "/").removeprefix("server/skillwire/")
 
 
-def memtrace_run(bench: Bench, conns_n: int) -> dict[str, Any]:
-    """Scenario C under tracemalloc: which allocation sites grow per idle WebSocket."""
-    out_file = bench.tmp / "tracemalloc.txt"
-    system = start_skillwire(bench, "memory", extra_env={"BENCH_TRACEMALLOC_OUT": str(out_file)})
+def memtrace_run(bench: Bench, conns_n: int, what: str = "ws") -> dict[str, Any]:
+    """Scenario C under tracemalloc: which allocation sites grow per idle WebSocket ("ws", all
+    following one task), per idle WebSocket following its own running task ("ws+task", C-task)
+    or per running task nobody follows ("task", C-idle-task)."""
+    out_file = bench.tmp / f"tracemalloc-{secrets.token_hex(3)}.txt"
+    system = start_skillwire(
+        bench,
+        "memory",
+        concurrency=conns_n + 64,
+        extra_env={"BENCH_TRACEMALLOC_OUT": str(out_file)},
+    )
     procs: list[Proc] = []
     try:
         start_file = bench.tmp / f"never-{secrets.token_hex(4)}"
-        _, body = http_json(
-            system.port,
-            "POST",
-            "/api/v1/apps/bench/emit",
-            {"requests": [{"n": 1, "start_file": str(start_file), "max_wait": 300}]},
-            {"Prefer": "respond-async"},
-        )
-        target = json.loads(body)["task_id"]
+        idle_task = {"n": 1, "start_file": str(start_file), "max_wait": 300}
+
+        def create_task() -> str:
+            _, body = http_json(
+                system.port,
+                "POST",
+                "/api/v1/apps/bench/emit",
+                {"requests": [idle_task]},
+                {"Prefer": "respond-async"},
+            )
+            return str(json.loads(body)["task_id"])
+
+        target = create_task()
+        spec: dict[str, Any] = {"call": idle_task} if what == "ws+task" else {"target": target}
         base = {
             "system": "skillwire",
             "transport": "ws",
@@ -57,19 +71,24 @@ def memtrace_run(bench: Bench, conns_n: int) -> dict[str, Any]:
             "idle": True,
             "connect_parallel": 100,
             "run_timeout_s": 600,
+            "app": "bench",
+            "skill": "emit",
         }
-        warm = start_loaders(bench, base, [{"target": target}] * 20, 1)
+        warm = start_loaders(bench, base, [spec] * 20, 1)
         warm[0].expect("ready", 60)
         warm[0].send("close")
         warm[0].stop()
+        for _ in range(20 if what == "task" else 0):
+            create_task()
         time.sleep(1.0)
         os.kill(system.server.pid, signal.SIGUSR1)  # baseline snapshot
         time.sleep(1.0)
         before = system.server.rss_kib()
-        procs = start_loaders(
-            bench, base, [{"target": target}] * conns_n, loader_count(bench, conns_n)
-        )
-        ready = sum(p.expect("ready", 180)["ready"] for p in procs)
+        if what == "task":
+            ready = sum(bool(create_task()) for _ in range(conns_n))
+        else:
+            procs = start_loaders(bench, base, [spec] * conns_n, loader_count(bench, conns_n))
+            ready = sum(p.expect("ready", 180)["ready"] for p in procs)
         time.sleep(1.5)
         after = system.server.rss_kib()
         os.kill(system.server.pid, signal.SIGUSR1)  # compare and write
@@ -86,6 +105,7 @@ def memtrace_run(bench: Bench, conns_n: int) -> dict[str, Any]:
                 (short_path(site), round(int(size) / ready, 1), round(int(count) / ready, 2))
             )
         return {
+            "what": what,
             "conns": ready,
             "rss_per_conn_kib": round((after - before) / ready, 1),
             "traced_per_conn_kib": round(traced / ready / 1024, 1),
@@ -97,6 +117,46 @@ def memtrace_run(bench: Bench, conns_n: int) -> dict[str, Any]:
             p.send("close")
             p.stop(grace=2.0)
         system.stop()
+
+
+def profile_r(bench: Bench, args: argparse.Namespace, backbones: list[str]) -> None:
+    """R's closed loop (--r-tasks, --r-events, --r-window) under py-spy, raw stacks, per backbone:
+    where each microsecond of a relayed event goes (docs/performance.md)."""
+    pyspy = BENCH / ".venv-baselines" / "bin" / "py-spy"
+    if not pyspy.exists():
+        log("    ! py-spy not installed in bench/.venv-baselines; skipping the R profile")
+        return
+    out_dir = Path(args.json).resolve().parent
+    for backbone in backbones:
+        name = f"skillwire-{backbone}"
+        raw = out_dir / f"profile-R-{backbone}.txt"
+        log(f"P  profiling {name} under R (closed loop, {args.r_tasks} tasks)")
+        bench.profile_hook = PySpyHook(pyspy, "raw", raw)
+        try:
+            run = stream_run(
+                bench, "P", name, "ws", args.r_tasks, args.r_events, 0.0, own_task=True,
+                relay=Relay.closed_loop(args.r_window), label=f"profile R x{args.r_tasks}",
+            )  # fmt: skip
+        finally:
+            bench.profile_hook = None
+        bench.runs.remove(run)
+        if raw.exists():
+            bench.profiles[f"{name} R"] = {
+                "raw": str(raw),
+                "run": {
+                    k: run.get(k)
+                    for k in ("events_per_s", "lost", "p50_ms", "p99_ms", "cpu_us_per_delivery")
+                },
+                **top_frames(raw),
+            }
+    if args.c_tasks:
+        n = min(args.c_tasks, 1000)
+        for what, title in (("ws+task", "idle WebSocket with its own task"), ("task", "idle task")):
+            log(f"P  tracemalloc: memory per {title} (skillwire-memory, {n})")
+            try:
+                bench.profiles[f"memory per {title}"] = memtrace_run(bench, n, what)
+            except Exception as exc:
+                log(f"    ! tracemalloc run: {type(exc).__name__}: {exc}")
 
 
 def profile_runs(bench: Bench, args: argparse.Namespace, backbones: list[str]) -> None:

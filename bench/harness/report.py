@@ -20,7 +20,12 @@ def progress_line(run: dict[str, Any]) -> str | None:
     """One line per finished run while the suite goes on (a failed run already said why)."""
     if "error" in run:
         return None
-    if run["scenario"] == "C":
+    if run["scenario"] == "C-idle-task":
+        return (
+            f"    {run['label']:<28} {run['system']:<18} {run.get('rss_per_task_kib')} KiB/task "
+            f"({run.get('ready')} running, created in {run.get('connect_s', 0):.1f}s)"
+        )
+    if run["scenario"] in ("C", "C-task"):
         return (
             f"    {run['label']:<28} {run['system']:<18} {run.get('rss_per_conn_kib')} KiB/conn "
             f"({run.get('ready')} open, connect {run.get('connect_s', 0):.1f}s)"
@@ -41,7 +46,8 @@ def progress_line(run: dict[str, Any]) -> str | None:
     return (
         f"    {run['label']:<28} {run['system']:<18} {run['events_per_s']:>9,.0f} ev/s "
         f"p50 {fmt_ms(run.get('p50_ms'))} p99 {fmt_ms(run.get('p99_ms'))} max {fmt_ms(run.get('max_ms'))} ms "
-        f"lost {run['lost']}  loader CPU {run['loader_cpu_pct']}%"
+        f"lost {run['lost']}  server CPU {run.get('cpu_us_per_delivery')} us/delivery  "
+        f"loader CPU {run['loader_cpu_pct']}%"
     )
 
 
@@ -52,6 +58,9 @@ BASELINE_FOR = {
     "B": "naive",
     "C": "naive",
     "E": "bare-starlette (auto loop)",
+    "R": "naive",
+    "R-rate": "naive",
+    "A-win": "naive",
 }
 
 
@@ -81,15 +90,24 @@ def add_ratios(runs: list[dict[str, Any]]) -> None:
             a, b = run.get("rss_per_conn_kib"), ref.get("rss_per_conn_kib")
         elif scen == "E":
             a, b = run.get("p50_ms"), ref.get("p50_ms")
-        elif scen == "A-lat":
+        elif scen in ("A-lat", "R-rate"):
             a, b = run.get("p99_ms"), ref.get("p99_ms")
         else:
             a, b = run.get("events_per_s"), ref.get("events_per_s")
         if a is not None and b:
             run["ratio"] = round(a / b, 2)
-            run["ratio_of"] = {"C": "RSS/conn", "E": "p50", "A-lat": "p99"}.get(
+            run["ratio_of"] = {"C": "RSS/conn", "E": "p50", "A-lat": "p99", "R-rate": "p99"}.get(
                 scen, "events/s"
             ) + f" vs {ref_name}"
+        a, b = run.get("cpu_us_per_delivery"), ref.get("cpu_us_per_delivery")
+        if scen.startswith(("R", "A")) and a is not None and b:
+            run["cpu_ratio"] = round(a / b, 2)  # server CPU per delivery vs the baseline's
+
+
+def kib_cell(r: dict[str, Any]) -> str:
+    """KiB per connection (C, C-task: a connection and its task) or per task (C-idle-task)."""
+    value = r.get("rss_per_conn_kib", r.get("rss_per_task_kib"))
+    return "" if value is None else f"{value:.1f}"
 
 
 def table(runs: list[dict[str, Any]]) -> str:
@@ -123,17 +141,17 @@ def table(runs: list[dict[str, Any]]) -> str:
                 r["label"],
                 r["system"],
                 "" if rate is None else f"{rate:,.0f}",
-                fmt_ms(r.get("p50_ms")) if r["scenario"] != "C" else "",
-                fmt_ms(r.get("p99_ms")) if r["scenario"] != "C" else "",
-                fmt_ms(r.get("max_ms")) if r["scenario"] != "C" else "",
+                fmt_ms(r.get("p50_ms")) if not r["scenario"].startswith("C") else "",
+                fmt_ms(r.get("p99_ms")) if not r["scenario"].startswith("C") else "",
+                fmt_ms(r.get("max_ms")) if not r["scenario"].startswith("C") else "",
                 str(r.get("lost", "")),
-                "" if r.get("rss_per_conn_kib") is None else f"{r['rss_per_conn_kib']:.1f}",
+                kib_cell(r),
                 "" if r.get("ratio") is None else f"{r['ratio']:.2f}x",
                 (
                     "/".join(f"{c:.0f}" for c in r.get("loader_cpu_pct", []))
                     + (" (!)" if max(r.get("loader_cpu_pct") or [0]) > LOADER_BOUND else "")
                 )
-                if r["scenario"] != "C"
+                if not r["scenario"].startswith("C")
                 else "",
                 "" if server_cpu is None else f"{server_cpu:.0f}",
             ]
@@ -207,6 +225,7 @@ def targets(runs: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[s
                         "met": r["rss_per_conn_kib"] <= 25 if transport == "ws" else None,
                     }
                 )
+    found += issue18_targets(find)
     for r in find(scenario="E"):
         if r["system"].startswith("skillwire") and r.get("ratio") is not None:
             found.append(
@@ -216,6 +235,66 @@ def targets(runs: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[s
                     "value": f"{r['ratio']:.2f}",
                     "met": r["ratio"] <= 1.5,
                 }
+            )
+    return found
+
+
+def issue18_targets(find: Any) -> list[dict[str, Any]]:
+    """Issue 18's targets (bench figures, never test gates): R, A-win, p99, memory, tokens."""
+    found: list[dict[str, Any]] = []
+
+    def add(target: str, r: dict[str, Any], value: str, met: bool | None) -> None:
+        found.append({"target": target, "system": r["system"], "value": value, "met": met})
+
+    for r in find(scenario="R"):
+        if r["system"].startswith("skillwire") and r.get("ratio") is not None:
+            cpu = r.get("cpu_ratio")
+            add(
+                "R: >= 2.5x naive delivered/s, <= 0.4x CPU/delivery, zero loss",
+                r,
+                f"{r['ratio']:.2f}x, CPU {r.get('cpu_us_per_delivery')} us ({cpu}x), "
+                f"lost {r['lost']}",
+                r["ratio"] >= 2.5 and cpu is not None and cpu <= 0.4 and r["lost"] == 0,
+            )
+    for r in find(scenario="A-win"):
+        if r["system"].startswith("skillwire") and r.get("ratio") is not None:
+            add(
+                f"A window K={r['clients']}: >= 3x naive",
+                r,
+                f"{r['ratio']:.2f}x, lost {r['lost']}",
+                r["ratio"] >= 3 and r["lost"] == 0,
+            )
+    for r in find(scenario="A-lat", transport="ws"):
+        if r["system"].startswith("skillwire") and r.get("ratio") is not None:
+            add(
+                f"A WS p99 at {r['clients'] * r['rate']:,.0f}/s: <= 0.45x naive",
+                r,
+                f"p99 {r['p99_ms']:.1f} ms ({r['ratio']:.2f}x)",
+                r["ratio"] <= 0.45,
+            )
+    for r in find(scenario="C", transport="ws"):
+        if r["system"].startswith("skillwire") and r.get("rss_per_conn_kib") is not None:
+            add(
+                "C WS: <= 12 KiB RSS per idle connection",
+                r,
+                f"{r['rss_per_conn_kib']:.1f} KiB",
+                r["rss_per_conn_kib"] <= 12,
+            )
+    for r in find(scenario="C-idle-task"):
+        if r.get("rss_per_task_kib") is not None:
+            add(
+                "C: <= 4 KiB RSS per idle running task",
+                r,
+                f"{r['rss_per_task_kib']:.1f} KiB",
+                r["rss_per_task_kib"] <= 4,
+            )
+    for r in find(scenario="T"):
+        if r.get("cpu_us_per_delta") is not None:
+            add(
+                f"T {r['transport'].upper()}: <= 10 us server CPU per delta",
+                r,
+                f"{r['cpu_us_per_delta']} us",
+                r["cpu_us_per_delta"] <= 10,
             )
     return found
 
@@ -242,7 +321,7 @@ def report(result: dict[str, Any]) -> str:
         "lost = sent - delivered (every subscriber is expected to get every event). loader CPU%: one figure"
         f" per loader process over the run; (!) marks a loader above {LOADER_BOUND:.0f}% (it may be the limit).",
         "",
-        "targets (issue 8):",
+        "targets (issues 8 and 18):",
     ]
     for t in result["targets"]:
         verdict = {True: "MET", False: "NOT MET", None: "(reported)"}[t["met"]]
@@ -253,7 +332,7 @@ def report(result: dict[str, Any]) -> str:
             out.append(f"  {r['label']} / {r['system']}: ERROR {r['error']}")
             continue
         bits = [f"  {r['label']} / {r['system']}:"]
-        if r["scenario"] in ("A", "A-lat", "B", "T", "T-fan"):
+        if r["scenario"] in ("A", "A-lat", "A-win", "B", "R", "R-rate", "T", "T-fan"):
             bits.append(
                 f"delivered {r['delivered']}/{r['expected']} in {r['span_s']}s, dups {r['dups']}, "
                 f"gaps {r['gaps']}, reconnects {r['reconnects']}, retried ops {r.get('retries', 0)}, connect {r.get('connect_s', 0):.1f}s"
@@ -271,8 +350,24 @@ def report(result: dict[str, Any]) -> str:
                 pub = r["publisher"]
                 bits.append(
                     f"publisher {pub.get('published')} msgs in {pub.get('elapsed_s', 0):.2f}s"
+                    + (
+                        f" (window {pub['window']}, waited {pub['waits']}x)"
+                        if pub.get("window")
+                        else ""
+                    )
+                    + (f" ERROR {pub['error']}" if pub.get("error") else "")
                 )
-        elif r["scenario"] == "C":
+            if r.get("cpu_us_per_delivery") is not None:
+                bits.append(
+                    f"server CPU {r['server_cpu_s']}s = {r['cpu_us_per_delivery']} us/delivery"
+                    + (f" ({r['cpu_ratio']}x the baseline's)" if r.get("cpu_ratio") else "")
+                )
+        elif r["scenario"] == "C-idle-task":
+            bits.append(
+                f"RSS {r['rss_before_kib']} -> {r['rss_after_kib']} KiB for {r['ready']} tasks "
+                f"(failed {r.get('connect_failed')}), created in {r.get('connect_s', 0):.1f}s"
+            )
+        elif r["scenario"] in ("C", "C-task"):
             bits.append(
                 f"RSS {r['rss_before_kib']} -> {r['rss_after_kib']} KiB for {r['ready']} connections "
                 f"(failed {r.get('connect_failed')}), connect {r.get('connect_s', 0):.1f}s"
@@ -322,7 +417,7 @@ def report(result: dict[str, Any]) -> str:
         if "top" in prof:
             out += [
                 "",
-                f"{name}: {prof['conns']} connections, RSS {prof['rss_per_conn_kib']} KiB/conn, "
+                f"{name}: {prof['conns']} {'tasks' if prof.get('what') == 'task' else 'connections'}, RSS {prof['rss_per_conn_kib']} KiB/conn, "
                 f"traced by tracemalloc {prof['traced_per_conn_kib']} KiB/conn ({prof['note']}); "
                 "grown per connection, by allocation site (bytes, objects):",
             ]
@@ -330,7 +425,7 @@ def report(result: dict[str, Any]) -> str:
             continue
         out += [
             "",
-            f"profile {name if name.endswith(' E') else name + ' A WS K=1000'}"
+            f"profile {name if name.endswith((' E', ' R')) else name + ' A WS K=1000'}"
             f" ({prof['samples']} samples, {prof['run']}):",
             "  self time:",
         ]

@@ -13,13 +13,15 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from . import pyspy
-from .environment import BASE_PY, BENCH, KEY, log
+from .environment import KEY, log
 from .figures import latencies, percentiles, stream_figures
 from .loaders import loader_count, start_loaders
 from .processes import CLK_TCK, Proc, scan_log
+from .publisher import Relay, start_publisher
 from .session import Bench
 from .systems import FLOOR, System, http_json, start_baseline, start_floor, start_skillwire
 
@@ -36,9 +38,14 @@ def stream_run(
     own_task: bool,
     label: str,
     skill: str = "emit",
+    relay: Relay | None = None,
 ) -> dict[str, Any]:
     """``skill`` "emit": ``n`` outputs per task; "tokens" (scenario T): one streamed output
-    grown by ``n`` words, whose deltas the loaders split into words (one latency each)."""
+    grown by ``n`` words, whose deltas the loaders split into words (one latency each).
+
+    ``relay`` (scenarios R, A-win): an outside publisher PUBLISHes ``n`` messages to each
+    target's Redis channel, at ``rate`` or in a closed loop; skillwire's tasks are
+    ``bench/relay`` tasks forwarding their channel, the naive relay forwards it as in A."""
     args = bench.args
     run: dict[str, Any] = {
         "scenario": scenario,
@@ -51,6 +58,8 @@ def stream_run(
         "own_task": own_task,
         "size": args.size,
     }
+    if relay is not None:
+        run["window"] = relay.window
     start_file = bench.tmp / f"start-{secrets.token_hex(4)}"
     system: System | None = None
     procs: list[Proc] = []
@@ -67,6 +76,11 @@ def stream_run(
             }
             if skill == "emit":
                 request["size"] = args.size
+            if relay is not None:
+                assert bench.redis is not None
+                skill = "relay"
+                prefix = f"relay{secrets.token_hex(3)}"
+                request = {"channel": prefix, "redis_url": bench.redis.url, "n": n}
             base = {
                 "system": "skillwire",
                 "transport": transport,
@@ -76,8 +90,12 @@ def stream_run(
                 "skill": skill,
                 "terminal": True,
             }
-            if own_task:
-                conns: list[dict[str, Any]] = [{"call": request} for _ in range(clients)]
+            if own_task and relay is not None:
+                conns: list[dict[str, Any]] = [
+                    {"call": {**request, "channel": f"{prefix}{j}"}} for j in range(clients)
+                ]
+            elif own_task:
+                conns = [{"call": request} for _ in range(clients)]
             else:
                 status, body = http_json(
                     system.port,
@@ -91,6 +109,12 @@ def stream_run(
                 task_id = json.loads(body)["task_id"]
                 conns = [{"target": task_id} for _ in range(clients)]
             rss_before = sum(p.rss_kib() for p in system.procs.values())
+            if relay is not None:
+                system.procs["publisher"] = start_publisher(
+                    bench, mode="redis", prefix=prefix, count=clients if own_task else 0,
+                    n=n, rate=rate, start_file=start_file, relay=relay,
+                    fanout=1 if own_task else clients,
+                )  # fmt: skip
         else:
             assert bench.redis is not None
             if system_name == "redis-pubsub":
@@ -103,33 +127,16 @@ def stream_run(
             prefix = f"bench{secrets.token_hex(3)}"
             targets = [f"{prefix}{j}" for j in range(clients)] if own_task else [prefix] * clients
             conns = [{"target": t} for t in targets]
-            pub_cmd = [
-                str(BASE_PY),
-                str(BENCH / "baselines" / "publish.py"),
-                "--mode",
-                "socketio" if system_name == "socketio" else "redis",
-                "--redis-url",
-                bench.redis.url,
-                "--prefix",
-                prefix,
-                "--n",
-                str(n),
-                "--rate",
-                str(rate),
-                "--size",
-                str(args.size),
-                "--start-file",
-                str(start_file),
-                "--max-wait",
-                "120",
-            ]
-            if own_task:
-                pub_cmd += ["--count", str(clients)]
-            publisher = Proc("publisher", pub_cmd, logdir=bench.tmp, capture=True)
-            system.procs["publisher"] = publisher
+            system.procs["publisher"] = start_publisher(
+                bench, mode="socketio" if system_name == "socketio" else "redis",
+                prefix=prefix, count=clients if own_task else 0, n=n, rate=rate,
+                start_file=start_file, relay=relay, fanout=1 if own_task else clients,
+            )  # fmt: skip
         if system.note:
             run["note"] = system.note
         base.update({"expect": n, "run_timeout_s": args.run_timeout, "connect_parallel": 100})
+        if relay is not None and relay.ack_port:
+            base["ack_port"] = relay.ack_port
         procs = start_loaders(bench, base, conns, loader_count(bench, clients))
         readies = [p.expect("ready", args.connect_timeout) for p in procs]
         failed = sum(r["failed"] for r in readies)
@@ -167,6 +174,11 @@ def stream_run(
             with contextlib.suppress(Exception):
                 run["publisher"] = system.procs["publisher"].expect("", 30)
         stream_figures(run, results)
+        # the server's own CPU (gateway and workers; not redis-server, not the publisher)
+        server_s = sum(cpu1[k] - cpu0[k] for k in watched if k not in ("redis", "publisher"))
+        run["server_cpu_s"] = round(server_s / CLK_TCK, 2)
+        if run["delivered"]:
+            run["cpu_us_per_delivery"] = round(server_s / CLK_TCK * 1e6 / run["delivered"], 1)
         if skill == "tokens":
             own = [n for n in watched if n != "redis"]  # skillwire's processes: gateway, workers
             cpu_s = sum(cpu1[n] - cpu0[n] for n in own) / CLK_TCK
@@ -251,11 +263,16 @@ def scan_into(run: dict[str, Any], system: System, t0: float | None, t1: float |
             run.setdefault("log_warnings", {})[name] = found["log"]
 
 
-def idle_run(bench: Bench, system_name: str, transport: str, conns_n: int) -> dict[str, Any]:
+def idle_run(
+    bench: Bench, system_name: str, transport: str, conns_n: int, *, own_task: bool = False
+) -> dict[str, Any]:
+    """Scenario C: RSS per idle connection, all following one task; ``own_task`` (C-task,
+    issue 18): each connection calls its own task that stays running (RSS per connection and
+    task, skillwire's every process summed: the redis backbone runs tasks in a worker)."""
     args = bench.args
-    label = f"C idle {transport.upper()} x{conns_n}"
+    label = f"C idle {transport.upper()}{'+task' if own_task else ''} x{conns_n}"
     run: dict[str, Any] = {
-        "scenario": "C",
+        "scenario": "C-task" if own_task else "C",
         "label": label,
         "system": system_name,
         "transport": transport,
@@ -264,14 +281,17 @@ def idle_run(bench: Bench, system_name: str, transport: str, conns_n: int) -> di
     system: System | None = None
     procs: list[Proc] = []
     start_file = bench.tmp / f"never-{secrets.token_hex(4)}"
+    idle_task = {"n": 1, "start_file": str(start_file), "max_wait": 300}
     try:
         if system_name.startswith("skillwire"):
-            system = start_skillwire(bench, system_name.split("-", 1)[1])
+            system = start_skillwire(
+                bench, system_name.split("-", 1)[1], concurrency=conns_n + 64 if own_task else 64
+            )
             status, body = http_json(
                 system.port,
                 "POST",
                 "/api/v1/apps/bench/emit",
-                {"requests": [{"n": 1, "start_file": str(start_file), "max_wait": 300}]},
+                {"requests": [idle_task]},
                 {"Prefer": "respond-async"},
             )
             if status not in (200, 202):
@@ -285,6 +305,8 @@ def idle_run(bench: Bench, system_name: str, transport: str, conns_n: int) -> di
                 "port": system.port,
                 "key": KEY,
                 "terminal": True,
+                "app": "bench",
+                "skill": "emit",
             }
         elif system_name == FLOOR:
             system = start_floor(bench)
@@ -295,22 +317,26 @@ def idle_run(bench: Bench, system_name: str, transport: str, conns_n: int) -> di
             target = f"idle{secrets.token_hex(3)}"
             base = {"system": system_name, "transport": transport, "port": system.port}
         base.update({"expect": 1, "idle": True, "connect_parallel": 100, "run_timeout_s": 600})
+        spec: dict[str, Any] = {"call": idle_task} if own_task else {"target": target}
+        measured = list(system.procs.values()) if own_task else [system.server]
+
+        def rss() -> int:
+            return sum(p.rss_kib() for p in measured)
+
         # warm up: a few connections opened and closed, so one-time costs stay out
-        warm = start_loaders(bench, base, [{"target": target}] * 20, 1)
+        warm = start_loaders(bench, base, [spec] * 20, 1)
         warm[0].expect("ready", args.connect_timeout)
         warm[0].send("close")
         with contextlib.suppress(Exception):
             warm[0].popen.wait(10)
         warm[0].stop()
-        time.sleep(1.0)
-        before = system.server.rss_kib()
-        procs = start_loaders(
-            bench, base, [{"target": target}] * conns_n, loader_count(bench, conns_n)
-        )
+        time.sleep(2 * args.settle)  # 1 s by default (--smoke: less)
+        before = rss()
+        procs = start_loaders(bench, base, [spec] * conns_n, loader_count(bench, conns_n))
         readies = [p.expect("ready", args.connect_timeout) for p in procs]
         ready = sum(r["ready"] for r in readies)
-        time.sleep(1.5)
-        after = system.server.rss_kib()
+        time.sleep(3 * args.settle)  # the RSS settles: 1.5 s by default
+        after = rss()
         run.update(
             connect_s=max(r["connect_s"] for r in readies),
             ready=ready,
@@ -336,6 +362,57 @@ def idle_run(bench: Bench, system_name: str, transport: str, conns_n: int) -> di
         if system is not None:
             system.stop()
             scan_into(run, system, 0.0, 0.0)  # warnings only (no measurement window)
+    return bench.record(run)
+
+
+def idle_tasks_run(bench: Bench, system_name: str, tasks_n: int) -> dict[str, Any]:
+    """C-idle-task (issue 18): RSS per running task that nobody follows (created over REST,
+    each waiting for a start file that never comes; skillwire's every process summed)."""
+    label = f"C idle task x{tasks_n}"
+    run: dict[str, Any] = {
+        "scenario": "C-idle-task",
+        "label": label,
+        "system": system_name,
+        "transport": "rest",
+        "clients": tasks_n,
+    }
+    system: System | None = None
+    start_file = bench.tmp / f"never-{secrets.token_hex(4)}"
+    body = {"requests": [{"n": 1, "start_file": str(start_file), "max_wait": 300}]}
+
+    def create(_: int) -> bool:
+        status, _body = http_json(
+            system.port, "POST", "/api/v1/apps/bench/emit", body, {"Prefer": "respond-async"}
+        )
+        return status in (200, 202)
+
+    try:
+        system = start_skillwire(bench, system_name.split("-", 1)[1], concurrency=tasks_n + 64)
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(create, range(20)))  # warm up: one-time costs stay out
+            time.sleep(2 * bench.args.settle)
+            before = sum(p.rss_kib() for p in system.procs.values())
+            t0 = time.monotonic()
+            created = sum(pool.map(create, range(tasks_n)))
+        create_s = time.monotonic() - t0
+        time.sleep(3 * bench.args.settle)
+        after = sum(p.rss_kib() for p in system.procs.values())
+        run.update(
+            ready=created,
+            connect_s=round(create_s, 1),
+            connect_failed=tasks_n - created,
+            rss_before_kib=before,
+            rss_after_kib=after,
+            rss_per_task_kib=round((after - before) / created, 2) if created else None,
+            lost=tasks_n - created,
+        )
+    except Exception as exc:
+        run["error"] = f"{type(exc).__name__}: {exc}"
+        log(f"    ! {label} {system_name}: {run['error']}")
+    finally:
+        if system is not None:
+            system.stop()
+            scan_into(run, system, 0.0, 0.0)
     return bench.record(run)
 
 

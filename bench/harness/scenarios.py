@@ -1,5 +1,5 @@
-"""The scenarios of issue 8 (A to E) and issue 14 (T): which runs each one makes, over which
-systems and sizes.
+"""The scenarios of issue 8 (A to E), issue 14 (T) and issue 18 (R; A at a small window; C with
+tasks): which runs each one makes, over which systems and sizes.
 
 docs/performance.md ("What each scenario measures") says what each measures and why.
 """
@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 from .environment import log
 from .options import csv_ints, csv_strs
+from .publisher import Relay
 from .redis_trace import monitor_one_call
-from .runs import call_run, idle_run, stream_run
+from .runs import call_run, idle_run, idle_tasks_run, stream_run
 from .session import Bench
 from .systems import FLOOR, http_json, start_bare, start_skillwire
 
@@ -21,7 +22,7 @@ from .systems import FLOOR, http_json, start_bare, start_skillwire
 class Plan:
     """What this suite run covers, from the options."""
 
-    only: set[str]  # scenarios: A, B, C, D, E, T, P
+    only: set[str]  # scenarios: A, B, C, D, E, T, R, P
     backbones: list[str]
     transports: list[str]
     baselines: bool
@@ -34,6 +35,10 @@ class Plan:
             transports=csv_strs(args.transports),
             baselines=not args.no_baselines,
         )
+
+    def relay_systems(self) -> list[str]:
+        """R and A-win: skillwire on each backbone and the naive relay (WebSocket only)."""
+        return [f"skillwire-{b}" for b in self.backbones] + (["naive"] if self.baselines else [])
 
     def systems(self, transport: str) -> list[str]:
         """The systems a scenario compares over ``transport`` (socket.io: WebSocket only)."""
@@ -71,6 +76,45 @@ def scenario_a(bench: Bench, plan: Plan) -> None:
                 )  # fmt: skip
 
 
+def scenario_a_window(bench: Bench, plan: Plan) -> None:
+    """A at a small window (issue 18): one relayed channel, K followers, a closed loop with at
+    most ``--aw-window`` messages (times K deliveries) in flight: the fixed cost per event."""
+    args = bench.args
+    k, window = args.aw_k, args.aw_window
+    log(f"A-win fan-out in a closed loop: K={k}, at most {window} messages in flight")
+    for name in plan.relay_systems():
+        stream_run(
+            bench, "A-win", name, "ws", k, args.aw_events, 0.0, own_task=False,
+            relay=Relay.closed_loop(window * k),
+            label=f"A window {window} WS K={k}",
+        )  # fmt: skip
+
+
+def scenario_r(bench: Bench, plan: Plan) -> None:
+    """R (relay, issue 18): N tasks, each relaying what the publisher PUBLISHes to its own
+    channel, one WebSocket follower each; a closed loop, then a fixed rate."""
+    args = bench.args
+    tasks = args.r_tasks
+    per_s = tasks * args.r_rate
+    log(
+        f"R  relay: {tasks} tasks, one follower each; closed loop ({args.r_window} deliveries "
+        f"outstanding), then {per_s:,.0f} deliveries/s"
+    )
+    for name in plan.relay_systems():
+        stream_run(
+            bench, "R", name, "ws", tasks, args.r_events, 0.0, own_task=True,
+            relay=Relay.closed_loop(args.r_window),
+            label=f"R relay closed WS x{tasks}",
+        )  # fmt: skip
+    if args.r_rate:
+        for name in plan.relay_systems():
+            stream_run(
+                bench, "R-rate", name, "ws", tasks, args.r_rate_events, args.r_rate,
+                own_task=True, relay=Relay(),
+                label=f"R relay WS x{tasks} @{per_s:,.0f}/s",
+            )  # fmt: skip
+
+
 def scenario_b(bench: Bench, plan: Plan) -> None:
     args = bench.args
     log(f"B  many tasks: {args.b_clients} clients, one task each")
@@ -84,13 +128,21 @@ def scenario_b(bench: Bench, plan: Plan) -> None:
 
 def scenario_c(bench: Bench, plan: Plan) -> None:
     args = bench.args
-    log(f"C  idle connections: {args.c_conns}")
-    for transport in plan.transports:
+    log(f"C  idle connections: {args.c_conns or 'skipped (--c-conns 0)'}")
+    for transport in plan.transports if args.c_conns else []:
         # the floor (uvicorn alone, skillwire's .venv) runs with or without the baselines, like
         # E's bare endpoint: what of skillwire's memory per WebSocket is the server stack's own
         floor = [FLOOR] if transport == "ws" else []
         for name in plan.systems(transport) + floor:
             idle_run(bench, name, transport, args.c_conns)
+    if args.c_tasks:
+        # issue 18: what a running task costs, followed (a WebSocket each) or not
+        log(
+            f"C  idle running tasks: {args.c_tasks}, each followed by its own WebSocket, then alone"
+        )
+        for backbone in plan.backbones:
+            idle_run(bench, f"skillwire-{backbone}", "ws", args.c_tasks, own_task=True)
+            idle_tasks_run(bench, f"skillwire-{backbone}", args.c_tasks)
 
 
 def scenario_d(bench: Bench, plan: Plan, *, first: bool) -> None:

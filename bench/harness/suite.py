@@ -16,16 +16,18 @@ from typing import Any
 from .environment import log
 from .figures import collapse_repeats
 from .processes import Proc
-from .profiling import profile_runs
+from .profiling import profile_r, profile_runs
 from .provenance import machine, source_hash, versions
 from .redis_server import Redis
 from .scenarios import (
     Plan,
     scenario_a,
+    scenario_a_window,
     scenario_b,
     scenario_c,
     scenario_d,
     scenario_e,
+    scenario_r,
     scenario_t,
 )
 from .session import Bench
@@ -45,6 +47,8 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
         and not ("T" in only and "redis" in plan.backbones)
     ):
         needs_redis = False
+    if {"R", "PR"} & only or ("A" in only and args.aw_k):
+        needs_redis = True  # the relayed channels are Redis pub/sub, whatever the backbone
     if needs_redis:
         bench.redis = Redis(bench.tmp)
     try:
@@ -53,6 +57,8 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
                 log(f"== repeat {rep + 1} of {args.repeat}")
             if "A" in only:
                 scenario_a(bench, plan)
+                if args.aw_k:
+                    scenario_a_window(bench, plan)
             if "B" in only:
                 scenario_b(bench, plan)
             if "C" in only:
@@ -63,9 +69,13 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
                 scenario_e(bench)
             if "T" in only:
                 scenario_t(bench, plan)
+            if "R" in only:
+                scenario_r(bench, plan)
         bench.runs = collapse_repeats(bench.runs)
         if args.profile or "P" in only:
             profile_runs(bench, args, plan.backbones)
+        if args.profile or "PR" in only:
+            profile_r(bench, args, plan.backbones)
     finally:
         Proc.stop_all()
         logs = keep_logs(bench.tmp, Path(args.json))

@@ -98,6 +98,27 @@ let measuring = false;
 let firstT = Infinity; // earliest publish time seen (ms)
 let lastRecv = 0; // latest receive time (ms)
 let received = 0;
+
+// Closed loop (scenarios R, A-win): the publisher keeps a window of deliveries outstanding
+// and learns what arrived from this loader's cumulative count, "<pid> <received>" by UDP to
+// cfg.ack_port: once per turn of the event loop while payloads arrive, and every 100 ms (a
+// lost datagram only delays the next one).
+const ackSocket = cfg.ack_port ? require('dgram').createSocket('udp4') : null;
+let ackPending = false;
+function sendAck() {
+  ackPending = false;
+  ackSocket.send(`${process.pid} ${received}`, cfg.ack_port, HOST);
+}
+function scheduleAck() {
+  if (ackSocket && !ackPending) {
+    ackPending = true;
+    setImmediate(sendAck);
+  }
+}
+if (ackSocket) {
+  ackSocket.unref();
+  setInterval(sendAck, 100).unref();
+}
 let nDone = 0;
 let nReady = 0;
 let nFailed = 0;
@@ -115,6 +136,7 @@ function onPayload(conn, p) {
   conn.lastI = i;
   conn.got++;
   received++;
+  scheduleAck();
   const t = p.t * 1000;
   samples.push(recv - t);
   if (t < firstT) firstT = t;

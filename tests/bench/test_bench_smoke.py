@@ -1,7 +1,10 @@
 """The bench suite still runs: ``bench/run --smoke`` end to end, and it loses nothing.
 
-One tiny fan-out and tiny token streams (skillwire, memory backbone, a few WebSocket
-subscribers, no baselines) through the real orchestrator, server and Node load generator. It checks what the run
+One tiny fan-out, A at a small window, a few idle tasks (followed and not), tiny token
+streams and tiny relays (R: an outside
+publisher's Redis messages relayed by skillwire tasks, in a closed loop and at a rate;
+skillwire, memory backbone, a few WebSocket subscribers, no baselines) through the real
+orchestrator, server, publisher and Node load generator. It checks what the run
 delivered, never how fast: performance figures come only from a full ``bench/run``.
 """
 
@@ -20,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 @pytest.mark.timeout(240)  # a first run installs the loader's npm packages
 def test_bench_smoke_writes_json_with_zero_loss(tmp_path: Path) -> None:
-    """bench/run --smoke runs A and T end to end and every event (every word) arrives once."""
+    """bench/run --smoke runs A, A-win, C-task, T and R end to end; every event (word) arrives once."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("the bench's load generator needs node and npm")
     out = tmp_path / "smoke.json"
@@ -35,7 +38,16 @@ def test_bench_smoke_writes_json_with_zero_loss(tmp_path: Path) -> None:
     assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
     result = json.loads(out.read_text())
     runs = result["runs"]
-    assert [r["scenario"] for r in runs] == ["A", "T", "T-fan"]
+    assert [r["scenario"] for r in runs] == [
+        *("A", "A-win", "C-task", "C-idle-task", "T", "T-fan", "R", "R-rate")
+    ]
+    by_scenario = {r["scenario"]: r for r in runs}
+    for name in ("C-task", "C-idle-task"):  # idle tasks, followed or not: all of them open
+        run = by_scenario.pop(name)
+        assert "error" not in run, run.get("error")
+        assert (run["ready"], run["lost"], run["connect_failed"]) == (5, 0, 0)
+        assert run["rss_after_kib"] > 0
+    runs = list(by_scenario.values())
     for run in runs:
         assert "error" not in run, run.get("error")
         assert run["system"] == "skillwire-memory"
@@ -45,7 +57,15 @@ def test_bench_smoke_writes_json_with_zero_loss(tmp_path: Path) -> None:
         assert run["dups"] == 0
         assert run["gaps"] == 0
         assert run["samples"] == run["delivered"]  # a latency for every delivered event
-    for run in runs[1:]:  # token streams: words arrive in deltas, each word exactly once
+    for name in ("A-win", "R", "R-rate"):  # relayed: every PUBLISHed message, to every follower
+        run = by_scenario[name]
+        assert "error" not in run["publisher"], run["publisher"]
+        followers = run["clients"] if name == "A-win" else 1  # R: one channel per follower
+        assert run["publisher"]["published"] * followers == run["expected"]
+        assert run["cpu_us_per_delivery"] is not None
+    assert by_scenario["A-win"]["window"] == 2 * 5  # 2 messages in flight to 5 followers
+    assert by_scenario["R"]["publisher"]["window"] == 5
+    for run in (by_scenario["T"], by_scenario["T-fan"]):  # words arrive in deltas, once each
         assert run["expected"] == 5 * 20
         assert 0 < run["deltas_delivered"] <= run["delivered"]
         assert run["cpu_us_per_delta"] is not None
