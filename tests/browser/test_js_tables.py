@@ -14,6 +14,7 @@ from skillwire.protocol import (
     TERMINAL_EVENT_TYPES,
     ErrorCode,
     EventType,
+    SessionEventType,
     error_class_for,
     lifecycle,
 )
@@ -85,3 +86,10 @@ def test_event_types_are_every_event_type() -> None:
     if "...TERMINAL_TYPES" in body:
         listed |= set(_strings(r"export const TERMINAL_TYPES = Object\.freeze\(\[(.*?)\]\)"))
     assert listed == {t.value for t in EventType}
+
+
+def test_session_event_types_are_every_session_event_type() -> None:
+    """SESSION_EVENT_TYPES (what a session's EventSource listens for) names every type of a
+    session's log."""
+    listed = set(_strings(r"const SESSION_EVENT_TYPES = \[(.*?)\];"))
+    assert listed == {t.value for t in SessionEventType}

@@ -50,6 +50,14 @@ def test_public_names() -> None:
         "ErrorDetail",
         "Event",
         "EventType",
+        # sessions: a conversation's tasks followed with one cursor
+        "AsyncSession",
+        "SyncSession",
+        "Session",
+        "SessionEvent",
+        "SessionEventType",
+        "SessionList",
+        "SessionStatus",
     }
 
 

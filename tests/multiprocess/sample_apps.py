@@ -6,7 +6,7 @@ import asyncio
 import os
 import time
 
-from skillwire.server import App
+from skillwire.server import App, Context
 
 lab = App("lab", "test skills for the multi-process suite")
 
@@ -25,3 +25,15 @@ async def sleeper(seconds: float, marker: str) -> dict[str, str]:
         os.replace(partial, marker)
         raise
     return {"slept": str(seconds)}
+
+
+@lab.skill(mode="long")
+async def sleepers(ctx: Context, n: int, seconds: float, marker: str) -> list[str]:
+    """Call ``n`` sleeper children at once (any worker may run each); each writes
+    ``<marker><i>`` when interrupted. Outputs the children's statuses."""
+    children = [
+        ctx.call("lab", "sleeper", [{"seconds": seconds, "marker": f"{marker}{i}"}])
+        for i in range(n)
+    ]
+    done = await asyncio.gather(*children)
+    return [task.status for task in done]

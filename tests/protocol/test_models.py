@@ -311,6 +311,7 @@ def test_event_values_are_the_contract() -> None:
         "request.output",
         "request.completed",
         "request.failed",
+        "request.call",
         "task.snapshot",
         "task.completed",
         "task.partial",

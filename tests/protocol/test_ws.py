@@ -31,6 +31,9 @@ from skillwire.protocol import (
     PingOp,
     Pong,
     ServerMessage,
+    SessionEvent,
+    SessionEventMessage,
+    SessionEventType,
     Subscribed,
     SubscribeOp,
     UnsubscribeOp,
@@ -48,6 +51,9 @@ EVENT = Event(
     time="2026-11-23T12:00:00.123456Z",
     data={"type": "text", "text": "hi"},
     index=0,
+)
+SESSION_EVENT = SessionEvent(
+    session_id="ses_x", seq=2, type=SessionEventType.TASK_EVENT, time="T", data={"seq": 1}
 )
 CLIENT_MESSAGES: list[tuple[ClientMessage, dict[str, Any]]] = [
     (AuthOp(token="sk_1"), {"op": "auth", "token": "sk_1", "ref": None}),
@@ -68,15 +74,38 @@ CLIENT_MESSAGES: list[tuple[ClientMessage, dict[str, Any]]] = [
             "ref": "r1",
             "webhook_url": "https://example.org/hook",
             "metadata": {"m": 1},
+            "session_id": None,
         },
     ),
     (
         SubscribeOp(task_id="tsk_x", ref="r2", after=5, snapshot=True),
-        {"op": "subscribe", "task_id": "tsk_x", "ref": "r2", "after": 5, "snapshot": True},
+        {
+            "op": "subscribe",
+            "task_id": "tsk_x",
+            "ref": "r2",
+            "after": 5,
+            "snapshot": True,
+            "session_id": None,
+        },
+    ),
+    (
+        SubscribeOp(session_id="ses_x", ref="r6", after=3),
+        {
+            "op": "subscribe",
+            "task_id": None,
+            "ref": "r6",
+            "after": 3,
+            "snapshot": False,
+            "session_id": "ses_x",
+        },
     ),
     (
         UnsubscribeOp(task_id="tsk_x", ref="r5"),
-        {"op": "unsubscribe", "task_id": "tsk_x", "ref": "r5"},
+        {"op": "unsubscribe", "task_id": "tsk_x", "ref": "r5", "session_id": None},
+    ),
+    (
+        UnsubscribeOp(session_id="ses_x", ref="r7"),
+        {"op": "unsubscribe", "task_id": None, "ref": "r7", "session_id": "ses_x"},
     ),
     (CancelOp(task_id="tsk_x", ref="r3"), {"op": "cancel", "task_id": "tsk_x", "ref": "r3"}),
     (PingOp(ref="r4"), {"op": "ping", "ref": "r4"}),
@@ -98,6 +127,18 @@ SERVER_MESSAGES: list[tuple[ServerMessage, dict[str, Any]]] = [
     (Authenticated(principal="frontend"), {"op": "authenticated", "principal": "frontend"}),
     (EventMessage(event=EVENT), {"op": "event", "event": msgspec.to_builtins(EVENT)}),
     (Ended(task_id="tsk_1", last_seq=9), {"op": "ended", "task_id": "tsk_1", "last_seq": 9}),
+    (
+        Ended(session_id="ses_1", last_seq=4),
+        {"op": "ended", "last_seq": 4, "session_id": "ses_1"},
+    ),
+    (
+        Subscribed(session_id="ses_x", ref="r6", status="open", last_seq=2),
+        {"op": "subscribed", "session_id": "ses_x", "ref": "r6", "status": "open", "last_seq": 2},
+    ),
+    (
+        SessionEventMessage(event=SESSION_EVENT),
+        {"op": "session_event", "event": msgspec.to_builtins(SESSION_EVENT)},
+    ),
     (Heartbeat(time="T"), {"op": "heartbeat", "time": "T"}),
     (
         ErrorMessage(error=ErrorBody(code="FORBIDDEN", message="no"), ref="r1"),
@@ -146,6 +187,23 @@ def test_client_message_defaults() -> None:
     assert subscribe == SubscribeOp(task_id="t", ref=None, after=0, snapshot=False)
     call = decode_client_message('{"op":"call","app":"a","skill":"s","requests":[]}')
     assert call == CallOp(app="a", skill="s", requests=[], ref=None, webhook_url=None, metadata={})
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"op":"subscribe","ref":"r"}',
+        '{"op":"subscribe","ref":"r","task_id":"t","session_id":"s"}',
+        '{"op":"unsubscribe","ref":"r"}',
+        '{"op":"unsubscribe","ref":"r","task_id":"t","session_id":"s"}',
+    ],
+)
+def test_subscribe_names_exactly_one_of_task_and_session(frame: str) -> None:
+    """A subscribe or unsubscribe with neither or both ids is a VALIDATION_ERROR (ref kept)."""
+    with pytest.raises(InvalidClientMessage) as caught:
+        decode_client_message(frame)
+    assert caught.value.error.code == "VALIDATION_ERROR"
+    assert caught.value.ref == "r"
 
 
 def test_client_messages_tolerate_unknown_fields() -> None:
@@ -237,7 +295,8 @@ def test_missing_field_is_a_validation_error_naming_it(frame: dict[str, Any], fi
         ({"after": 1.5}, "after", "Expected `int`, got `float`"),
         ({"after": -1}, "after", "Expected `int` >= 0"),
         ({"snapshot": "yes"}, "snapshot", "Expected `bool`, got `str`"),
-        ({"task_id": 7}, "task_id", "Expected `str`, got `int`"),
+        ({"task_id": 7}, "task_id", "Expected `str | null`, got `int`"),
+        ({"session_id": 7}, "session_id", "Expected `str | null`, got `int`"),
     ],
 )
 def test_wrong_typed_field_is_a_validation_error_naming_it(

@@ -71,7 +71,7 @@ def test_documents_need_the_docs_permission(server: RunningServer) -> None:
     with server.client(USER_KEY) as client:
         asyncapi = client.get("/asyncapi.json").json()
     assert asyncapi["asyncapi"] == "3.0.0"
-    assert set(asyncapi["channels"]) == {"websocket", "events"}
+    assert set(asyncapi["channels"]) == {"websocket", "events", "session_events"}
 
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}

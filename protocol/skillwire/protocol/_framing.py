@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from ._codec import encode
 from ._lifecycle import TASK_TERMINAL_EVENTS
-from ._models import Event
+from ._models import Event, SessionEvent, SessionEventType
 
 __all__ = [
     "NDJSON_HEARTBEAT",
     "SSE_HEARTBEAT",
     "TERMINAL_EVENT_TYPES",
     "EncodedEvent",
+    "EncodedSessionEvent",
     "sse_retry",
     "ws_heartbeat",
 ]
@@ -89,3 +90,37 @@ class EncodedEvent:
 
     def __repr__(self) -> str:
         return f"EncodedEvent(seq={self.seq}, type={self.type!r})"
+
+
+class EncodedSessionEvent(EncodedEvent):
+    """A session's log entry, framed like a task's event: SSE ``id:`` is the session's seq,
+    and on a WebSocket it is a ``session_event`` message. ``session.closed`` ends a stream."""
+
+    __slots__ = ()
+
+    def __init__(self, seq: int, type: str, json: bytes) -> None:
+        super().__init__(seq, type, json)
+        self.terminal = type == SessionEventType.SESSION_CLOSED
+
+    @classmethod
+    def of_session(cls, event: SessionEvent) -> EncodedSessionEvent:
+        return cls(event.seq, event.type, encode(event))
+
+    @classmethod
+    def wrapping(
+        cls, session_id: str, seq: int, time: str, event: EncodedEvent
+    ) -> EncodedSessionEvent:
+        """A ``task.event`` carrying a task's event, built from its JSON (never re-encoded)."""
+        json = b'{"session_id":"%s","seq":%d,"type":"task.event","time":"%s","data":%s}' % (
+            session_id.encode("ascii"),
+            seq,
+            time.encode("ascii"),
+            event.json,
+        )
+        return cls(seq, SessionEventType.TASK_EVENT, json)
+
+    @property
+    def ws(self) -> bytes:
+        if self._ws is None:
+            self._ws = b'{"op":"session_event","event":' + self.json + b"}"
+        return self._ws

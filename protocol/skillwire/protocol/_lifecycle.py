@@ -66,6 +66,7 @@ REQUEST_TRANSITIONS: dict[EventType, tuple[frozenset[RequestStatus], RequestStat
     EventType.REQUEST_PROGRESS: (frozenset({RequestStatus.RUNNING}), RequestStatus.RUNNING),
     EventType.REQUEST_OUTPUT: (frozenset({RequestStatus.RUNNING}), RequestStatus.RUNNING),
     EventType.REQUEST_DELTA: (frozenset({RequestStatus.RUNNING}), RequestStatus.RUNNING),
+    EventType.REQUEST_CALL: (frozenset({RequestStatus.RUNNING}), RequestStatus.RUNNING),
     EventType.REQUEST_COMPLETED: (frozenset({RequestStatus.RUNNING}), RequestStatus.COMPLETED),
     EventType.REQUEST_FAILED: (
         frozenset({RequestStatus.QUEUED, RequestStatus.RUNNING}),
@@ -114,7 +115,9 @@ def task_view(task: Task) -> Task:
         output = [dict(o) if type(o) is dict else o for o in request.output]
         previews.extend(output)
         requests.append(msgspec.structs.replace(request, output=output))
-    return msgspec.structs.replace(task, requests=requests, previews=previews)
+    return msgspec.structs.replace(
+        task, requests=requests, previews=previews, children=list(task.children)
+    )
 
 
 def _event(task: Task, type_: EventType, now: str, data: Any, index: int | None) -> Event:
@@ -238,6 +241,10 @@ def append(
         request.result = data or None
     elif type_ is EventType.REQUEST_FAILED:
         request.error = msgspec.convert(data["error"], ErrorDetail)
+    elif type_ is EventType.REQUEST_CALL:
+        child = data.get("task_id") if isinstance(data, dict) else None
+        if isinstance(child, str):
+            task.children.append(child)
     events.append(_event(task, type_, now, data, index))
     if to in TERMINAL_REQUEST_STATUSES and all(
         r.status in TERMINAL_REQUEST_STATUSES for r in task.requests

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 __all__ = [
+    "SESSION_SNAPSHOT_TASKS",
     "AppSkills",
     "AppsList",
     "CallBody",
@@ -29,6 +30,14 @@ __all__ = [
     "ReadyStatus",
     "RequestState",
     "RequestStatus",
+    "Session",
+    "SessionBody",
+    "SessionEvent",
+    "SessionEventType",
+    "SessionList",
+    "SessionSnapshot",
+    "SessionStatus",
+    "SessionTask",
     "Skill",
     "SkillMode",
     "Task",
@@ -69,6 +78,7 @@ class EventType(StrEnum):
     REQUEST_COMPLETED = "request.completed"
     REQUEST_FAILED = "request.failed"
     REQUEST_DELTA = "request.delta"
+    REQUEST_CALL = "request.call"
     TASK_SNAPSHOT = "task.snapshot"
     TASK_COMPLETED = "task.completed"
     TASK_PARTIAL = "task.partial"
@@ -195,6 +205,7 @@ class CallBody(msgspec.Struct):
     webhook_url: str | None = None
     metadata: dict[str, Any] = {}
     version: str = "1"
+    session_id: str | None = None
 
 
 class Ticket(msgspec.Struct):
@@ -249,3 +260,72 @@ class DeliveryList(msgspec.Struct):
     total: int
     limit: int
     offset: int
+
+
+class SessionStatus(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class SessionEventType(StrEnum):
+    SESSION_TASK = "session.task"
+    TASK_EVENT = "task.event"
+    SESSION_CLOSED = "session.closed"
+    SESSION_SNAPSHOT = "session.snapshot"
+
+
+class Session(msgspec.Struct):
+    """A group of tasks followed with one cursor. ``last_seq`` is its own log's last seq;
+    ``task_ids`` lists its tasks in the order they joined."""
+
+    session_id: str
+    title: str | None
+    metadata: dict[str, Any]
+    status: SessionStatus
+    created_at: str
+    updated_at: str
+    last_seq: int
+    task_ids: list[str] = []
+
+
+class SessionBody(msgspec.Struct):
+    """The body of ``POST /api/v1/sessions``."""
+
+    title: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+    metadata: dict[str, Any] = {}
+
+
+class SessionList(msgspec.Struct):
+    items: list[Session]
+    total: int
+    limit: int
+    offset: int
+
+
+class SessionEvent(msgspec.Struct):
+    """One entry of a session's log; ``seq`` is the session's own, from 1."""
+
+    session_id: str
+    seq: int
+    type: SessionEventType
+    time: str
+    data: Any
+
+
+class SessionTask(msgspec.Struct):
+    """The data of ``session.task``: a task joined the session."""
+
+    task_id: str
+    app: str
+    skill: str
+    parent_task_id: str | None = None
+
+
+SESSION_SNAPSHOT_TASKS = 100  # the tasks a session.snapshot carries: the session's last ones
+
+
+class SessionSnapshot(msgspec.Struct):
+    """The data of ``session.snapshot``: the session and its last tasks, as of its ``seq``."""
+
+    session: Session
+    tasks: list[Task]

@@ -12,7 +12,7 @@ import msgspec
 
 from ._codec import _field_and_constraint
 from ._errors import BadRequest, SkillwireError, ValidationError
-from ._models import ErrorBody, Event
+from ._models import ErrorBody, Event, SessionEvent
 
 __all__ = [
     "SUBPROTOCOL",
@@ -31,6 +31,7 @@ __all__ = [
     "PingOp",
     "Pong",
     "ServerMessage",
+    "SessionEventMessage",
     "SubscribeOp",
     "Subscribed",
     "UnsubscribeOp",
@@ -56,18 +57,25 @@ class CallOp(msgspec.Struct, tag_field="op", tag="call"):
     ref: str | None = None
     webhook_url: str | None = None
     metadata: dict[str, Any] = {}
+    session_id: str | None = None
 
 
 class SubscribeOp(msgspec.Struct, tag_field="op", tag="subscribe"):
-    task_id: str
+    """Follow a task or a session: exactly one of ``task_id`` and ``session_id``."""
+
+    task_id: str | None = None
     ref: str | None = None
     after: NonNegative = 0
     snapshot: bool = False
+    session_id: str | None = None
 
 
 class UnsubscribeOp(msgspec.Struct, tag_field="op", tag="unsubscribe"):
-    task_id: str
+    """Stop following a task or a session: exactly one of ``task_id`` and ``session_id``."""
+
+    task_id: str | None = None
     ref: str | None = None
+    session_id: str | None = None
 
 
 class CancelOp(msgspec.Struct, tag_field="op", tag="cancel"):
@@ -91,10 +99,11 @@ class Subscribed(msgspec.Struct, tag_field="op", tag="subscribed", omit_defaults
     """``status`` and ``last_seq`` (an extension of API v1) say where the task stood, so a
     client resuming past the end of a finished task knows that nothing more will come."""
 
-    task_id: str
+    task_id: str | None = None
     ref: str | None = None
     status: str | None = None
     last_seq: int | None = None
+    session_id: str | None = None
 
 
 class Ok(msgspec.Struct, tag_field="op", tag="ok", omit_defaults=True):
@@ -114,12 +123,18 @@ class EventMessage(msgspec.Struct, tag_field="op", tag="event"):
     event: Event
 
 
-class Ended(msgspec.Struct, tag_field="op", tag="ended"):
-    """A subscription ended without sending its task's terminal event, because its ``after``
-    was at or past it: the task finished, ``last_seq`` is its terminal event's seq."""
+class SessionEventMessage(msgspec.Struct, tag_field="op", tag="session_event"):
+    event: SessionEvent
 
-    task_id: str
-    last_seq: int
+
+class Ended(msgspec.Struct, tag_field="op", tag="ended", omit_defaults=True):
+    """A subscription ended without sending its task's terminal event, because its ``after``
+    was at or past it: the task finished, ``last_seq`` is its terminal event's seq. For a
+    session (``session_id`` instead of ``task_id``) the same, with ``session.closed``."""
+
+    task_id: str | None = None
+    last_seq: int = 0
+    session_id: str | None = None
 
 
 class Heartbeat(msgspec.Struct, tag_field="op", tag="heartbeat"):
@@ -138,6 +153,7 @@ ServerMessage = (
     | Pong
     | Authenticated
     | EventMessage
+    | SessionEventMessage
     | Ended
     | Heartbeat
     | ErrorMessage
@@ -190,6 +206,16 @@ def decode_client_message(frame: str | bytes) -> ClientMessage:
         message: ClientMessage = msgspec.convert(raw, ClientMessage)
     except msgspec.ValidationError as exc:
         raise InvalidClientMessage(_validation_error(exc), ref) from exc
+    if isinstance(message, SubscribeOp | UnsubscribeOp) and (message.task_id is None) == (
+        message.session_id is None
+    ):
+        raise InvalidClientMessage(
+            ValidationError(
+                f"{op} names exactly one of `task_id` and `session_id`",
+                details={"field": "task_id", "constraint": "exactly one of task_id, session_id"},
+            ),
+            ref,
+        )
     return message
 
 

@@ -116,6 +116,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     max_wait: float = 60.0
     max_requests: int = 5
     max_parallel: int = 5
+    max_call_depth: Annotated[int, msgspec.Meta(ge=1)] = 8  # ctx.call: tasks in one tree's chain
     concurrency: int = 64
     work_lease: float = 30.0
     work_max_deliveries: int = 5

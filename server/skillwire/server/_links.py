@@ -18,7 +18,17 @@ from typing import Any, TypeVar
 import msgspec
 from starlette.types import Scope
 
-from skillwire.protocol import EncodedEvent, EventType, Task, TaskLinks, decode_json, encode
+from skillwire.protocol import (
+    TERMINAL_EVENT_TYPES,
+    EncodedEvent,
+    EncodedSessionEvent,
+    EventType,
+    SessionEventType,
+    Task,
+    TaskLinks,
+    decode_json,
+    encode,
+)
 
 __all__ = ["is_openai_path", "root_of", "rooted_event", "rooted_frame", "rooted_task"]
 
@@ -39,9 +49,42 @@ def rooted_task(task: Task, root: str) -> Task:
     return msgspec.structs.replace(task, links=links)
 
 
+def _rooted_links(task: Any, root: str) -> bool:
+    """Put ``root`` in front of a decoded Task's links, in place; False when it has none."""
+    if not isinstance(task, dict) or not isinstance(task.get("links"), dict):
+        return False
+    task["links"] = {
+        name: root + url if isinstance(url, str) else url for name, url in task["links"].items()
+    }
+    return True
+
+
+def _rooted_session_event(event: EncodedSessionEvent, root: str) -> EncodedEvent:
+    """A session event whose Tasks (a ``session.snapshot``'s, the one a ``task.event`` of a
+    terminal event or snapshot carries) have ``root`` in front of their links. Only events
+    whose JSON holds links at all are decoded again."""
+    if b'"links"' not in event.json:
+        return event
+    decoded: Any = decode_json(event.json)
+    data = decoded.get("data") if isinstance(decoded, dict) else None
+    changed = False
+    if event.type == SessionEventType.SESSION_SNAPSHOT and isinstance(data, dict):
+        for task in data.get("tasks") or ():
+            changed = _rooted_links(task, root) or changed
+    elif event.type == SessionEventType.TASK_EVENT and isinstance(data, dict):
+        inner = data.get("type")
+        if inner in TERMINAL_EVENT_TYPES or inner == EventType.TASK_SNAPSHOT:
+            changed = _rooted_links(data.get("data"), root)
+    if not changed:
+        return event
+    return EncodedSessionEvent(event.seq, event.type, encode(decoded))
+
+
 def rooted_event(event: EncodedEvent, root: str) -> EncodedEvent:
     """``event``, or, when it carries a Task (a terminal event, a snapshot), a copy whose
     Task has ``root`` in front of its links. Only these few events are decoded again."""
+    if root and isinstance(event, EncodedSessionEvent):
+        return _rooted_session_event(event, root)
     if not root or not (event.terminal or event.type == EventType.TASK_SNAPSHOT):
         return event
     decoded: Any = decode_json(event.json)

@@ -16,9 +16,10 @@ from skillwire.protocol import ValidationError
 from ._config import Config
 from ._metrics import Metrics
 from ._ratelimit import RateLimits
-from .auth import KeyStore
+from .auth import KeyStore, Principal
 from .backbone import Backbone, MemoryBackbone
 from .engine import App, Registry, TaskService, WorkerPool, demo
+from .engine._calls import ChildCalls
 from .webhooks import UnsafeUrl, UrlGuard, WebhookDispatcher
 
 if TYPE_CHECKING:
@@ -111,6 +112,22 @@ def make_workers(
     limits: RateLimits,
     metrics: Metrics,
 ) -> WorkerPool:
+    keys: list[KeyStore] = []
+
+    def principal(name: str) -> Principal | None:
+        # Built on the first child call: a worker process that never makes one never reads
+        # the keys (nor creates a dev key file).
+        if not keys:
+            keys.append(KeyStore.from_config(config))
+        return keys[0].by_name(name)
+
+    calls = ChildCalls(
+        backbone,
+        registry,
+        principals=principal,
+        max_parallel=config.max_parallel,
+        max_depth=config.max_call_depth,
+    )
     return WorkerPool(
         backbone,
         registry,
@@ -122,6 +139,7 @@ def make_workers(
         default_timeout=config.skill_timeout,
         timeouts=config.skill_timeouts,
         lease=config.work_lease,
+        calls=calls,
     )
 
 

@@ -78,6 +78,12 @@ PAYLOADS: dict[EventType, st.SearchStrategy[Any]] = {
         st.just(["not", "an", "object"]),
     ),
     EventType.REQUEST_FAILED: st.just(FAILURE),
+    EventType.REQUEST_CALL: st.one_of(
+        st.just({}),
+        st.text(max_size=5).map(lambda s: {"task_id": "tsk_" + s, "app": "a", "skill": "s"}),
+        st.just({"task_id": 5}),
+        st.just("not an object"),
+    ),
     # Mostly to outputs that exist (text fields, a tick's int, non-objects), some malformed.
     EventType.REQUEST_DELTA: st.one_of(
         st.builds(

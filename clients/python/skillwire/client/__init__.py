@@ -32,6 +32,11 @@ from skillwire.protocol import (
     RequestState,
     RequestStatus,
     ServiceUnavailable,
+    Session,
+    SessionEvent,
+    SessionEventType,
+    SessionList,
+    SessionStatus,
     Skill,
     SkillMode,
     SkillwireError,
@@ -48,13 +53,15 @@ from ._client import AsyncClient
 from ._errors import TransportError, TransportTimeout, TransportUnavailable
 from ._events import event_task, is_terminal
 from ._outputs import Appended, RequestOutputs, TaskOutputs
+from ._session_handle import AsyncSession
 from ._settings import StreamTransport, TransportName
-from ._sync import Client
+from ._sync import Client, SyncSession
 
 __all__ = [
     "AppSkills",
     "Appended",
     "AsyncClient",
+    "AsyncSession",
     "Backoff",
     "BadRequest",
     "Client",
@@ -73,10 +80,16 @@ __all__ = [
     "RequestState",
     "RequestStatus",
     "ServiceUnavailable",
+    "Session",
+    "SessionEvent",
+    "SessionEventType",
+    "SessionList",
+    "SessionStatus",
     "Skill",
     "SkillMode",
     "SkillwireError",
     "StreamTransport",
+    "SyncSession",
     "Task",
     "TaskList",
     "TaskOutputs",

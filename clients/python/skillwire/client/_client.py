@@ -17,6 +17,10 @@ from skillwire.protocol import (
     CallOp,
     Event,
     EventType,
+    Session,
+    SessionBody,
+    SessionEvent,
+    SessionList,
     Skill,
     Task,
     TaskList,
@@ -30,6 +34,8 @@ from ._events import is_terminal, task_path
 from ._follow import Follower
 from ._http import HttpTransport, decode
 from ._outputs import TaskOutputs, TextCursor
+from ._session_handle import AsyncSession
+from ._sessions import SessionFollower, session_path
 from ._settings import DEFAULT_TRANSPORTS, Settings, StreamTransport, TransportName
 from ._ws import WebSocketSession
 
@@ -121,6 +127,7 @@ class AsyncClient:
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
     ) -> Task:
         """Call a skill with ``requests`` (one sub-request each); returns the Task.
 
@@ -128,11 +135,13 @@ class AsyncClient:
         ``wait=0`` returns at once (``Prefer: respond-async``); ``wait=N`` waits up to N
         seconds for the task to finish. When ``retries`` is on and no ``idempotency_key`` is
         given, one is generated, so that a retried POST never starts the work twice.
+        ``session_id`` joins the task to one of the caller's sessions (see ``session()``).
         """
         body = CallBody(
             requests=[dict(r) for r in requests],
             webhook_url=webhook_url,
             metadata=dict(metadata or {}),
+            session_id=session_id,
         )
         headers: dict[str, str] = {}
         if wait is not None:
@@ -214,6 +223,55 @@ class AsyncClient:
         response = await self._http.request("DELETE", task_path(task_id))
         return decode(Task, response.content)
 
+    # -- sessions ------------------------------------------------------------------------
+    async def session(
+        self,
+        session_id: str | None = None,
+        *,
+        title: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> AsyncSession:
+        """A session to call skills in and follow: a new one (``title``, ``metadata``), or
+        with ``session_id`` an existing one of the caller's (fetched, so a wrong id raises
+        ``NotFound`` here)."""
+        if session_id is not None:
+            return AsyncSession(self, await self.get_session(session_id))
+        body = SessionBody(title=title, metadata=dict(metadata or {}))
+        response = await self._http.request("POST", "/api/v1/sessions", json=body)
+        return AsyncSession(self, decode(Session, response.content))
+
+    async def get_session(self, session_id: str) -> Session:
+        return await self._http.get(Session, session_path(session_id))
+
+    async def sessions(self, *, limit: int = 50, offset: int = 0) -> SessionList:
+        """One page of the caller's sessions, newest first."""
+        return await self._http.get(
+            SessionList, "/api/v1/sessions", params={"limit": limit, "offset": offset}
+        )
+
+    async def close_session(self, session_id: str) -> Session:
+        """Close a session and cancel its running tasks; a closed one raises ``Conflict``."""
+        response = await self._http.request("DELETE", session_path(session_id))
+        return decode(Session, response.content)
+
+    def follow_session(
+        self,
+        session_id: str,
+        *,
+        after: int = 0,
+        snapshot: bool = False,
+        transport: TransportName = "auto",
+    ) -> AsyncGenerator[SessionEvent, None]:
+        """The session's events with ``seq > after`` (``session.task``, ``task.event``
+        carrying a task's Event, ``session.closed``), each once and in order, until the
+        session is closed; reconnects and resumes after the last one yielded. A resume
+        older than the log keeps, or ``snapshot=True``, starts with ``session.snapshot``
+        (the session and its last 100 tasks). ``transport="poll"`` is not available."""
+        order = tuple(t for t in self._order(transport) if t != "poll")
+        if not order:
+            raise ValueError("a session is followed over ws, sse or ndjson")
+        return SessionFollower(self._http, order).follow(session_id, after, snapshot=snapshot)
+
     # -- events --------------------------------------------------------------------------
     def _order(self, transport: TransportName) -> tuple[StreamTransport, ...]:
         if transport == "auto":
@@ -250,8 +308,10 @@ class AsyncClient:
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
     ) -> AsyncGenerator[Event, None]:
-        """Call a skill and yield the task's events until the terminal one.
+        """Call a skill and yield the task's events until the terminal one (``session_id``:
+        the task joins that session).
 
         On a WebSocket the call is made with the ``call`` op on the connection that then
         carries the events; elsewhere (or with an ``idempotency_key``, which only REST
@@ -278,6 +338,7 @@ class AsyncClient:
                         requests=[dict(r) for r in requests],
                         webhook_url=webhook_url,
                         metadata=dict(metadata or {}),
+                        session_id=session_id,
                     )
                     task_id = await session.call(op)
                     follow = Follower(self._http, order).follow(
@@ -295,6 +356,7 @@ class AsyncClient:
             webhook_url=webhook_url,
             idempotency_key=idempotency_key,
             metadata=metadata,
+            session_id=session_id,
         )
         follow = Follower(self._http, order).follow(task.task_id)
         async with contextlib.aclosing(follow):

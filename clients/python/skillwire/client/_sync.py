@@ -15,13 +15,23 @@ from collections.abc import AsyncGenerator, Coroutine, Generator, Iterator, Mapp
 from types import TracebackType
 from typing import Any, TypeVar
 
-from skillwire.protocol import AppSkills, Event, Skill, Task, TaskList, TaskStatus
+from skillwire.protocol import (
+    AppSkills,
+    Event,
+    Session,
+    SessionEvent,
+    SessionList,
+    Skill,
+    Task,
+    TaskList,
+    TaskStatus,
+)
 
 from ._backoff import Backoff
 from ._client import AsyncClient, Requests
 from ._settings import DEFAULT_TRANSPORTS, StreamTransport, TransportName
 
-__all__ = ["Client"]
+__all__ = ["Client", "SyncSession"]
 
 T = TypeVar("T")
 
@@ -145,6 +155,7 @@ class Client:
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
     ) -> Task:
         return self._portal.run(
             self._async.call(
@@ -155,6 +166,42 @@ class Client:
                 webhook_url=webhook_url,
                 idempotency_key=idempotency_key,
                 metadata=metadata,
+                session_id=session_id,
+            )
+        )
+
+    def session(
+        self,
+        session_id: str | None = None,
+        *,
+        title: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> SyncSession:
+        """``AsyncClient.session``: a new session, or an existing one by id."""
+        handle = self._portal.run(self._async.session(session_id, title=title, metadata=metadata))
+        return SyncSession(self, handle.session)
+
+    def get_session(self, session_id: str) -> Session:
+        return self._portal.run(self._async.get_session(session_id))
+
+    def sessions(self, *, limit: int = 50, offset: int = 0) -> SessionList:
+        return self._portal.run(self._async.sessions(limit=limit, offset=offset))
+
+    def close_session(self, session_id: str) -> Session:
+        return self._portal.run(self._async.close_session(session_id))
+
+    def follow_session(
+        self,
+        session_id: str,
+        *,
+        after: int = 0,
+        snapshot: bool = False,
+        transport: TransportName = "auto",
+    ) -> Generator[SessionEvent, None, None]:
+        """``AsyncClient.follow_session`` as a blocking iterator."""
+        return self._portal.iterate(
+            self._async.follow_session(
+                session_id, after=after, snapshot=snapshot, transport=transport
             )
         )
 
@@ -211,6 +258,7 @@ class Client:
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
     ) -> Generator[Event, None, None]:
         return self._portal.iterate(
             self._async.stream(
@@ -221,6 +269,7 @@ class Client:
                 webhook_url=webhook_url,
                 idempotency_key=idempotency_key,
                 metadata=metadata,
+                session_id=session_id,
             )
         )
 
@@ -239,3 +288,52 @@ class Client:
                 task, index=index, output=output, field=field, transport=transport
             )
         )
+
+
+class SyncSession:
+    """``AsyncSession`` without await: calls that join the session, and its log."""
+
+    def __init__(self, client: Client, session: Session) -> None:
+        self._client = client
+        self.session = session
+
+    @property
+    def session_id(self) -> str:
+        return self.session.session_id
+
+    def call(
+        self,
+        app: str,
+        skill: str,
+        requests: Requests,
+        *,
+        wait: float | None = None,
+        webhook_url: str | None = None,
+        idempotency_key: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Task:
+        return self._client.call(
+            app,
+            skill,
+            requests,
+            wait=wait,
+            webhook_url=webhook_url,
+            idempotency_key=idempotency_key,
+            metadata=metadata,
+            session_id=self.session_id,
+        )
+
+    def follow(
+        self, *, after: int = 0, snapshot: bool = False, transport: TransportName = "auto"
+    ) -> Generator[SessionEvent, None, None]:
+        return self._client.follow_session(
+            self.session_id, after=after, snapshot=snapshot, transport=transport
+        )
+
+    def refresh(self) -> Session:
+        self.session = self._client.get_session(self.session_id)
+        return self.session
+
+    def close(self) -> Session:
+        self.session = self._client.close_session(self.session_id)
+        return self.session

@@ -12,6 +12,7 @@ from ._base import (
     FixedWindows,
     Idempotency,
     LogSlice,
+    StoredSession,
     StoredTask,
     WorkItem,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "Idempotency",
     "LogSlice",
     "MemoryBackbone",
+    "StoredSession",
     "StoredTask",
     "WorkItem",
 ]

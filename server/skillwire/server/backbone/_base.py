@@ -26,7 +26,17 @@ from typing import Any, Protocol
 
 import msgspec
 
-from skillwire.protocol import DeliveryStatus, EncodedEvent, Event, EventType, Task, TaskStatus
+from skillwire.protocol import (
+    DeliveryStatus,
+    EncodedEvent,
+    Event,
+    EventType,
+    ServiceUnavailable,
+    Session,
+    SessionSnapshot,
+    Task,
+    TaskStatus,
+)
 
 __all__ = [
     "Backbone",
@@ -38,6 +48,7 @@ __all__ = [
     "FixedWindows",
     "Idempotency",
     "LogSlice",
+    "StoredSession",
     "StoredTask",
     "WorkItem",
 ]
@@ -87,6 +98,11 @@ class StoredTask(msgspec.Struct):
     task: Task
     owner: str
     webhook_url: str | None = None
+
+
+class StoredSession(msgspec.Struct):
+    session: Session
+    owner: str
 
 
 class DeliveryRecord(msgspec.Struct):
@@ -232,6 +248,40 @@ class Backbone(abc.ABC):
     async def listen(self, task_id: str, listener: EventListener) -> Callable[[], None]:
         """Call ``listener`` with each event appended from now on; returns the undo."""
 
+    # -- sessions (a second kind of log; see API.md "Sessions and task trees") -------------
+    # A task whose ``session_id`` is set joins that session in ``create_task`` (refused with
+    # NotFound or Conflict when the session is missing or closed, in the same atomic step), and
+    # each event appended to it goes to the session's log in the same step as to its own.
+    # The defaults say the backbone has no sessions; the memory backbone has them.
+    async def create_session(self, session: Session, *, owner: str) -> None:
+        raise _no_sessions(self)
+
+    async def get_session(self, session_id: str) -> StoredSession | None:
+        raise _no_sessions(self)
+
+    async def list_sessions(
+        self, *, owner: str | None, limit: int, offset: int
+    ) -> tuple[list[Session], int]:
+        """Newest first; ``owner=None`` lists every owner's sessions."""
+        raise _no_sessions(self)
+
+    async def close_session(self, session_id: str) -> Session:
+        """Close a session: no task joins it from now on, its unfinished tasks are cancelled,
+        then ``session.closed`` ends its log. Raises NotFound, or Conflict when closed."""
+        raise _no_sessions(self)
+
+    async def read_session_events(self, session_id: str, after: int, limit: int) -> LogSlice | None:
+        """Up to ``limit`` session events with seq > ``after`` (None when not stored)."""
+        raise _no_sessions(self)
+
+    async def listen_session(self, session_id: str, listener: EventListener) -> Callable[[], None]:
+        """Call ``listener`` with each session event appended from now on; returns the undo."""
+        raise _no_sessions(self)
+
+    async def session_snapshot(self, session_id: str, tasks: int) -> SessionSnapshot | None:
+        """The session and its last ``tasks`` tasks, all as of the session's last seq."""
+        raise _no_sessions(self)
+
     # -- work ----------------------------------------------------------------------------
     @abc.abstractmethod
     async def claim(self, consumer: str, count: int, timeout: float) -> list[Claim]:
@@ -311,3 +361,10 @@ class Backbone(abc.ABC):
     @abc.abstractmethod
     def add_delivery_listener(self, listener: DeliveryListener) -> None:
         """``listener()`` is called when this process created or re-queued a delivery."""
+
+
+def _no_sessions(backbone: Backbone) -> ServiceUnavailable:
+    return ServiceUnavailable(
+        f"sessions are not available on the {backbone.name} backbone",
+        details={"backbone": backbone.name},
+    )

@@ -29,6 +29,8 @@ from skillwire.protocol import (
     EventType,
     NotFound,
     OutputBounds,
+    Session,
+    SessionSnapshot,
     Task,
     TaskStatus,
     WebhookPayload,
@@ -47,10 +49,12 @@ from ._base import (
     EventListener,
     Idempotency,
     LogSlice,
+    StoredSession,
     StoredTask,
     WorkItem,
 )
 from ._deliveries import MemoryDeliveries, webhook_targets
+from ._sessions import MemorySessions
 
 __all__ = ["MemoryBackbone"]
 
@@ -104,6 +108,9 @@ class MemoryBackbone(Backbone):
         self._sweeper: asyncio.Task[None] | None = None
         self._deliveries = MemoryDeliveries(retention)
         self._taker: Callable[[Claim], bool] | None = None
+        self._sessions = MemorySessions(
+            max_events=max_events, max_log_bytes=max_log_bytes, retention=retention
+        )
 
     # -- life ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -139,6 +146,10 @@ class MemoryBackbone(Backbone):
             existing = self._idempotency.get(idempotency.key)
             if existing is not None and existing[2] > time.monotonic():
                 return existing[0], existing[1]
+        if task.session_id is not None:
+            # Checked before the key is kept: a call refused here leaves no key behind.
+            self._sessions.check_open(task.session_id)
+        if idempotency is not None:
             self._idempotency[idempotency.key] = (task.task_id, idempotency.fingerprint, deadline)
         first = EncodedEvent.of(first_event)
         self._by_owner.setdefault(owner, {})[task.task_id] = None
@@ -151,6 +162,8 @@ class MemoryBackbone(Backbone):
             log_bytes=len(first.json),
         )
         now = time.time()
+        if task.session_id is not None:
+            self._sessions.task_joined(task, first, now)
         for item in work:
             # Straight to a free worker when nothing waits before it: no trip through the
             # queue and the fetch loop (a quick call answers sooner).
@@ -224,6 +237,9 @@ class MemoryBackbone(Backbone):
         for plain, appended in zip(events, encoded, strict=True):
             if appended.terminal:
                 self._create_deliveries(record, plain)
+        if record.task.session_id is not None:
+            # The session's log in the same step, before any listener hears of either.
+            self._sessions.task_events(record.task.session_id, encoded, time.time())
         for event in encoded:
             for listener in list(record.listeners):
                 listener(event)
@@ -282,8 +298,53 @@ class MemoryBackbone(Backbone):
         return undo
 
     def listener_count(self) -> int:
-        """Live listeners across all tasks (tests check that streams clean up)."""
-        return sum(len(r.listeners) for r in self._records.values())
+        """Live listeners across all tasks and sessions (tests check that streams clean up)."""
+        return sum(len(r.listeners) for r in self._records.values()) + (
+            self._sessions.listener_count()
+        )
+
+    # -- sessions ------------------------------------------------------------------------
+    async def create_session(self, session: Session, *, owner: str) -> None:
+        self._sessions.create(session, owner)
+
+    async def get_session(self, session_id: str) -> StoredSession | None:
+        return self._sessions.get(session_id)
+
+    async def list_sessions(
+        self, *, owner: str | None, limit: int, offset: int
+    ) -> tuple[list[Session], int]:
+        return self._sessions.page(owner, limit, offset)
+
+    async def close_session(self, session_id: str) -> Session:
+        # No await from here to the end: nothing joins or appends in between, so
+        # ``session.closed`` is the log's last event.
+        self._sessions.mark_closed(session_id)
+        now = time.time()
+        for task_id in self._sessions.running_task_ids(session_id):
+            record = self._records.get(task_id)
+            if record is None or record.task.status in lifecycle.TERMINAL_TASK_STATUSES:
+                continue
+            self._publish(record, [lifecycle.cancel(record.task, format_time(now))])
+            for listener in list(self._cancel_listeners):
+                listener(task_id)
+        return self._sessions.append_closed(session_id, now)
+
+    async def read_session_events(self, session_id: str, after: int, limit: int) -> LogSlice | None:
+        return self._sessions.read(session_id, after, limit)
+
+    async def listen_session(self, session_id: str, listener: EventListener) -> Callable[[], None]:
+        return self._sessions.listen(session_id, listener)
+
+    async def session_snapshot(self, session_id: str, tasks: int) -> SessionSnapshot | None:
+        stored = self._sessions.get(session_id)
+        if stored is None:
+            return None
+        views = [
+            lifecycle.task_view(record.task)
+            for task_id in stored.session.task_ids[-tasks:]
+            if (record := self._records.get(task_id)) is not None
+        ]
+        return SessionSnapshot(session=stored.session, tasks=views)
 
     # -- work ----------------------------------------------------------------------------
     async def claim(self, consumer: str, count: int, timeout: float) -> list[Claim]:
@@ -348,6 +409,7 @@ class MemoryBackbone(Backbone):
         for key in [k for k, v in self._idempotency.items() if v[2] < mono]:
             del self._idempotency[key]
         self._deliveries.sweep(now)
+        self._sessions.sweep(now)
 
     # -- webhook deliveries ----------------------------------------------------------------
     async def claim_deliveries(

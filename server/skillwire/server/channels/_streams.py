@@ -1,4 +1,4 @@
-"""SSE and NDJSON: one task's events as a streaming HTTP response.
+"""SSE and NDJSON: one task's (or one session's) events as a streaming HTTP response.
 
 Each stream is one group of tasks: the subscription (log replay, then live events), the
 writer (batches whatever is queued into one write, or a heartbeat after an idle interval),
@@ -32,12 +32,14 @@ from .._params import is_ascii_digits
 from .._runtime import Runtime, runtime_of
 from ..auth import Permission, Principal, require
 from ._outbox import Outbox, OutboxClosed
+from ._sources import LogSource
 from ._subscription import SlowConsumer, Subscription
 
 __all__ = [
     "EventStreamResponse",
     "events_endpoint",
     "parse_after",
+    "parse_snapshot",
     "stream_format",
     "stream_response",
 ]
@@ -100,10 +102,18 @@ class EventStreamResponse(Response):
     """Streams a task's events; ends after the terminal event, on disconnect or shutdown."""
 
     def __init__(
-        self, runtime: Runtime, task_id: str, after: int, fmt: StreamFormat, *, snapshot: bool
+        self,
+        runtime: Runtime,
+        task_id: str,
+        after: int,
+        fmt: StreamFormat,
+        *,
+        snapshot: bool,
+        source: LogSource | None = None,
     ) -> None:
         self.runtime = runtime
-        self.task_id = task_id
+        self.task_id = task_id  # or the session's id, with a SessionLog ``source``
+        self.source = source
         self.after = after
         self.fmt = fmt
         self.snapshot = snapshot
@@ -132,6 +142,7 @@ class EventStreamResponse(Response):
             frame=frame,
             snapshot=self.snapshot,
             buffer_limit=config.send_queue,
+            source=self.source,
         )
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         if self.fmt == "sse":
@@ -197,18 +208,22 @@ async def stream_response(
     return EventStreamResponse(runtime, task_id, after, fmt, snapshot=snapshot)
 
 
+def parse_snapshot(request: Request) -> bool:
+    snapshot = request.query_params.get("snapshot", "false").lower()
+    if snapshot not in ("true", "false", "1", "0"):
+        raise BadRequest("snapshot must be true or false", details={"field": "snapshot"})
+    return snapshot in ("true", "1")
+
+
 async def events_endpoint(request: Request) -> Response:
     runtime = runtime_of(request)
     principal = await require(request, runtime.keys, Permission.READ, tickets=runtime.backbone)
     after = parse_after(request)
-    snapshot = request.query_params.get("snapshot", "false").lower()
-    if snapshot not in ("true", "false", "1", "0"):
-        raise BadRequest("snapshot must be true or false", details={"field": "snapshot"})
     return await stream_response(
         request,
         principal,
         request.path_params["task_id"],
         stream_format(request),
         after=after,
-        snapshot=snapshot in ("true", "1"),
+        snapshot=parse_snapshot(request),
     )

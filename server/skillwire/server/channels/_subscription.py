@@ -1,4 +1,5 @@
-"""Subscribe-then-replay: a task's events after some seq, in order, exactly once.
+"""Subscribe-then-replay: a task's (or a session's) events after some seq, in order, exactly
+once. What is followed is a ``LogSource`` (``_sources``): a task's log by default.
 
 1. Register a live listener first, so nothing appended from now on can be missed.
 2. Read the log after ``after`` (in pages), pushing each event into the outbox.
@@ -19,22 +20,15 @@ end the stream).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from skillwire.protocol import (
-    EncodedEvent,
-    Event,
-    EventType,
-    NotFound,
-    format_time,
-    lifecycle,
-)
+from skillwire.protocol import EncodedEvent
 
 from ..backbone import Backbone
 from ._outbox import Outbox
+from ._sources import LogSource, TaskLog
 
 __all__ = ["SlowConsumer", "Subscription"]
 
@@ -58,6 +52,7 @@ class Subscription:
         "_outbox",
         "_pending",
         "_snapshot",
+        "_source",
         "_wake",
         "finished",
         "last",
@@ -75,9 +70,11 @@ class Subscription:
         snapshot: bool = False,
         buffer_limit: int = 1024,
         ended: EndedFrame | None = None,
+        source: LogSource | None = None,
     ) -> None:
         self._backbone = backbone
-        self.task_id = task_id
+        self._source: LogSource = source if source is not None else TaskLog(backbone, task_id)
+        self.task_id = task_id  # a session's id when ``source`` follows a session
         self.last = after
         self._outbox = outbox
         self._frame = frame
@@ -134,7 +131,7 @@ class Subscription:
     # -- the run loop --------------------------------------------------------------------
     async def run(self) -> None:
         """Deliver until the terminal event is queued; raises SlowConsumer or NotFound."""
-        undo = await self._backbone.listen(self.task_id, self._on_live)
+        undo = await self._source.listen(self._on_live)
         try:
             await self._catch_up(first=True)
             while not self.finished:
@@ -176,9 +173,9 @@ class Subscription:
 
     async def _catch_up(self, *, first: bool) -> None:
         while not self.finished:
-            page = await self._backbone.read_events(self.task_id, self.last, PAGE)
+            page = await self._source.read(self.last, PAGE)
             if page is None:
-                raise NotFound(f"task {self.task_id} not found", details={"task_id": self.task_id})
+                raise self._source.missing()
             missed = self.last + 1 < page.first_seq
             if (first and self._snapshot) or missed:
                 first = False
@@ -203,21 +200,11 @@ class Subscription:
         self.finished = True
 
     async def _send_snapshot(self) -> bool:
-        """Queue a ``task.snapshot``; True when the task was finished (nothing follows)."""
-        stored = await self._backbone.get_task(self.task_id)
-        if stored is None:
-            raise NotFound(f"task {self.task_id} not found", details={"task_id": self.task_id})
-        task = stored.task
-        event = Event(
-            task_id=self.task_id,
-            seq=task.last_seq,
-            type=EventType.TASK_SNAPSHOT,
-            time=format_time(time.time()),
-            data=task,
-        )
-        await self._outbox.put(self._frame(EncodedEvent.of(event)))
-        self.last = task.last_seq
-        if task.status in lifecycle.TERMINAL_TASK_STATUSES:
+        """Queue a snapshot; True when the log had ended (nothing follows)."""
+        event, ended = await self._source.snapshot()
+        await self._outbox.put(self._frame(event))
+        self.last = event.seq
+        if ended:
             self.finished = True
             return True
         return False

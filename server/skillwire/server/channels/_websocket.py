@@ -45,6 +45,7 @@ from .._metrics import Tally
 from .._runtime import Runtime
 from ..auth import authenticate, offers_credentials
 from ._outbox import Outbox
+from ._sources import LogSource, SessionLog
 from ._subscription import Subscription
 from ._ws_session import (
     AUTH_TIMED_OUT,
@@ -77,6 +78,10 @@ def _ws_text(event: EncodedEvent) -> str:
 
 def _ws_ended(task_id: str, last_seq: int) -> str:
     return encode_server_message(Ended(task_id=task_id, last_seq=last_seq)).decode("utf-8")
+
+
+def _ws_session_ended(session_id: str, last_seq: int) -> str:
+    return encode_server_message(Ended(session_id=session_id, last_seq=last_seq)).decode("utf-8")
 
 
 async def websocket_refused(runtime: Runtime, websocket: WebSocket) -> bool:
@@ -221,12 +226,31 @@ class WebSocketPump(WebSocketSession):
             op, principal = action.op, action.principal
             await runtime.limits.count_op(principal)  # every call op counts, as every request
             spec = runtime.tasks.callable_skill(principal, op.app, op.skill)
-            body = CallBody(requests=op.requests, webhook_url=op.webhook_url, metadata=op.metadata)
+            body = CallBody(
+                requests=op.requests,
+                webhook_url=op.webhook_url,
+                metadata=op.metadata,
+                session_id=op.session_id,
+            )
             result = await runtime.tasks.call(principal, spec, body, channel="ws")
             self.reply(Accepted(task_id=result.task.task_id, ref=op.ref))
             self._follow(result.task.task_id, 0, snapshot=False)
+        elif isinstance(action, Subscribe) and action.op.session_id is not None:
+            sub, session_id = action.op, action.op.session_id
+            session = (await runtime.tasks.sessions.get(action.principal, session_id)).session
+            self.reply(
+                Subscribed(
+                    session_id=session_id,
+                    ref=sub.ref,
+                    status=session.status,
+                    last_seq=session.last_seq,
+                )
+            )
+            source = SessionLog(runtime.backbone, session_id)
+            self._follow(session_id, sub.after, snapshot=sub.snapshot, source=source)
         elif isinstance(action, Subscribe):
             sub = action.op
+            assert sub.task_id is not None  # the decoder checked that exactly one is given
             task = (await runtime.tasks.get(action.principal, sub.task_id)).task
             self.reply(
                 Subscribed(
@@ -235,7 +259,8 @@ class WebSocketPump(WebSocketSession):
             )
             self._follow(sub.task_id, sub.after, snapshot=sub.snapshot)
         elif isinstance(action, Unsubscribe):
-            job = self.subscriptions.pop(action.op.task_id, None)
+            followed = action.op.task_id or action.op.session_id  # exactly one of them
+            job = self.subscriptions.pop(followed or "", None)
             if job is not None:
                 job.cancel()
             self.reply(Ok(ref=action.op.ref))
@@ -243,7 +268,10 @@ class WebSocketPump(WebSocketSession):
             await runtime.tasks.cancel(action.principal, action.op.task_id, channel="ws")
             self.reply(Ok(ref=action.op.ref))
 
-    def _follow(self, task_id: str, after: int, *, snapshot: bool) -> None:
+    def _follow(
+        self, task_id: str, after: int, *, snapshot: bool, source: LogSource | None = None
+    ) -> None:
+        """Follow a task, or with a SessionLog ``source`` the session ``task_id`` names."""
         previous = self.subscriptions.pop(task_id, None)
         if previous is not None:
             previous.cancel()
@@ -255,7 +283,8 @@ class WebSocketPump(WebSocketSession):
             frame=rooted_frame(_ws_text, root_of(self.ws.scope)),
             snapshot=snapshot,
             buffer_limit=self.runtime.config.send_queue,
-            ended=_ws_ended,
+            ended=_ws_ended if source is None else _ws_session_ended,
+            source=source,
         )
         # The task runs the subscription itself and a callback handles its ending (no wrapper
         # coroutine, whose frame every idle subscription would hold); the job is named after

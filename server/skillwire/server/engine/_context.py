@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from skillwire.protocol import BackboneUnavailable, EventType, format_time, to_builtins
 
+from ._calls import ChildCall, ChildCalls
+
 if TYPE_CHECKING:
     from ..backbone import Backbone
 
@@ -152,6 +154,7 @@ class Context:
         "_appended",
         "_backbone",
         "_behind",
+        "_calls",
         "_outputs",
         "_result",
         "app",
@@ -162,9 +165,18 @@ class Context:
     )
 
     def __init__(
-        self, backbone: Backbone, task_id: str, index: int, app: str, skill: str, principal: str
+        self,
+        backbone: Backbone,
+        task_id: str,
+        index: int,
+        app: str,
+        skill: str,
+        principal: str,
+        *,
+        calls: ChildCalls | None = None,
     ) -> None:
         self._backbone = backbone
+        self._calls = calls
         self._appended = 0
         self._outputs = 0  # outputs emitted by this run: the next one's number
         self._result: dict[str, Any] = {}
@@ -213,6 +225,31 @@ class Context:
             await self._append(
                 EventType.REQUEST_DELTA, {"output": output, "field": field, "append": text}
             )
+
+    def call(
+        self,
+        app: str,
+        skill: str,
+        requests: list[Any],
+        *,
+        metadata: dict[str, Any] | None = None,
+    ) -> ChildCall:
+        """Call another skill as a child task (same principal and session, ``parent_task_id``
+        this task): ``task = await ctx.call("demo", "echo", [{"text": "hi"}])`` waits for it
+        and returns its final Task (whatever its status: a child's failure is the caller's
+        to handle); ``async for event in ctx.call(...)`` iterates its events instead.
+
+        Raises ``SkillError`` when the call may not be made: code ``FORBIDDEN`` (the
+        principal's permissions or scopes), ``NOT_FOUND``, ``VALIDATION_ERROR`` (bad
+        requests, or calls nested deeper than ``max_call_depth``), ``CONFLICT`` (the session
+        was closed). Cancelling this task cancels the child."""
+        if self._calls is None:
+            raise RuntimeError("ctx.call needs a worker pool that runs child calls")
+        return ChildCall(self._calls, self, app, skill, requests, metadata)
+
+    async def record_call(self, data: dict[str, Any]) -> None:
+        """The ``request.call`` event naming a child task (``ctx.call`` writes it)."""
+        await self._append(EventType.REQUEST_CALL, data)
 
     def set_result(self, data: Any) -> None:
         """What this request's ``request.completed`` carries (kept as ``requests[i].result``),

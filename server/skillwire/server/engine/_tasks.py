@@ -39,6 +39,7 @@ from ..auth import Permission, Principal
 from ..backbone import Backbone, Idempotency, StoredTask, WorkItem
 from ._app import SkillSpec
 from ._registry import Registry
+from ._sessions import SessionService
 
 __all__ = ["CallResult", "TaskService"]
 
@@ -79,6 +80,7 @@ class TaskService:
         self.metrics = metrics
         # The SSRF guard: raises ValidationError (422 naming webhook_url) for a refused URL.
         self.check_webhook_url = check_webhook_url
+        self.sessions = SessionService(backbone, retention=retention)
 
     # -- calls ---------------------------------------------------------------------------
     def callable_skill(self, principal: Principal, app: str, skill: str) -> SkillSpec:
@@ -120,12 +122,15 @@ class TaskService:
         inputs = self.validate_requests(spec, body.requests)
         if body.webhook_url is not None and self.check_webhook_url is not None:
             await self.check_webhook_url(body.webhook_url)
+        if body.session_id is not None:
+            await self.sessions.check_joinable(principal, body.session_id)
         secret = await self.backbone.id_secret()
         now = time.time()
         task_id = new_task_id(secret, now)
         task, first = lifecycle.new_task(
             task_id, spec.app, spec.name, len(inputs), body.metadata, format_time(now)
         )
+        task.session_id = body.session_id
         work = [
             WorkItem(task_id, spec.app, spec.name, principal.name, indices, chain_inputs)
             for indices, chain_inputs in _chains(
@@ -135,7 +140,17 @@ class TaskService:
         idempotency = None
         if idempotency_key is not None:
             fingerprint = hashlib.sha256(
-                encode([spec.app, spec.name, body.requests, body.webhook_url, body.metadata])
+                encode(
+                    [
+                        spec.app,
+                        spec.name,
+                        body.requests,
+                        body.webhook_url,
+                        body.metadata,
+                        # in a session, the session too (the same key in another is a 409)
+                        *([body.session_id] if body.session_id is not None else []),
+                    ]
+                )
             ).hexdigest()
             idempotency = Idempotency(
                 f"{principal.name}:{idempotency_key}", fingerprint, self.retention

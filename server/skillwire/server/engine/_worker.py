@@ -35,6 +35,7 @@ from .._metrics import Metrics
 from .._ratelimit import RateLimits
 from ..backbone import Backbone, Claim
 from ._app import SkillSpec
+from ._calls import ChildCalls
 from ._context import Context, Discarded
 from ._registry import Registry
 
@@ -70,7 +71,9 @@ class WorkerPool:
         metrics: Metrics | None = None,
         requeue_on_stop: bool = True,
         max_deliveries: int = 5,
+        calls: ChildCalls | None = None,
     ) -> None:
+        self.calls = calls  # what ``ctx.call`` creates child tasks with
         self._max_deliveries = max_deliveries
         self._requeue_on_stop = requeue_on_stop
         self._limits = limits
@@ -324,7 +327,7 @@ class WorkerPool:
             return
         if not await append(task_id, EventType.REQUEST_STARTED, index, {}):
             return
-        ctx = Context(self._backbone, task_id, index, app, skill, owner)
+        ctx = Context(self._backbone, task_id, index, app, skill, owner, calls=self.calls)
         ending: tuple[EventType, dict[str, Any]] = (EventType.REQUEST_COMPLETED, {})
         try:
             value = msgspec.convert(raw, spec.input_type)

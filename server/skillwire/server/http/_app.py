@@ -36,6 +36,7 @@ from ._responses import error_response, is_openai_path
 from ._routes_health import health, ready
 from ._routes_openai import openai_routes
 from ._routes_ops import asyncapi, metrics, openapi
+from ._routes_sessions import close_session, create_session, get_session, list_sessions
 from ._routes_skills import call_skill, get_skill, list_apps
 from ._routes_tasks import cancel_task, get_task, list_tasks
 from ._routes_tickets import issue_ticket
@@ -109,6 +110,16 @@ def _routes() -> list[BaseRoute]:
         *channel_routes(),
         Route("/api/v1/tickets", issue_ticket, methods=["POST"]),
         *openai_routes(),
+        Route(
+            "/api/v1/sessions",
+            _by_method(GET=list_sessions, HEAD=list_sessions, POST=create_session),
+            methods=["GET", "POST"],
+        ),
+        Route(
+            "/api/v1/sessions/{session_id}",
+            _by_method(GET=get_session, HEAD=get_session, DELETE=close_session),
+            methods=["GET", "DELETE"],
+        ),
         Route("/api/v1/apps", list_apps, methods=["GET"]),
         Route("/api/v1/tasks", list_tasks, methods=["GET"]),
         Route("/api/v1/webhooks/deliveries", list_deliveries, methods=["GET"]),

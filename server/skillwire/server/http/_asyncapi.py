@@ -21,6 +21,9 @@ from skillwire.protocol import (
     Ok,
     PingOp,
     Pong,
+    SessionEvent,
+    SessionEventMessage,
+    SessionSnapshot,
     Subscribed,
     SubscribeOp,
     UnsubscribeOp,
@@ -44,6 +47,7 @@ SERVER = {
     "pong": Pong,
     "authenticated": Authenticated,
     "event": EventMessage,
+    "session_event": SessionEventMessage,
     "ended": Ended,
     "heartbeat": Heartbeat,
     "error": ErrorMessage,
@@ -51,7 +55,7 @@ SERVER = {
 
 
 def asyncapi_document() -> dict[str, Any]:
-    types = [*CLIENT.values(), *SERVER.values(), Event, Delta]
+    types = [*CLIENT.values(), *SERVER.values(), Event, Delta, SessionEvent, SessionSnapshot]
     _, schemas = msgspec.json.schema_components(types, ref_template=REF)
     # request.delta, spelled out: an Event whose data is a Delta (see Streamed outputs).
     schemas["DeltaEvent"] = {
@@ -97,6 +101,13 @@ def asyncapi_document() -> dict[str, Any]:
             ]
         },
     }
+    messages["sse_session_event"] = {
+        "name": "session_event",
+        "summary": "One session event: `id: <the session's seq>`, `event: <type>` "
+        "(session.task, task.event, session.closed, session.snapshot), `data: <SessionEvent "
+        "JSON>`; NDJSON: one SessionEvent per line. The stream ends after session.closed.",
+        "payload": {"$ref": REF.format(name="SessionEvent")},
+    }
     messages["sse_heartbeat"] = {
         "name": "heartbeat",
         "summary": "`: heartbeat` comment (SSE) or an empty line (NDJSON)",
@@ -130,6 +141,14 @@ def asyncapi_document() -> dict[str, Any]:
                     "sse_heartbeat": messages["sse_heartbeat"],
                 },
             },
+            "session_events": {
+                "address": "/api/v1/sessions/{session_id}/events",
+                "parameters": {"session_id": {"description": "A session id"}},
+                "messages": {
+                    "sse_session_event": messages["sse_session_event"],
+                    "sse_heartbeat": messages["sse_heartbeat"],
+                },
+            },
         },
         "operations": {
             "sendOp": {
@@ -149,6 +168,14 @@ def asyncapi_document() -> dict[str, Any]:
                     {"$ref": "#/channels/events/messages/sse_event"},
                     {"$ref": "#/channels/events/messages/sse_delta"},
                     {"$ref": "#/channels/events/messages/sse_heartbeat"},
+                ],
+            },
+            "receiveSessionStream": {
+                "action": "receive",
+                "channel": {"$ref": "#/channels/session_events"},
+                "messages": [
+                    {"$ref": "#/channels/session_events/messages/sse_session_event"},
+                    {"$ref": "#/channels/session_events/messages/sse_heartbeat"},
                 ],
             },
         },

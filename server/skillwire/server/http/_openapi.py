@@ -28,6 +28,7 @@ from skillwire.protocol import (
 )
 
 from ..engine import Registry
+from ._openapi_sessions import SESSION_SCHEMAS, session_paths
 
 __all__ = ["openapi_document"]
 
@@ -38,7 +39,7 @@ _ERRORS = {
     "403": "The key's role or scopes do not allow this",
     "404": "Unknown route, skill or task",
     "409": "Conflict (a finished task, an idempotency key reused with another body)",
-    "410": "The task is past the retention window",
+    "410": "The task or session is past the retention window",
     "413": "The body is over the size limit",
     "422": "The body does not match the schema",
     "429": "Over the rate limit",
@@ -106,6 +107,7 @@ def _call_operation(spec: Any, max_requests: int) -> dict[str, Any]:
             "webhook_url": {"anyOf": [{"type": "string"}, {"type": "null"}]},
             "metadata": {"type": "object"},
             "version": {"type": "string", "enum": ["1"]},
+            "session_id": {"anyOf": [{"type": "string"}, {"type": "null"}]},
         },
         "required": ["requests"],
     }
@@ -136,7 +138,7 @@ def _call_operation(spec: Any, max_requests: int) -> dict[str, Any]:
                 "headers": {"Location": {"schema": {"type": "string"}}},
                 "content": _json(_ref("Task")),
             },
-            **_auth(("400", "404", "409", "413", "422")),
+            **_auth(("400", "404", "409", "410", "413", "422")),
         },
     }
 
@@ -157,6 +159,7 @@ def openapi_document(registry: Registry, max_requests: int) -> dict[str, Any]:
             Ticket,
             HealthStatus,
             ReadyStatus,
+            *SESSION_SCHEMAS,
             *skill_types,
         ],
         ref_template=REF,
@@ -332,6 +335,7 @@ def openapi_document(registry: Registry, max_requests: int) -> dict[str, Any]:
             }
         },
     }
+    paths.update(session_paths(_json, _ref, _param, _auth))
     paths["/api/v1/webhooks/deliveries"] = {
         "get": {
             "operationId": "list_deliveries",

@@ -60,12 +60,17 @@ const EVENT_TYPES = [
   "request.delta",
   "request.completed",
   "request.failed",
+  "request.call",
   ...TERMINAL_TYPES,
 ];
 /** Types this client knows; API.md asks clients to skip the others (the contract grows). */
 const KNOWN_TYPES = new Set(EVENT_TYPES);
 const RESET_TYPES = new Set(["task.snapshot", ...TERMINAL_TYPES]);
 const REQUEST_ENDS = new Set(["request.completed", "request.failed"]);
+
+/** The types of a session's log (API.md, Sessions and task trees). */
+const SESSION_EVENT_TYPES = ["session.task", "task.event", "session.closed", "session.snapshot"];
+const KNOWN_SESSION_TYPES = new Set(SESSION_EVENT_TYPES);
 
 const ALL_TRANSPORTS = ["ws", "sse", "poll"];
 const CLOSE_UNAUTHENTICATED = 4401;
@@ -318,6 +323,42 @@ export class Subscription {
     this._closed = true;
     this._client._subs.delete(this);
     feed?.close(reason);
+  }
+}
+
+/**
+ * One session's log, delivered exactly once in the session's seq order: `session.task` when
+ * a task joins, `task.event` (data: the task's event) for every event of its tasks,
+ * `session.closed` last (`done` resolves with it). A resume older than the log keeps, or
+ * `snapshot: true`, starts with `session.snapshot` ({session, tasks}). The same resume rules
+ * as a task's: every (re)connection asks for what follows the last seq delivered. Returned by
+ * `followSession()`; `sessionId` is the session's id (`taskId` holds it too, internally).
+ */
+export class SessionSubscription extends Subscription {
+  constructor(client, sessionId, options) {
+    super(client, sessionId, options);
+    this.sessionId = sessionId;
+    this.isSession = true;
+  }
+
+  /** @param {Object} event a SessionEvent */
+  _deliver(event) {
+    if (this._closed || typeof event?.seq !== "number") return;
+    if (!KNOWN_SESSION_TYPES.has(event.type)) return; // a newer server's type: skipped
+    const snapshot = event.type === "session.snapshot";
+    const asked = snapshot && this._snapshot && this._delivered === 0;
+    // A snapshot stands for everything up to its seq: one asked for may sit at the last seq.
+    if (event.seq < this._last || (event.seq === this._last && !asked)) return;
+    this._last = event.seq;
+    this._delivered += 1;
+    safely(this._options.onEvent, event);
+    const finished =
+      event.type === "session.closed" ||
+      (snapshot && event.data?.session?.status === "closed");
+    if (finished && !this._closed) {
+      this._end("done", "finished");
+      this._resolve(event);
+    }
   }
 }
 
@@ -634,7 +675,52 @@ export class SkillwireClient {
     const body = { requests, version: "1" };
     if (options.metadata) body.metadata = options.metadata;
     if (options.webhookUrl) body.webhook_url = options.webhookUrl;
+    if (options.sessionId) body.session_id = options.sessionId;
     return this._request("POST", `/api/v1/apps/${enc(app)}/${enc(skill)}`, { body, headers });
+  }
+
+  // -- sessions --------------------------------------------------------------------------
+
+  /**
+   * Create a session: a conversation whose calls (`call(..., {sessionId})`) every device
+   * follows with one cursor (`followSession`).
+   * @param {{title?: string, metadata?: Object}} [options]
+   */
+  createSession({ title, metadata } = {}) {
+    const body = {};
+    if (title !== undefined) body.title = title;
+    if (metadata) body.metadata = metadata;
+    return this._request("POST", "/api/v1/sessions", { body });
+  }
+
+  /** One of the caller's sessions. */
+  session(sessionId) {
+    return this._request("GET", `/api/v1/sessions/${enc(sessionId)}`);
+  }
+
+  /** The caller's sessions, newest first. */
+  sessions({ limit = 50, offset = 0 } = {}) {
+    return this._request("GET", "/api/v1/sessions", { query: { limit, offset } });
+  }
+
+  /** Close a session (its running tasks are cancelled; later calls naming it get 409). */
+  closeSession(sessionId) {
+    return this._request("DELETE", `/api/v1/sessions/${enc(sessionId)}`);
+  }
+
+  /**
+   * Follow a session's log (after `options.after`) over WebSocket or EventSource (a
+   * session cannot be polled): every event of all its tasks, exactly once, in order, until
+   * it is closed. `onEvent` receives SessionEvents.
+   * @param {string} sessionId @param {SubscribeOptions} [options]
+   * @returns {SessionSubscription}
+   */
+  followSession(sessionId, options = {}) {
+    const sub = new SessionSubscription(this, sessionId, options);
+    this._subs.add(sub);
+    this._attach(sub);
+    if (sub._last > 0 && this._apiKey) this._endIfPast(sub);
+    return sub;
   }
 
   /**
@@ -725,6 +811,7 @@ export class SkillwireClient {
       const op = { op: "call", app, skill, requests };
       if (options.metadata) op.metadata = options.metadata;
       if (options.webhookUrl) op.webhook_url = options.webhookUrl;
+      if (options.sessionId) op.session_id = options.sessionId;
       try {
         await this._wsLink().request(op, (reply) => {
           // Synchronous: the task's first events may follow in the same frame.
@@ -741,6 +828,7 @@ export class SkillwireClient {
       wait: false,
       metadata: options.metadata,
       webhookUrl: options.webhookUrl,
+      sessionId: options.sessionId,
     });
     sub.taskId = task.task_id;
     this._subs.add(sub);
@@ -775,7 +863,8 @@ export class SkillwireClient {
 
   /** Put a subscription on the first usable transport. @param {Subscription} sub */
   _attach(sub) {
-    const name = this.transport;
+    let name = this.transport;
+    if (sub.isSession && name === "poll") name = null; // polling sees Tasks, not a session's log
     sub.transport = name;
     if (name === "ws") this._wsLink().adopt(sub, { subscribe: true });
     else if (name === "sse") sub._feed = new SseFeed(this, sub);
@@ -790,6 +879,11 @@ export class SkillwireClient {
    */
   async _endIfPast(sub) {
     try {
+      if (sub.isSession) {
+        const session = await this.session(sub.sessionId);
+        if (session.status === "closed" && session.last_seq <= sub._last) sub._finishQuietly();
+        return;
+      }
       const task = await this.task(sub.taskId);
       if (TERMINAL_STATUSES.has(task.status) && task.last_seq <= sub._last) sub._finishQuietly();
     } catch {
@@ -940,7 +1034,8 @@ class WsLink {
     if (!group?.delete(sub) || group.size) return;
     this.subs.delete(sub.taskId);
     if (reason !== "finished" && this.ready) {
-      this.send({ op: "unsubscribe", task_id: sub.taskId }, null);
+      const key = sub.isSession ? "session_id" : "task_id";
+      this.send({ op: "unsubscribe", [key]: sub.taskId }, null);
     }
   }
 
@@ -956,7 +1051,8 @@ class WsLink {
     };
     // internal: a lost connection resubscribes rather than failing the subscriptions
     const entry = { resolve: () => {}, reject: fail, internal: true };
-    this.send({ op: "subscribe", task_id: taskId, after, snapshot }, entry);
+    const key = subs[0].isSession ? "session_id" : "task_id"; // a session's id is its key
+    this.send({ op: "subscribe", [key]: taskId, after, snapshot }, entry);
   }
 
   send(message, entry) {
@@ -1055,11 +1151,16 @@ class WsLink {
       if (group) for (const sub of [...group]) sub._deliver(message.event);
       return;
     }
+    if (message.op === "session_event") {
+      const group = this.subs.get(message.event?.session_id);
+      if (group) for (const sub of [...group]) sub._deliver(message.event);
+      return;
+    }
     if (message.op === "heartbeat") return;
     if (message.op === "ended") {
-      // The task finished at or before the seq subscribed after: its terminal event will
-      // not come, so the subscriptions past it end here.
-      const group = this.subs.get(message.task_id);
+      // The task (or session) finished at or before the seq subscribed after: its last
+      // event will not come, so the subscriptions past it end here.
+      const group = this.subs.get(message.task_id ?? message.session_id);
       if (group) {
         for (const sub of [...group]) {
           if (sub._last >= message.last_seq) sub._finishQuietly();
@@ -1079,7 +1180,7 @@ class WsLink {
     }
     if (message.op === "error") {
       const error = SkillwireError.fromBody(message.error ?? {});
-      const group = this.subs.get(error.details?.task_id);
+      const group = this.subs.get(error.details?.task_id ?? error.details?.session_id);
       if (group && !error.temporary) for (const sub of [...group]) sub._fail(error);
       else this.client._report(error);
     }
@@ -1223,8 +1324,10 @@ class SseFeed {
     if (this.closed) return;
     const query = { ticket, after: sub._last };
     if (sub._snapshot && sub._delivered === 0) query.snapshot = "true";
-    const url = client._url(`/api/v1/tasks/${enc(sub.taskId)}/events`, query);
-    const source = new client._EventSource(url);
+    const path = sub.isSession
+      ? `/api/v1/sessions/${enc(sub.taskId)}/events`
+      : `/api/v1/tasks/${enc(sub.taskId)}/events`;
+    const source = new client._EventSource(client._url(path, query));
     this.source = source;
     let opened = false;
     const onMessage = (message) => {
@@ -1237,7 +1340,8 @@ class SseFeed {
       }
       sub._deliver(event); // a terminal event closes this feed
     };
-    for (const type of EVENT_TYPES) source.addEventListener(type, onMessage);
+    const types = sub.isSession ? SESSION_EVENT_TYPES : EVENT_TYPES;
+    for (const type of types) source.addEventListener(type, onMessage);
     source.onmessage = onMessage;
     source.onopen = () => {
       if (source !== this.source) return;
@@ -1267,7 +1371,8 @@ class SseFeed {
     // EventSource hides the status: ask REST whether the task itself is the problem.
     if (this.client._apiKey) {
       try {
-        await this.client.task(this.sub.taskId);
+        if (this.sub.isSession) await this.client.session(this.sub.taskId);
+        else await this.client.task(this.sub.taskId);
       } catch (error) {
         if (!error.temporary) {
           this.sub._fail(error);

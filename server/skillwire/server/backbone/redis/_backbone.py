@@ -25,6 +25,7 @@ from redis.exceptions import RedisError, ResponseError, WatchError
 from skillwire.protocol import (
     DEFAULT_MAX_OUTPUT_BYTES,
     DEFAULT_MAX_OUTPUTS,
+    SESSION_ID_PREFIX,
     BackboneUnavailable,
     Conflict,
     DeliveryStatus,
@@ -33,6 +34,8 @@ from skillwire.protocol import (
     EventType,
     IllegalTransition,
     NotFound,
+    Session,
+    SessionSnapshot,
     Task,
     TaskStatus,
     decode_event,
@@ -52,6 +55,7 @@ from .._base import (
     EventListener,
     Idempotency,
     LogSlice,
+    StoredSession,
     StoredTask,
     WorkItem,
 )
@@ -63,6 +67,7 @@ from ._deliveries import RedisDeliveries, creation_args, creation_keys
 from ._fanout import Fanout
 from ._outputs import group_args
 from ._prune import prune, sweep
+from ._sessions import RedisSessions
 from ._windows import RedisWindows
 
 __all__ = ["RedisBackbone"]
@@ -153,6 +158,12 @@ class RedisBackbone(Backbone):
         self._delivery_listeners: list[DeliveryListener] = []
         self._sweep_interval = sweep_interval
         self._sweeper: asyncio.Task[None] | None = None
+        self._sessions = RedisSessions(
+            self._client,
+            self._batcher.script,
+            max_events=max_events,
+            retention=self._retention,
+        )
 
     # -- life ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -262,6 +273,23 @@ class RedisBackbone(Backbone):
             mapping[f"e:{i}"] = b"null"
             mapping[f"d:{i}"] = 0  # outputs dropped (see _outputs)
             mapping[f"r:{i}"] = b"null"  # the result (request.completed's data)
+        if task.parent_task_id is not None:
+            mapping["parent"] = task.parent_task_id
+        if task.session_id is not None:
+            # A task joining a session: created with its session's entries in one script,
+            # which checks the session is open and keeps the idempotency key in the same step.
+            mapping["session"] = task.session_id
+            async with _translated():
+                return await self._sessions.create_task(
+                    task,
+                    first_event,
+                    mapping,
+                    owner=owner,
+                    created_ms=created_ms,
+                    indexes=[keys.INDEXES, *_indexes(owner, task)],
+                    work=[encode(item) for item in work],
+                    idempotency=idempotency,
+                )
         async with _translated(), self._client.pipeline(transaction=True) as pipe:
             while True:
                 if idempotency is not None:
@@ -453,11 +481,49 @@ class RedisBackbone(Backbone):
         return await self._fanout.listen(task_id, listener)
 
     async def _newest_event(self, task_id: str) -> EncodedEvent | None:
+        if task_id.startswith(SESSION_ID_PREFIX):  # the fan-out follows sessions too
+            return await self._sessions.newest(task_id)
         entries = await self._client.xrevrange(keys.events(task_id), count=1)
         return _entry(*entries[0]) if entries else None
 
     def listener_count(self) -> int:
         return self._fanout.listener_count()
+
+    # -- sessions ------------------------------------------------------------------------
+    async def create_session(self, session: Session, *, owner: str) -> None:
+        async with _translated():
+            await self._sessions.create(session, owner)
+
+    async def get_session(self, session_id: str) -> StoredSession | None:
+        async with _translated():
+            return await self._sessions.get(session_id)
+
+    async def list_sessions(
+        self, *, owner: str | None, limit: int, offset: int
+    ) -> tuple[list[Session], int]:
+        async with _translated():
+            return await self._sessions.page(owner, limit, offset)
+
+    async def close_session(self, session_id: str) -> Session:
+        async with _translated():
+            task_ids = await self._sessions.mark_closed(session_id)
+        for task_id in task_ids:
+            with contextlib.suppress(Conflict, NotFound):  # finished, or past retention
+                await self.cancel(task_id)
+        async with _translated():
+            return await self._sessions.append_closed(session_id, format_time(time.time()))
+
+    async def read_session_events(self, session_id: str, after: int, limit: int) -> LogSlice | None:
+        async with _translated():
+            return await self._sessions.read(session_id, after, limit)
+
+    async def listen_session(self, session_id: str, listener: EventListener) -> Callable[[], None]:
+        # The fan-out keys listeners by the id in a channel's hash tag: a session's is its own.
+        return await self._fanout.listen(session_id, listener)
+
+    async def session_snapshot(self, session_id: str, tasks: int) -> SessionSnapshot | None:
+        async with _translated():
+            return await self._sessions.snapshot(session_id, tasks)
 
     # -- work ----------------------------------------------------------------------------
     async def claim(self, consumer: str, count: int, timeout: float) -> list[Claim]:

@@ -19,7 +19,12 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from skillwire.protocol import BackboneUnavailable, EncodedEvent
+from skillwire.protocol import (
+    SESSION_ID_PREFIX,
+    BackboneUnavailable,
+    EncodedEvent,
+    EncodedSessionEvent,
+)
 
 from .. import EventListener
 from . import _keys as keys
@@ -29,12 +34,13 @@ __all__ = ["Fanout", "parse_live"]
 log = logging.getLogger("skillwire.redis")
 
 
-def parse_live(payload: bytes) -> list[EncodedEvent]:
-    """``<seq> <type> <json>`` lines, one per event, as a script publishes them."""
+def parse_live(payload: bytes, kind: type[EncodedEvent] = EncodedEvent) -> list[EncodedEvent]:
+    """``<seq> <type> <json>`` lines, one per event, as a script publishes them (a task's
+    events, or with ``kind`` EncodedSessionEvent a session's)."""
     events = []
     for line in payload.split(b"\n"):
         seq, type_, json = line.split(b" ", 2)
-        events.append(EncodedEvent(int(seq), type_.decode("ascii"), json))
+        events.append(kind(int(seq), type_.decode("ascii"), json))
     return events
 
 
@@ -208,7 +214,8 @@ class Fanout:
         listeners = self._listeners.get(task_id)
         if not listeners:
             return
-        for event in parse_live(payload):
+        kind = EncodedSessionEvent if task_id.startswith(SESSION_ID_PREFIX) else EncodedEvent
+        for event in parse_live(payload, kind):
             for listener in list(listeners):
                 listener(event)
 

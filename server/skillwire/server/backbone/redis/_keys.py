@@ -16,6 +16,7 @@ __all__ = [
     "INDEXES",
     "INDEX_SWEEP",
     "SECRET",
+    "SESSIONS",
     "TASKS",
     "WORK",
     "WORK_GROUP",
@@ -29,9 +30,12 @@ __all__ = [
     "output_meta",
     "output_prefix",
     "outputs",
+    "owner_sessions",
     "owner_tasks",
     "rate_window",
     "scratch",
+    "session",
+    "session_tasks",
     "skill_tasks",
     "status_tasks",
     "task",
@@ -45,6 +49,8 @@ WORK = "sw:work"
 WORK_GROUP = "workers"
 # sorted set of every task id, scored by creation time in ms (the admin's task list).
 TASKS = "sw:tasks"
+# sorted set of every session id, scored by creation time in ms (the admin's session list).
+SESSIONS = "sw:sessions"
 # string: the secret that signs task ids, shared by every process of a deployment.
 SECRET = "sw:secret"
 # sorted set: ids of pending deliveries waiting for their next attempt, scored by when it is
@@ -99,6 +105,26 @@ def output_meta(task_id: str, index: int) -> str:
 def live(task_id: str) -> str:
     """Pub/sub channel: the task's events as they are appended (``<seq> <type> <json>``)."""
     return f"sw:{{{task_id}}}:live"
+
+
+def session(session_id: str) -> str:
+    """Hash: a session's state (owner, title and metadata JSON, status, times, last_seq).
+
+    A session's log and live channel are ``events(session_id)`` and ``live(session_id)``: the
+    same layout as a task's, under the session's own hash tag. Its tasks' scripts write to
+    them too (their keys built in Lua from these names), which a Redis Cluster would need to
+    place in one slot (a session's tasks tagged with the session's id)."""
+    return f"sw:{{{session_id}}}:session"
+
+
+def session_tasks(session_id: str) -> str:
+    """List: the ids of a session's tasks, in the order they joined."""
+    return f"sw:{{{session_id}}}:tasks"
+
+
+def owner_sessions(owner: str) -> str:
+    """Sorted set: one principal's session ids, scored by creation time in ms."""
+    return f"sw:owner:{owner}:sessions"
 
 
 def owner_tasks(owner: str) -> str:

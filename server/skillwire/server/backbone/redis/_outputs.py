@@ -45,6 +45,10 @@ def group_args(type_: EventType, data: Any) -> tuple[bytes, bytes, bytes, bytes]
         if not isinstance(data, dict):
             return encode(data), b"", b"", b""
         return encode(data), encode(data) if data else b"null", b"", b""
+    if type_ is EventType.REQUEST_CALL:
+        # The child's id as a JSON string, added to the task's children (lifecycle.append).
+        child = data.get("task_id") if isinstance(data, dict) else None
+        return encode(data), encode(child) if isinstance(child, str) else b"", b"", b""
     return encode(data), b"", b"", b""
 
 

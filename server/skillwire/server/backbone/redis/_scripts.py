@@ -19,6 +19,7 @@ from skillwire.protocol import lifecycle
 
 from . import _keys as keys
 from ._outputs import OUTPUTS
+from ._session_lua import SESSION_PART, SESSION_SNAPSHOT
 
 __all__ = [
     "APPEND",
@@ -30,6 +31,7 @@ __all__ = [
     "LIFECYCLE",
     "READ",
     "RETRY_DELIVERY",
+    "SNAPSHOT",
     "VIEW",
 ]
 
@@ -81,6 +83,7 @@ _INDEX_NAMES = f"local ALL_IX = {keys.index_prefix(None)!r}\nlocal INDEXES = {ke
 
 _COMMON = (
     LIFECYCLE
+    + SESSION_PART
     + _INDEX_NAMES
     + r"""
 
@@ -104,6 +107,11 @@ local function fields(h)
   return t
 end
 
+local function quoted_or_null(value)
+  if value == nil or value == '' then return 'null' end
+  return '"' .. value .. '"'
+end
+
 local function task_json(h, outp)
   local t = fields(h)
   local n = tonumber(t['n'])
@@ -122,7 +130,8 @@ local function task_json(h, outp)
     ',"updated_at":"' .. t['updated_at'] .. '","finished_at":' .. finished .. ',"requests":[' ..
     table.concat(reqs, ',') .. '],"previews":[' .. table.concat(previews, ',') .. '],"error":' ..
     t['error'] .. ',"last_seq":' .. t['last_seq'] .. ',"metadata":' .. t['meta'] .. ',"links":' ..
-    t['links'] .. ',"session_id":null,"parent_task_id":null,"children":[]}'
+    t['links'] .. ',"session_id":' .. quoted_or_null(t['session']) .. ',"parent_task_id":' ..
+    quoted_or_null(t['parent']) .. ',"children":[' .. (t['children'] or '') .. ']}'
 end
 
 -- Append one event: the next seq, the log (capped), and a record for the live channel,
@@ -137,6 +146,7 @@ local function emit(h, stream, channel, task_id, now, maxlen, etype, index, data
   if index ~= nil then json = json .. ',"index":' .. index end
   json = json .. '}'
   redis.call('XADD', stream, 'MAXLEN', '~', maxlen, seq .. '-0', 't', etype, 'e', json)
+  if SESSION then session_emit(SESSION, 'task.event', json) end
   LIVE[#LIVE + 1] = seq .. ' ' .. etype .. ' ' .. json
   out[#out + 1] = seq
   out[#out + 1] = etype
@@ -146,6 +156,7 @@ end
 -- Every event of this script in one message, a line each (event JSON holds no raw newline).
 local function publish(channel)
   if #LIVE > 0 then redis.call('PUBLISH', channel, table.concat(LIVE, '\n')) end
+  publish_session(SESSION)
 end
 
 local function expire_all(h, stream, outp, n, ttl)
@@ -229,6 +240,7 @@ local ttl, live_ttl, count = ARGV[5], ARGV[6], tonumber(ARGV[7])
 local max_outputs, max_bytes = tonumber(ARGV[8]), tonumber(ARGV[9])
 local GROUP, FIRST = 6, 10
 local wh = webhooks_from(KEYS[4], KEYS[5], FIRST + GROUP * count)
+session_of(h, now, maxlen, ttl)
 
 """
     + OUTPUTS
@@ -278,6 +290,10 @@ local function apply(etype, index, data, x1, x2, x3, out)
     redis.call('HSET', h, 'p:' .. index, '1.0', 'r:' .. index, x1)
   elseif etype == 'request.failed' then
     redis.call('HSET', h, 'e:' .. index, x2)
+  elseif etype == 'request.call' and x1 ~= '' then
+    local children = redis.call('HGET', h, 'children')
+    if children and children ~= '' then x1 = children .. ',' .. x1 end
+    redis.call('HSET', h, 'children', x1)
   end
   emit(h, stream, channel, task_id, now, maxlen, etype, index, function() return data end, out)
   if TERMINAL_REQ[rule[2]] then
@@ -337,6 +353,7 @@ local h, stream, channel, control = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local task_id, outp, now, maxlen, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local wh = webhooks_from(KEYS[5], KEYS[6], 6)
 local status = redis.call('HGET', h, 'status')
+session_of(h, now, maxlen, ttl)
 if not status then return {'missing'} end
 if TERMINAL_TASK[status] then return {'conflict', status} end
 local n = tonumber(redis.call('HGET', h, 'n'))
@@ -352,6 +369,9 @@ redis.call('PUBLISH', control, 'cancel ' .. task_id)
 return out
 """
 )
+
+# A session and its last tasks as of one moment (see _session_lua.SESSION_SNAPSHOT).
+SNAPSHOT = _COMMON + SESSION_SNAPSHOT
 
 # A new task's id enters its indexes, whose names join the set of every index's: one command
 # in create_task's MULTI, not two an index.
