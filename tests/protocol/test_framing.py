@@ -104,10 +104,17 @@ def test_terminal_event_with_a_task_frames_it() -> None:
 
 def test_constructor_takes_prebuilt_json() -> None:
     """An EncodedEvent can wrap JSON read back from a store, without re-encoding it."""
-    encoded = EncodedEvent(7, "task.failed", b'{"seq":7}', terminal=True)
+    encoded = EncodedEvent(7, "task.failed", b'{"seq":7}')
     assert encoded.sse == b'id: 7\nevent: task.failed\ndata: {"seq":7}\n\n'
     assert encoded.terminal
     assert "seq=7" in repr(encoded)
+
+
+@pytest.mark.parametrize("type_", list(EventType))
+def test_terminal_follows_from_the_type(type_: EventType) -> None:
+    """An event is terminal exactly when the lifecycle's table makes its type end a task."""
+    encoded = EncodedEvent(3, type_.value, b"{}")
+    assert encoded.terminal is (type_ in lifecycle.TASK_TERMINAL_EVENTS.values())
 
 
 def test_sse_retry() -> None:

@@ -15,6 +15,7 @@ from skillwire.protocol import (
     Event,
     EventType,
     IllegalTransition,
+    OutputBounds,
     RequestStatus,
     Task,
     TaskStatus,
@@ -517,3 +518,131 @@ def test_random_valid_sequences_keep_the_log_well_formed(
             else TaskStatus.PARTIAL
         )
         assert final.status is expected
+
+
+# -- streamed outputs (request.delta) ------------------------------------------------------
+def delta(output: int, append: str, field: str = "text") -> dict[str, Any]:
+    return {"output": output, "field": field, "append": append}
+
+
+def test_delta_appends_to_the_outputs_string_field() -> None:
+    """request.delta grows field ``field`` of output ``n``; the event carries the data as sent."""
+    run = Run(1)
+    run.push(R.REQUEST_STARTED, 0)
+    run.push(R.REQUEST_OUTPUT, 0, {"type": "text", "text": ""})
+    run.push(R.REQUEST_OUTPUT, 0, {"type": "tool_call", "name": "f", "arguments": ""})
+    run.push(R.REQUEST_DELTA, 0, delta(0, "Hel"))
+    run.push(R.REQUEST_DELTA, 0, delta(1, '{"a', "arguments"))
+    events = run.push(R.REQUEST_DELTA, 0, delta(0, "lo"))
+    assert [(e.type, e.index, e.data) for e in events] == [(R.REQUEST_DELTA, 0, delta(0, "lo"))]
+    assert run.task.requests[0].output == [
+        {"type": "text", "text": "Hello"},
+        {"type": "tool_call", "name": "f", "arguments": '{"a'},
+    ]
+    assert run.task.requests[0].status is RequestStatus.RUNNING
+
+
+def test_delta_never_changes_a_task_already_handed_out() -> None:
+    """A view taken before a delta keeps the text it had (outputs are replaced, not mutated)."""
+    run = Run(1)
+    run.push(R.REQUEST_STARTED, 0)
+    run.push(R.REQUEST_OUTPUT, 0, {"type": "text", "text": "a"})
+    view = lifecycle.task_view(run.task)
+    run.push(R.REQUEST_DELTA, 0, delta(0, "b"))
+    assert view.requests[0].output == [{"type": "text", "text": "a"}]
+    assert run.task.requests[0].output == [{"type": "text", "text": "ab"}]
+
+
+@pytest.mark.parametrize(
+    ("output", "data", "message"),
+    [
+        ({"type": "text", "text": ""}, delta(1, "x"), "does not exist"),
+        ({"type": "tick", "i": 1}, delta(0, "x"), "is not a string"),
+        ({"type": "text", "text": ""}, delta(0, "x", "other"), "is not a string"),
+        ("plain", delta(0, "x"), "is not a string"),
+        ({"type": "text", "text": ""}, {"output": 0, "field": "text"}, "append"),
+        ({"type": "text", "text": ""}, {"output": -1, "field": "text", "append": "x"}, "output"),
+        ({"type": "text", "text": ""}, {"output": 0, "field": "text", "append": 3}, "append"),
+    ],
+)
+def test_delta_that_cannot_apply_is_illegal(output: Any, data: Any, message: str) -> None:
+    """A delta to an output never emitted, to a field that is not a string, or malformed,
+    raises and appends nothing."""
+    run = Run(1)
+    run.push(R.REQUEST_STARTED, 0)
+    run.push(R.REQUEST_OUTPUT, 0, output)
+    before = to_builtins(run.task)
+    with pytest.raises(IllegalTransition, match=message):
+        run.push(R.REQUEST_DELTA, 0, data)
+    assert to_builtins(run.task) == before
+
+
+@pytest.mark.parametrize("status", ["queued", "completed", "failed"])
+def test_delta_only_while_the_request_runs(status: str) -> None:
+    """A delta before request.started raises; after the request ended it is discarded."""
+    run = Run(2)
+    if status == "queued":
+        with pytest.raises(IllegalTransition):
+            run.push(R.REQUEST_DELTA, 0, delta(0, "x"))
+        return
+    run.push(R.REQUEST_STARTED, 0)
+    run.push(R.REQUEST_OUTPUT, 0, {"type": "text", "text": "a"})
+    run.finish(0, ok=status == "completed")
+    assert lifecycle.append(run.task, R.REQUEST_DELTA, 0, delta(0, "x"), "late") == []
+    assert run.task.requests[0].output == [{"type": "text", "text": "a"}]
+
+
+def test_delta_to_a_dropped_output_is_logged_but_not_applied() -> None:
+    """Once output 0 left the task, a delta to it is appended (stored, delivered) and changes
+    nothing the task holds."""
+    run = Run(1)
+    bounds = OutputBounds(max_outputs=1)
+    for type_, data in [
+        (R.REQUEST_STARTED, {}),
+        (R.REQUEST_OUTPUT, {"type": "text", "text": "a"}),
+        (R.REQUEST_OUTPUT, {"type": "text", "text": "b"}),
+    ]:
+        lifecycle.append(run.task, type_, 0, data, "T", bounds)
+    events = lifecycle.append(run.task, R.REQUEST_DELTA, 0, delta(0, "x"), "T", bounds)
+    assert [e.type for e in events] == [R.REQUEST_DELTA]
+    request = run.task.requests[0]
+    assert (request.output, request.outputs_dropped) == ([{"type": "text", "text": "b"}], 1)
+    lifecycle.append(run.task, R.REQUEST_DELTA, 0, delta(1, "c"), "T", bounds)
+    assert request.output == [{"type": "text", "text": "bc"}]
+
+
+def test_completed_data_is_the_requests_result() -> None:
+    """request.completed's data is kept as requests[i].result; {} leaves it null."""
+    run = Run(2)
+    run.push(R.REQUEST_STARTED, 0)
+    run.push(R.REQUEST_COMPLETED, 0, {"finish_reason": "stop", "usage": {"total_tokens": 3}})
+    run.finish(1)
+    final = final_task(run.terminal)
+    assert [r.result for r in final.requests] == [
+        {"finish_reason": "stop", "usage": {"total_tokens": 3}},
+        None,
+    ]
+
+
+def test_completed_data_must_be_an_object() -> None:
+    """request.completed with data that is not an object raises."""
+    run = Run(1)
+    run.push(R.REQUEST_STARTED, 0)
+    with pytest.raises(IllegalTransition, match="object"):
+        run.push(R.REQUEST_COMPLETED, 0, ["no"])
+
+
+def test_restart_resets_outputs_dropped_and_result() -> None:
+    """A re-delivered request.started starts afresh: no output, none dropped, no result."""
+    run = Run(1)
+    bounds = OutputBounds(max_outputs=1)
+    for type_, data in [
+        (R.REQUEST_STARTED, {}),
+        (R.REQUEST_OUTPUT, {"type": "text", "text": "a"}),
+        (R.REQUEST_OUTPUT, {"type": "text", "text": "b"}),
+        (R.REQUEST_STARTED, {}),
+    ]:
+        lifecycle.append(run.task, type_, 0, data, "T", bounds)
+    request = run.task.requests[0]
+    assert (request.output, request.outputs_dropped, request.result) == ([], 0, None)
+    assert bounds.total_bytes == 0

@@ -11,6 +11,7 @@ from skillwire.protocol import (
     AppSkills,
     AppsList,
     CallBody,
+    Delta,
     ErrorBody,
     ErrorDetail,
     ErrorEnvelope,
@@ -119,15 +120,28 @@ def test_task_json_has_the_contract_fields() -> None:
         "last_seq",
         "metadata",
         "links",
+        "session_id",
+        "parent_task_id",
+        "children",
     }
     assert data["finished_at"] is None
     assert data["error"] is None
+    assert (data["session_id"], data["parent_task_id"], data["children"]) == (None, None, [])
     assert data["status"] == "partial"
     assert data["links"] == {
         "self": f"/api/v1/tasks/{TASK_ID}",
         "events": f"/api/v1/tasks/{TASK_ID}/events",
     }
-    assert set(data["requests"][0]) == {"index", "status", "progress", "output", "error"}
+    assert set(data["requests"][0]) == {
+        "index",
+        "status",
+        "progress",
+        "output",
+        "outputs_dropped",
+        "result",
+        "error",
+    }
+    assert (data["requests"][0]["outputs_dropped"], data["requests"][0]["result"]) == (0, None)
 
 
 def test_task_error_round_trips() -> None:
@@ -201,6 +215,28 @@ def test_request_state_output_lists_are_not_shared() -> None:
     assert second.output == []
 
 
+def test_task_without_the_newer_fields_decodes_with_their_defaults() -> None:
+    """A Task from an older peer (no outputs_dropped, result, session_id, parent_task_id,
+    children) decodes with those fields at their defaults (msgspec's schema evolution)."""
+    data = to_builtins(make_task())
+    for name in ("session_id", "parent_task_id", "children"):
+        del data[name]
+    for request in data["requests"]:
+        del request["outputs_dropped"], request["result"]
+    task = decode_task(encode(data))
+    assert (task.session_id, task.parent_task_id, task.children) == (None, None, [])
+    assert [(r.outputs_dropped, r.result) for r in task.requests] == [(0, None), (0, None)]
+
+
+def test_delta_data_round_trips_and_refuses_a_negative_output() -> None:
+    """Delta is {"output", "field", "append"}; an output number below 0 is refused."""
+    delta = Delta(output=2, field="text", append="lo")
+    assert as_json(delta) == {"output": 2, "field": "text", "append": "lo"}
+    assert roundtrip(delta, Delta) == delta
+    with pytest.raises(msgspec.ValidationError, match="output"):
+        msgspec.convert({"output": -1, "field": "text", "append": "x"}, Delta)
+
+
 # -- Event ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("type_", [t for t in EventType if not t.startswith("request.")])
 def test_task_event_omits_index(type_: EventType) -> None:
@@ -264,8 +300,9 @@ def test_event_rejects_wrong_types(field: str, value: Any) -> None:
 
 
 def test_event_values_are_the_contract() -> None:
-    """EventType has exactly the thirteen event types of API.md."""
+    """EventType has exactly the fourteen event types of API.md this server emits."""
     assert {str(t) for t in EventType} == {
+        "request.delta",
         "task.queued",
         "task.started",
         "request.queued",

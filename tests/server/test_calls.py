@@ -45,6 +45,8 @@ def test_quick_call_is_200_completed(any_server: RunningServer) -> None:
             "status": "completed",
             "progress": 1.0,
             "output": [{"type": "text", "text": "hello"}],
+            "outputs_dropped": 0,
+            "result": None,
             "error": None,
         }
     ]

@@ -76,6 +76,23 @@ def test_docs_need_the_docs_permission(server: RunningServer) -> None:
     assert set(asyncapi["channels"]) == {"websocket", "events"}
 
 
+def test_schemas_describe_streamed_outputs(server: RunningServer) -> None:
+    """OpenAPI and AsyncAPI carry request.delta (Delta, DeltaEvent) and the Task's new fields."""
+    with server.client() as client:
+        openapi = client.get("/openapi.json").json()["components"]["schemas"]
+        asyncapi = client.get("/asyncapi.json").json()
+    for schemas in (openapi, asyncapi["components"]["schemas"]):
+        assert schemas["Delta"]["required"] == ["output", "field", "append"]
+        assert schemas["Delta"]["properties"]["output"]["minimum"] == 0
+        assert "request.delta" in schemas["EventType"]["enum"]
+    assert {"session_id", "parent_task_id", "children"} <= set(openapi["Task"]["properties"])
+    assert {"outputs_dropped", "result"} <= set(openapi["RequestState"]["properties"])
+    delta_event = asyncapi["components"]["schemas"]["DeltaEvent"]
+    assert delta_event["allOf"][1]["properties"]["type"] == {"const": "request.delta"}
+    assert "sse_delta" in asyncapi["channels"]["events"]["messages"]
+    assert "ws_delta" in asyncapi["channels"]["websocket"]["messages"]
+
+
 def test_metrics_need_the_metrics_permission_and_count_calls(server: RunningServer) -> None:
     """/metrics needs `metrics`; it counts calls, finished tasks and delivered events."""
     with server.client(USER_KEY) as client:

@@ -8,6 +8,7 @@ event loop.
 from __future__ import annotations
 
 from . import _lifecycle as lifecycle
+from ._bounds import DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_OUTPUTS, OutputBounds
 from ._codec import (
     decode_event,
     decode_json,
@@ -56,6 +57,7 @@ from ._models import (
     Delivery,
     DeliveryList,
     DeliveryStatus,
+    Delta,
     ErrorBody,
     ErrorDetail,
     ErrorEnvelope,
@@ -101,6 +103,8 @@ from ._ws import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_OUTPUTS",
+    "DEFAULT_MAX_OUTPUT_BYTES",
     "NDJSON_HEARTBEAT",
     "SSE_HEARTBEAT",
     "SUBPROTOCOL",
@@ -122,6 +126,7 @@ __all__ = [
     "Delivery",
     "DeliveryList",
     "DeliveryStatus",
+    "Delta",
     "EncodedEvent",
     "ErrorBody",
     "ErrorCode",
@@ -141,6 +146,7 @@ __all__ = [
     "MethodNotAllowed",
     "NotFound",
     "Ok",
+    "OutputBounds",
     "PayloadTooLarge",
     "PingOp",
     "Pong",

@@ -22,6 +22,9 @@ __all__ = [
 SSE_HEARTBEAT = b": heartbeat\n\n"
 NDJSON_HEARTBEAT = b"\n"
 
+# The event types that end a task's stream, as strings (one definition, from the lifecycle).
+TERMINAL_EVENT_TYPES = frozenset(t.value for t in TASK_TERMINAL_EVENTS.values())
+
 
 def sse_retry(milliseconds: int) -> bytes:
     """The ``retry:`` field the SSE stream opens with."""
@@ -33,15 +36,19 @@ def ws_heartbeat(time: str) -> bytes:
 
 
 class EncodedEvent:
-    """An event's JSON bytes with its ``seq`` and ``type``, and its frames built on demand."""
+    """An event's JSON bytes with its ``seq`` and ``type``, and its frames built on demand.
+
+    ``terminal`` (the event ends its task's stream) follows from the type, by the lifecycle's
+    table: whoever decodes an event from storage passes only what was stored.
+    """
 
     __slots__ = ("_ndjson", "_sse", "_ws", "_ws_text", "json", "seq", "terminal", "type")
 
-    def __init__(self, seq: int, type: str, json: bytes, *, terminal: bool) -> None:
+    def __init__(self, seq: int, type: str, json: bytes) -> None:
         self.seq = seq
         self.type = type
         self.json = json
-        self.terminal = terminal
+        self.terminal = type in TERMINAL_EVENT_TYPES
         self._sse: bytes | None = None
         self._ndjson: bytes | None = None
         self._ws: bytes | None = None
@@ -49,12 +56,7 @@ class EncodedEvent:
 
     @classmethod
     def of(cls, event: Event) -> EncodedEvent:
-        return cls(
-            event.seq,
-            event.type,
-            encode(event),
-            terminal=event.type in TERMINAL_EVENT_TYPES,
-        )
+        return cls(event.seq, event.type, encode(event))
 
     @property
     def sse(self) -> bytes:
@@ -87,7 +89,3 @@ class EncodedEvent:
 
     def __repr__(self) -> str:
         return f"EncodedEvent(seq={self.seq}, type={self.type!r})"
-
-
-# The event types that end a task's stream, as strings (one definition, from the lifecycle).
-TERMINAL_EVENT_TYPES = frozenset(t.value for t in TASK_TERMINAL_EVENTS.values())

@@ -6,6 +6,11 @@ after mutating the task to match them. It adds the events the rules imply: ``tas
 before the first ``request.started``, and the terminal task event after the last request
 ends. Backbones call it under whatever makes one task's appends atomic (the event loop for
 the memory backbone; a Lua script mirrors it on Redis).
+
+Streamed outputs: ``request.delta`` appends a string to a string field of an output the
+request emitted (output ``n`` counts its outputs from 0 since its latest ``request.started``).
+The task holds the accumulated value; a delta to an output the task no longer holds (see
+``_bounds``) is stored and delivered but not applied.
 """
 
 from __future__ import annotations
@@ -14,8 +19,11 @@ from typing import Any
 
 import msgspec
 
+from ._bounds import OutputBounds
+from ._codec import encode
 from ._errors import Conflict, IllegalTransition
 from ._models import (
+    Delta,
     ErrorDetail,
     Event,
     EventType,
@@ -57,6 +65,7 @@ REQUEST_TRANSITIONS: dict[EventType, tuple[frozenset[RequestStatus], RequestStat
     ),
     EventType.REQUEST_PROGRESS: (frozenset({RequestStatus.RUNNING}), RequestStatus.RUNNING),
     EventType.REQUEST_OUTPUT: (frozenset({RequestStatus.RUNNING}), RequestStatus.RUNNING),
+    EventType.REQUEST_DELTA: (frozenset({RequestStatus.RUNNING}), RequestStatus.RUNNING),
     EventType.REQUEST_COMPLETED: (frozenset({RequestStatus.RUNNING}), RequestStatus.COMPLETED),
     EventType.REQUEST_FAILED: (
         frozenset({RequestStatus.QUEUED, RequestStatus.RUNNING}),
@@ -139,11 +148,44 @@ def _final_status(task: Task) -> TaskStatus:
     return TaskStatus.PARTIAL
 
 
-def append(task: Task, type_: EventType, index: int, data: Any, now: str) -> list[Event]:
+def _checked_delta(request: RequestState, data: Any) -> tuple[Delta, int | None]:
+    """The delta and the position in ``request.output`` of the output it grows (None when
+    that output left the task); raises ``IllegalTransition`` for a delta that cannot apply."""
+    try:
+        delta = msgspec.convert(data, Delta)
+    except msgspec.ValidationError as exc:
+        raise IllegalTransition(f"request.delta: {exc}", details={"index": request.index}) from None
+    emitted = request.outputs_dropped + len(request.output)
+    if delta.output >= emitted:
+        raise IllegalTransition(
+            f"request.delta: output {delta.output} does not exist ({emitted} emitted)",
+            details={"index": request.index, "output": delta.output},
+        )
+    position = delta.output - request.outputs_dropped
+    if position < 0:
+        return delta, None
+    item = request.output[position]
+    if not isinstance(item, dict) or not isinstance(item.get(delta.field), str):
+        raise IllegalTransition(
+            f"request.delta: field `{delta.field}` of output {delta.output} is not a string",
+            details={"index": request.index, "output": delta.output, "field": delta.field},
+        )
+    return delta, position
+
+
+def append(
+    task: Task,
+    type_: EventType,
+    index: int,
+    data: Any,
+    now: str,
+    bounds: OutputBounds | None = None,
+) -> list[Event]:
     """Apply one ``request.*`` event to ``task``; return the events appended (maybe none).
 
     Nothing is appended to a finished task, nor to a finished request: work that outlives a
-    cancel, or a duplicate delivery, is discarded here, in one place.
+    cancel, or a duplicate delivery, is discarded here, in one place. ``bounds`` (kept by the
+    caller, one per task) limits the outputs the task holds; without it the task holds all.
     """
     rule = REQUEST_TRANSITIONS.get(type_)
     if rule is None:
@@ -161,6 +203,13 @@ def append(task: Task, type_: EventType, index: int, data: Any, now: str) -> lis
             f"{type_} cannot follow request status {request.status}",
             details={"index": index, "status": request.status},
         )
+    delta: tuple[Delta, int | None] | None = None
+    if type_ is EventType.REQUEST_DELTA:
+        delta = _checked_delta(request, data)
+    elif type_ is EventType.REQUEST_COMPLETED and not isinstance(data, dict):
+        raise IllegalTransition(
+            "request.completed data must be an object", details={"index": index}
+        )
     events: list[Event] = []
     if type_ is EventType.REQUEST_STARTED and task.status is TaskStatus.QUEUED:
         task.status = TaskStatus.RUNNING
@@ -168,13 +217,22 @@ def append(task: Task, type_: EventType, index: int, data: Any, now: str) -> lis
     request.status = to
     if type_ is EventType.REQUEST_STARTED:
         request.output = []
+        request.outputs_dropped = 0
+        request.result = None
         request.progress = 0.0
+        if bounds is not None:
+            bounds.reset(index)
     elif type_ is EventType.REQUEST_PROGRESS:
         request.progress = float(data.get("progress", request.progress))
     elif type_ is EventType.REQUEST_OUTPUT:
         request.output.append(data)
+        if bounds is not None:
+            bounds.added(task, index, len(encode(data)))
+    elif delta is not None:
+        _apply_delta(task, index, *delta, bounds)
     elif type_ is EventType.REQUEST_COMPLETED:
         request.progress = 1.0
+        request.result = data or None
     elif type_ is EventType.REQUEST_FAILED:
         request.error = msgspec.convert(data["error"], ErrorDetail)
     events.append(_event(task, type_, now, data, index))
@@ -183,6 +241,20 @@ def append(task: Task, type_: EventType, index: int, data: Any, now: str) -> lis
     ):
         events.append(_finish(task, _final_status(task), now))
     return events
+
+
+def _apply_delta(
+    task: Task, index: int, delta: Delta, position: int | None, bounds: OutputBounds | None
+) -> None:
+    if position is None or not delta.append:
+        return  # that output left the task: the delta is only in the log
+    request = task.requests[index]
+    item = request.output[position]
+    # A new dict, never the old one changed in place: a Task already handed out (a snapshot
+    # being encoded, a view) keeps the value it had.
+    request.output[position] = {**item, delta.field: item[delta.field] + delta.append}
+    if bounds is not None:
+        bounds.grew(task, index, position, len(encode(delta.append)) - 2)
 
 
 def cancel(task: Task, now: str) -> Event:

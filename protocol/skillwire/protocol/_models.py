@@ -19,6 +19,7 @@ __all__ = [
     "Delivery",
     "DeliveryList",
     "DeliveryStatus",
+    "Delta",
     "ErrorBody",
     "ErrorDetail",
     "ErrorEnvelope",
@@ -67,6 +68,7 @@ class EventType(StrEnum):
     REQUEST_OUTPUT = "request.output"
     REQUEST_COMPLETED = "request.completed"
     REQUEST_FAILED = "request.failed"
+    REQUEST_DELTA = "request.delta"
     TASK_SNAPSHOT = "task.snapshot"
     TASK_COMPLETED = "task.completed"
     TASK_PARTIAL = "task.partial"
@@ -101,10 +103,19 @@ class ErrorEnvelope(msgspec.Struct):
 
 
 class RequestState(msgspec.Struct):
+    """One sub-request as the Task shows it.
+
+    ``output`` holds its latest outputs: output ``n`` (counted from 0 since the request's
+    latest ``request.started``) sits at ``output[n - outputs_dropped]`` while the Task still
+    holds it. ``result`` is the data of its ``request.completed``, or None.
+    """
+
     index: int
     status: RequestStatus = RequestStatus.QUEUED
     progress: float = 0.0
     output: list[Any] = []
+    outputs_dropped: int = 0
+    result: dict[str, Any] | None = None
     error: ErrorDetail | None = None
 
 
@@ -127,6 +138,9 @@ class Task(msgspec.Struct):
     last_seq: int
     metadata: dict[str, Any]
     links: TaskLinks
+    session_id: str | None = None
+    parent_task_id: str | None = None
+    children: list[str] = []
 
 
 class Event(msgspec.Struct, omit_defaults=True):
@@ -138,6 +152,15 @@ class Event(msgspec.Struct, omit_defaults=True):
     time: str
     data: Any
     index: int | None = None
+
+
+class Delta(msgspec.Struct):
+    """The data of ``request.delta``: ``append`` goes at the end of string field ``field`` of
+    output ``output`` of the event's request."""
+
+    output: Annotated[int, msgspec.Meta(ge=0)]
+    field: str
+    append: str
 
 
 class Skill(msgspec.Struct):

@@ -8,7 +8,15 @@ from __future__ import annotations
 from skillwire.protocol import SkillError
 
 from ._config import Config, load_config
-from .engine import App, Context
+from .engine import App, Context, StreamedOutput
 from .http import create_app
 
-__all__ = ["App", "Config", "Context", "SkillError", "create_app", "load_config"]
+__all__ = [
+    "App",
+    "Config",
+    "Context",
+    "SkillError",
+    "StreamedOutput",
+    "create_app",
+    "load_config",
+]

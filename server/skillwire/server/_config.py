@@ -16,9 +16,14 @@ from typing import Annotated, Any, Literal
 import msgspec
 from limits import parse as parse_limit
 
-from skillwire.protocol import ValidationError, validate
+from skillwire.protocol import (
+    DEFAULT_MAX_OUTPUT_BYTES,
+    DEFAULT_MAX_OUTPUTS,
+    ValidationError,
+    validate,
+)
 
-__all__ = ["Config", "CorsConfig", "KeyConfig", "WebhooksConfig", "load_config"]
+__all__ = ["Config", "CorsConfig", "KeyConfig", "TaskConfig", "WebhooksConfig", "load_config"]
 
 ENV_PREFIX = "SKILLWIRE_"
 
@@ -54,6 +59,13 @@ class WebhooksConfig(msgspec.Struct, forbid_unknown_fields=True):
     poll_interval: PositiveSeconds = 1.0  # how often to look for deliveries due elsewhere
 
 
+class TaskConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """``[task]``: how much output a Task holds (the log keeps every event regardless)."""
+
+    max_outputs: Annotated[int, msgspec.Meta(ge=1)] = DEFAULT_MAX_OUTPUTS  # per request
+    max_output_bytes: Annotated[int, msgspec.Meta(ge=1)] = DEFAULT_MAX_OUTPUT_BYTES  # per task
+
+
 class CorsConfig(msgspec.Struct, forbid_unknown_fields=True):
     allow_origins: list[str] = []
 
@@ -80,6 +92,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     shutdown_grace: float = 10.0
     skill_timeout: float = 300.0
     max_events: int = 10_000
+    max_log_bytes: Annotated[int, msgspec.Meta(ge=1)] = 16 * 1024 * 1024  # memory backbone
     send_queue: int = 1024
     ws_max_message: int = 1024 * 1024
     ws_auth_timeout: float = 10.0
@@ -92,6 +105,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     roles: dict[str, list[str]] = {}
     skill_timeouts: dict[str, float] = {}
     webhooks: WebhooksConfig = msgspec.field(default_factory=WebhooksConfig)
+    task: TaskConfig = msgspec.field(default_factory=TaskConfig)
     cors: CorsConfig = msgspec.field(default_factory=CorsConfig)
 
 

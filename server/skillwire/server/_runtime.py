@@ -32,11 +32,19 @@ def make_backbone(config: Config) -> Backbone:
         backbone = RedisBackbone(
             config.redis_url,
             max_events=config.max_events,
+            max_outputs=config.task.max_outputs,
+            max_output_bytes=config.task.max_output_bytes,
             retention=config.retention,
             lease=config.work_lease,
         )
     else:
-        backbone = MemoryBackbone(max_events=config.max_events, retention=config.retention)
+        backbone = MemoryBackbone(
+            max_events=config.max_events,
+            max_log_bytes=config.max_log_bytes,
+            max_outputs=config.task.max_outputs,
+            max_output_bytes=config.task.max_output_bytes,
+            retention=config.retention,
+        )
     # Whichever process finishes a task creates its deliveries: workers need these URLs too.
     backbone.webhook_urls = tuple(config.webhooks.urls)
     return backbone

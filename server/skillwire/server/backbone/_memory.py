@@ -2,6 +2,12 @@
 
 Single-threaded asyncio makes each method atomic as long as it does not await in the middle,
 which is how ``append`` keeps seq order and subscribe-then-replay stays gap-free.
+
+Memory stays bounded per task: the Task holds at most ``max_outputs`` outputs per request and
+``max_output_bytes`` of encoded outputs (``OutputBounds``), and the log at most ``max_events``
+events and about ``max_log_bytes`` of event JSON. The log keeps each event lean (its JSON,
+seq and type); the frames built for live subscribers are cached on a separate object that is
+dropped once they are sent.
 """
 
 from __future__ import annotations
@@ -15,11 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skillwire.protocol import (
+    DEFAULT_MAX_OUTPUT_BYTES,
+    DEFAULT_MAX_OUTPUTS,
     DeliveryStatus,
     EncodedEvent,
     Event,
     EventType,
     NotFound,
+    OutputBounds,
     Task,
     TaskStatus,
     WebhookPayload,
@@ -44,8 +53,6 @@ from ._deliveries import MemoryDeliveries, webhook_targets
 
 __all__ = ["MemoryBackbone"]
 
-_TERMINAL_EVENTS = frozenset(lifecycle.TASK_TERMINAL_EVENTS.values())
-
 
 @dataclass(slots=True)
 class _Record:
@@ -53,17 +60,34 @@ class _Record:
     owner: str
     webhook_url: str | None
     log: list[EncodedEvent]
+    bounds: OutputBounds
+    log_bytes: int = 0
     first_seq: int = 1
     listeners: list[EventListener] = field(default_factory=list)
+
+
+def _lean(event: EncodedEvent) -> EncodedEvent:
+    """The same event without any frame built yet (sharing the JSON bytes)."""
+    return EncodedEvent(event.seq, event.type, event.json)
 
 
 class MemoryBackbone(Backbone):
     name = "memory"
 
     def __init__(
-        self, *, max_events: int = 10_000, retention: float = 86_400.0, sweep_interval: float = 60.0
+        self,
+        *,
+        max_events: int = 10_000,
+        max_log_bytes: int = 16 * 1024 * 1024,
+        max_outputs: int = DEFAULT_MAX_OUTPUTS,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+        retention: float = 86_400.0,
+        sweep_interval: float = 60.0,
     ) -> None:
         self._max_events = max_events
+        self._max_log_bytes = max_log_bytes
+        self._max_outputs = max_outputs
+        self._max_output_bytes = max_output_bytes
         self._retention = retention
         self._sweep_interval = sweep_interval
         self._records: dict[str, _Record] = {}
@@ -104,8 +128,14 @@ class MemoryBackbone(Backbone):
         webhook_url: str | None,
         work: list[WorkItem],
     ) -> None:
+        first = EncodedEvent.of(first_event)
         self._records[task.task_id] = _Record(
-            task=task, owner=owner, webhook_url=webhook_url, log=[EncodedEvent.of(first_event)]
+            task=task,
+            owner=owner,
+            webhook_url=webhook_url,
+            log=[first],
+            bounds=OutputBounds(self._max_outputs, self._max_output_bytes),
+            log_bytes=len(first.json),
         )
         now = time.time()
         for item in work:
@@ -153,7 +183,9 @@ class MemoryBackbone(Backbone):
         record = self._records.get(task_id)
         if record is None:
             return []
-        events = lifecycle.append(record.task, type_, index, data, format_time(time.time()))
+        events = lifecycle.append(
+            record.task, type_, index, data, format_time(time.time()), record.bounds
+        )
         return self._publish(record, events)
 
     async def cancel(self, task_id: str) -> Task:
@@ -168,18 +200,36 @@ class MemoryBackbone(Backbone):
 
     def _publish(self, record: _Record, events: list[Event]) -> list[EncodedEvent]:
         encoded = [EncodedEvent.of(e) for e in events]
-        record.log.extend(encoded)
-        overflow = len(record.log) - self._max_events
-        if overflow > self._max_events // 4:  # trim in chunks: amortised O(1) per append
-            del record.log[:overflow]
-            record.first_seq = record.log[0].seq
-        for appended in events:
-            if appended.type in _TERMINAL_EVENTS:
-                self._create_deliveries(record, appended)
+        for event in encoded:
+            record.log.append(_lean(event))
+            record.log_bytes += len(event.json)
+        self._trim(record)
+        for plain, appended in zip(events, encoded, strict=True):
+            if appended.terminal:
+                self._create_deliveries(record, plain)
         for event in encoded:
             for listener in list(record.listeners):
                 listener(event)
         return encoded
+
+    def _trim(self, record: _Record) -> None:
+        """Drop the oldest events past ``max_events`` or ``max_log_bytes``, in chunks (a quarter
+        of the limit at a time: amortised O(1) per append), always keeping the newest one."""
+        log = record.log
+        drop = 0
+        overflow = len(log) - self._max_events
+        if overflow > self._max_events // 4:
+            drop = overflow
+        if record.log_bytes > self._max_log_bytes:
+            target = self._max_log_bytes * 3 // 4
+            kept = record.log_bytes - sum(len(e.json) for e in log[:drop])
+            while kept > target and drop < len(log) - 1:
+                kept -= len(log[drop].json)
+                drop += 1
+        if drop:
+            record.log_bytes -= sum(len(e.json) for e in log[:drop])
+            del log[:drop]
+            record.first_seq = log[0].seq
 
     def _create_deliveries(self, record: _Record, event: Event) -> None:
         """In the same step as the terminal event: one delivery per webhook URL."""
@@ -195,7 +245,8 @@ class MemoryBackbone(Backbone):
             return None
         start = max(after + 1 - record.first_seq, 0)
         return LogSlice(
-            events=record.log[start : start + limit],
+            # Copies: a reader caches its frames on them, and the log stays lean.
+            events=[_lean(e) for e in record.log[start : start + limit]],
             first_seq=record.first_seq,
             last_seq=record.task.last_seq,
             finished=record.task.status in lifecycle.TERMINAL_TASK_STATUSES,

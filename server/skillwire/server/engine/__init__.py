@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._app import App, SkillSpec
-from ._context import Context
+from ._context import Context, StreamedOutput
 from ._demo import demo
 from ._registry import Registry, load_app
 from ._tasks import CallResult, TaskService
@@ -15,6 +15,7 @@ __all__ = [
     "Context",
     "Registry",
     "SkillSpec",
+    "StreamedOutput",
     "TaskService",
     "WorkerPool",
     "demo",

@@ -1,8 +1,9 @@
-"""What a running skill sees of its sub-request: ids, progress and outputs."""
+"""What a running skill sees of its sub-request: ids, progress, outputs and streamed outputs."""
 
 from __future__ import annotations
 
 import asyncio
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from skillwire.protocol import BackboneUnavailable, EventType, to_builtins
@@ -10,7 +11,7 @@ from skillwire.protocol import BackboneUnavailable, EventType, to_builtins
 if TYPE_CHECKING:
     from ..backbone import Backbone
 
-__all__ = ["Context", "Discarded"]
+__all__ = ["Context", "Discarded", "StreamedOutput"]
 
 YIELD_EVERY = 16  # well under any send queue (default 1024): a healthy reader never overflows
 WRITE_BEHIND_LIMIT = 256  # events a skill may have on their way before an emit waits
@@ -43,6 +44,18 @@ class _WriteBehind:
 
     async def add(self, type_: EventType, data: Any) -> None:
         self._check()
+        if type_ is EventType.REQUEST_DELTA and self._queued:
+            last_type, last = self._queued[-1]
+            if (
+                last_type is EventType.REQUEST_DELTA
+                and last["output"] == data["output"]
+                and last["field"] == data["field"]
+            ):
+                # Consecutive appends to one output, not yet sent: one event (a flush of 50
+                # tokens is one delta, one PUBLISH). Only the newest queued entry is merged,
+                # so deltas are never reordered.
+                self._queued[-1] = (type_, {**last, "append": last["append"] + data["append"]})
+                return
         self._queued.append((type_, data))
         if self._flushing is None:
             self._flushing = asyncio.create_task(self._flush())
@@ -89,6 +102,43 @@ class _WriteBehind:
             self._flushing = None
 
 
+class StreamedOutput:
+    """An output that grows, opened by ``async with ctx.stream(item) as out``.
+
+    Entering the block emits ``item`` (a ``request.output``); each ``await out.append(text)``
+    appends ``text`` to its string field ``field`` (a ``request.delta``). Leaving the block
+    ends nothing: the output simply stops growing. ``index`` is the output's number ``n``.
+    """
+
+    __slots__ = ("_ctx", "_item", "field", "index")
+
+    def __init__(self, ctx: Context, item: dict[str, Any], field: str) -> None:
+        self._ctx = ctx
+        self._item = item
+        self.field = field
+        self.index = -1  # set when the block is entered and the output emitted
+
+    async def append(self, text: str) -> None:
+        """Append ``text`` to the output's field (nothing is sent for an empty string)."""
+        if self.index < 0:
+            raise RuntimeError("append inside `async with ctx.stream(...) as out:` only")
+        await self._ctx.append(self.index, self.field, text)
+
+    async def __aenter__(self) -> StreamedOutput:
+        if self.index >= 0:
+            raise RuntimeError("a streamed output is opened once")
+        self.index = await self._ctx.output(self._item)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        return None
+
+
 class Context:
     """Passed to a skill that asks for it (a parameter annotated ``Context``)."""
 
@@ -96,6 +146,8 @@ class Context:
         "_appended",
         "_backbone",
         "_behind",
+        "_outputs",
+        "_result",
         "app",
         "index",
         "principal",
@@ -108,6 +160,8 @@ class Context:
     ) -> None:
         self._backbone = backbone
         self._appended = 0
+        self._outputs = 0  # outputs emitted by this run: the next one's number
+        self._result: dict[str, Any] = {}
         self._behind = _WriteBehind(backbone, task_id, index) if backbone.batches_appends else None
         self.task_id = task_id
         self.index = index
@@ -120,9 +174,52 @@ class Context:
         fraction = min(max(float(fraction), 0.0), 1.0)
         await self._append(EventType.REQUEST_PROGRESS, {"progress": fraction, "message": message})
 
-    async def output(self, item: Any) -> None:
-        """Emit one output item now (what returning or yielding a value does too)."""
+    async def output(self, item: Any) -> int:
+        """Emit one output item now (what returning or yielding a value does too).
+
+        Returns its number ``n``: this request's outputs count from 0 in the order emitted
+        (``ctx.append(n, ...)`` grows it later)."""
         await self._append(EventType.REQUEST_OUTPUT, to_builtins(item))
+        n = self._outputs
+        self._outputs += 1
+        return n
+
+    def stream(self, item: Any, field: str = "text") -> StreamedOutput:
+        """An output that grows: ``async with ctx.stream({"type": "text", "text": ""}) as out:``
+        emits ``item`` on entering, and ``await out.append(token)`` grows its ``field``.
+
+        ``item`` must be an object whose ``field`` is a string (raises ``TypeError``)."""
+        built = to_builtins(item)
+        if not isinstance(built, dict) or not isinstance(built.get(field), str):
+            raise TypeError(f"ctx.stream needs an object whose field {field!r} is a string")
+        return StreamedOutput(self, built, field)
+
+    async def append(self, output: int, field: str, text: str) -> None:
+        """Append ``text`` to string field ``field`` of output ``output`` (a number that
+        ``ctx.output`` returned), as one ``request.delta``. An empty ``text`` sends nothing.
+
+        Consecutive appends to one output may reach subscribers merged into one delta."""
+        if not isinstance(text, str) or not isinstance(field, str):
+            raise TypeError("ctx.append(output, field, text) takes a str field and a str text")
+        if not 0 <= output < self._outputs:
+            raise ValueError(f"output {output} was not emitted ({self._outputs} so far)")
+        if text:
+            await self._append(
+                EventType.REQUEST_DELTA, {"output": output, "field": field, "append": text}
+            )
+
+    def set_result(self, data: Any) -> None:
+        """What this request's ``request.completed`` carries (kept as ``requests[i].result``),
+        e.g. ``{"finish_reason": "stop", "usage": {...}}``; the latest call wins."""
+        built = to_builtins(data)
+        if not isinstance(built, dict):
+            raise TypeError("ctx.set_result takes an object (a dict or a Struct)")
+        self._result = built
+
+    @property
+    def result(self) -> dict[str, Any]:
+        """The data set by ``set_result`` (``{}`` when none)."""
+        return self._result
 
     async def flush(self) -> None:
         """Everything emitted so far is stored (the worker's step before it ends the request).

@@ -24,6 +24,7 @@ from skillwire.protocol import (
     BackboneUnavailable,
     ErrorCode,
     EventType,
+    IllegalTransition,
     NotFound,
     SkillError,
     format_time,
@@ -46,6 +47,12 @@ log = logging.getLogger("skillwire.worker")
 
 def _failure(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def _refused(exc: IllegalTransition) -> dict[str, Any]:
+    """The failure of a request whose skill emitted an event the task cannot take (a delta
+    to an output it never emitted, or to a field that is not a string)."""
+    return _failure(ErrorCode.INTERNAL_ERROR, f"the skill emitted an event refused: {exc.message}")
 
 
 class WorkerPool:
@@ -341,14 +348,20 @@ class WorkerPool:
         except asyncio.CancelledError:
             ctx.abandon()
             raise
+        except IllegalTransition as exc:
+            ending = (EventType.REQUEST_FAILED, _refused(exc))
         except Exception:
             log.exception("skill %s/%s failed on task %s request %d", app, skill, task_id, index)
             failure = _failure(ErrorCode.INTERNAL_ERROR, "the skill raised an unexpected error")
             ending = (EventType.REQUEST_FAILED, failure)
+        if ending[0] is EventType.REQUEST_COMPLETED:
+            ending = (EventType.REQUEST_COMPLETED, ctx.result)
         try:
             await ctx.flush()  # the outputs written behind the skill come before its end
         except Discarded:
             return
+        except IllegalTransition as exc:  # written behind: refused after the skill went on
+            ending = (EventType.REQUEST_FAILED, _refused(exc))
         except asyncio.CancelledError:
             ctx.abandon()
             raise

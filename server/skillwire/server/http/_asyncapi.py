@@ -12,6 +12,7 @@ from skillwire.protocol import (
     AuthOp,
     CallOp,
     CancelOp,
+    Delta,
     ErrorMessage,
     Event,
     EventMessage,
@@ -48,8 +49,28 @@ SERVER = {
 
 
 def asyncapi_document() -> dict[str, Any]:
-    types = [*CLIENT.values(), *SERVER.values(), Event]
+    types = [*CLIENT.values(), *SERVER.values(), Event, Delta]
     _, schemas = msgspec.json.schema_components(types, ref_template=REF)
+    # request.delta, spelled out: an Event whose data is a Delta (see Streamed outputs).
+    schemas["DeltaEvent"] = {
+        "title": "DeltaEvent",
+        "description": "A request.delta: append `data.append` to string field `data.field` of "
+        "output `data.output` of request `index` (outputs count from 0 since the request's "
+        "latest request.started; output n sits at output[n - outputs_dropped] while the Task "
+        "holds it). Consecutive deltas to one output may arrive merged; never split or "
+        "reordered.",
+        "allOf": [
+            {"$ref": REF.format(name="Event")},
+            {
+                "type": "object",
+                "properties": {
+                    "type": {"const": "request.delta"},
+                    "data": {"$ref": REF.format(name="Delta")},
+                },
+                "required": ["index"],
+            },
+        ],
+    }
     messages: dict[str, Any] = {}
     for op, type_ in [*CLIENT.items(), *SERVER.items()]:
         messages[f"ws_{op}"] = {"name": op, "payload": {"$ref": REF.format(name=type_.__name__)}}
@@ -59,13 +80,28 @@ def asyncapi_document() -> dict[str, Any]:
         "NDJSON: one Event per line",
         "payload": {"$ref": REF.format(name="Event")},
     }
+    messages["sse_delta"] = {
+        "name": "request.delta",
+        "summary": "A streamed output grows: `event: request.delta`, `data: <DeltaEvent JSON>`",
+        "payload": {"$ref": REF.format(name="DeltaEvent")},
+    }
+    messages["ws_delta"] = {
+        "name": "event",
+        "summary": "An `event` message carrying a request.delta",
+        "payload": {
+            "allOf": [
+                {"$ref": REF.format(name="EventMessage")},
+                {"properties": {"event": {"$ref": REF.format(name="DeltaEvent")}}},
+            ]
+        },
+    }
     messages["sse_heartbeat"] = {
         "name": "heartbeat",
         "summary": "`: heartbeat` comment (SSE) or an empty line (NDJSON)",
         "payload": {"type": "string"},
     }
     client_refs = [{"$ref": f"#/channels/websocket/messages/ws_{op}"} for op in CLIENT]
-    server_refs = [{"$ref": f"#/channels/websocket/messages/ws_{op}"} for op in SERVER]
+    server_refs = [{"$ref": f"#/channels/websocket/messages/ws_{op}"} for op in [*SERVER, "delta"]]
     return {
         "asyncapi": "3.0.0",
         "info": {
@@ -88,6 +124,7 @@ def asyncapi_document() -> dict[str, Any]:
                 "parameters": {"task_id": {"description": "A task id"}},
                 "messages": {
                     "sse_event": messages["sse_event"],
+                    "sse_delta": messages["sse_delta"],
                     "sse_heartbeat": messages["sse_heartbeat"],
                 },
             },
@@ -108,6 +145,7 @@ def asyncapi_document() -> dict[str, Any]:
                 "channel": {"$ref": "#/channels/events"},
                 "messages": [
                     {"$ref": "#/channels/events/messages/sse_event"},
+                    {"$ref": "#/channels/events/messages/sse_delta"},
                     {"$ref": "#/channels/events/messages/sse_heartbeat"},
                 ],
             },

@@ -15,7 +15,9 @@ from skillwire.protocol import (
     Delivery,
     DeliveryList,
     DeliveryStatus,
+    Delta,
     ErrorEnvelope,
+    Event,
     HealthStatus,
     ReadyStatus,
     Skill,
@@ -77,8 +79,16 @@ def _param(
 
 TASK_ID = _param("task_id", "path", {"type": "string"}, "A task id (tsk_...)", required=True)
 STREAM_CONTENT = {
-    "text/event-stream": {"schema": {"type": "string"}, "x-frames": "id/event/data, : heartbeat"},
-    "application/x-ndjson": {"schema": {"type": "string"}, "x-frames": "one Event per line"},
+    "text/event-stream": {
+        "schema": {"type": "string"},
+        "x-frames": "id/event/data, : heartbeat",
+        "x-event": _ref("Event"),
+    },
+    "application/x-ndjson": {
+        "schema": {"type": "string"},
+        "x-frames": "one Event per line",
+        "x-event": _ref("Event"),
+    },
 }
 
 
@@ -137,6 +147,8 @@ def openapi_document(registry: Registry, max_requests: int) -> dict[str, Any]:
         [
             Task,
             TaskList,
+            Event,
+            Delta,
             AppsList,
             Delivery,
             DeliveryList,

@@ -22,10 +22,12 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from skillwire.protocol import (
-    TERMINAL_EVENT_TYPES,
+    DEFAULT_MAX_OUTPUT_BYTES,
+    DEFAULT_MAX_OUTPUTS,
     BackboneUnavailable,
     Conflict,
     DeliveryStatus,
+    Delta,
     EncodedEvent,
     Event,
     EventType,
@@ -61,7 +63,6 @@ from ._fanout import Fanout
 __all__ = ["RedisBackbone"]
 
 _work_decoder = msgspec.json.Decoder(WorkItem)
-_TERMINAL = TERMINAL_EVENT_TYPES
 LIST_SCAN_LIMIT = 10_000
 
 
@@ -94,6 +95,8 @@ class RedisBackbone(Backbone):
         url: str,
         *,
         max_events: int = 10_000,
+        max_outputs: int = DEFAULT_MAX_OUTPUTS,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
         retention: float = 86_400.0,
         lease: float = 30.0,
         max_connections: int = 256,
@@ -101,6 +104,8 @@ class RedisBackbone(Backbone):
     ) -> None:
         self._url = url
         self._max_events = max_events
+        self._max_outputs = max_outputs
+        self._max_output_bytes = max_output_bytes
         self._retention = int(retention)
         self._lease_ms = int(lease * 1000)
         # redis-py's return types are unions of every reply shape: treat the client as Any here,
@@ -185,11 +190,16 @@ class RedisBackbone(Backbone):
             "last_seq": task.last_seq,
             "n": len(task.requests),
             "done": 0,
+            "ob": 0,  # bytes of every output held
+            "oc": 0,  # outputs emitted: the next one's emission order
         }
         for i in range(len(task.requests)):
             mapping[f"s:{i}"] = "queued"
             mapping[f"p:{i}"] = "0.0"
             mapping[f"e:{i}"] = b"null"
+            mapping[f"d:{i}"] = 0  # outputs dropped (see the bounds in _scripts)
+            mapping[f"b:{i}"] = 0  # bytes of the outputs held
+            mapping[f"r:{i}"] = b"null"  # the result (request.completed's data)
         created_ms = int(time.time() * 1000)
         async with _translated():
             pipe = self._client.pipeline(transaction=True)
@@ -286,13 +296,7 @@ class RedisBackbone(Backbone):
     ) -> tuple[int, list[EncodedEvent]]:
         groups: list[Any] = []
         for type_, data in entries:
-            progress = b"0.0"
-            error = b"null"
-            if type_ is EventType.REQUEST_PROGRESS:
-                progress = encode(float(data.get("progress", 0.0)))
-            elif type_ is EventType.REQUEST_FAILED:
-                error = encode(data["error"])
-            groups += (type_.value, index, encode(data), progress, error)
+            groups += (type_.value, index, *_group_args(type_, data))
         now = time.time()
         async with _translated():
             flat = await self._batcher.script(
@@ -306,6 +310,8 @@ class RedisBackbone(Backbone):
                     self._retention,
                     self._retention,
                     len(entries),
+                    self._max_outputs,
+                    self._max_output_bytes,
                     *groups,
                     *creation_args(task_id, now, self.webhook_urls),
                 ],
@@ -358,7 +364,7 @@ class RedisBackbone(Backbone):
             events=[_entry(entry_id, fields) for entry_id, fields in entries],
             first_seq=int(first_seq),
             last_seq=int(last_seq),
-            finished=status.decode() in _TERMINAL_STATUSES,
+            finished=status.decode() in lifecycle.TERMINAL_TASK_STATUSES,
         )
 
     async def listen(self, task_id: str, listener: EventListener) -> Callable[[], None]:
@@ -541,25 +547,61 @@ class RedisBackbone(Backbone):
             listener()
 
 
-_TERMINAL_STATUSES = frozenset(s.value for s in lifecycle.TERMINAL_TASK_STATUSES)
+def _group_args(type_: EventType, data: Any) -> tuple[bytes, bytes, bytes, bytes]:
+    """One event's data JSON and the three extra arguments APPEND reads for its type."""
+    if type_ is EventType.REQUEST_PROGRESS:
+        # None given: the request keeps its progress (an empty one tells the script).
+        progress = encode(float(data["progress"])) if "progress" in data else b""
+        return encode(data), progress, b"", b""
+    if type_ is EventType.REQUEST_FAILED:
+        return encode(data), b"", encode(data["error"]), b""
+    if type_ is EventType.REQUEST_OUTPUT:
+        return string_fields(data)
+    if type_ is EventType.REQUEST_DELTA:
+        try:
+            delta = msgspec.convert(data, Delta)
+        except msgspec.ValidationError as exc:  # the script refuses it where lifecycle would
+            return encode(data), b"", b"", f"request.delta: {exc}".encode()
+        text = encode(delta.append)[1:-1]
+        return encode(data), b"%d" % delta.output, delta.field.encode(), text
+    if type_ is EventType.REQUEST_COMPLETED:
+        if not isinstance(data, dict):
+            return encode(data), b"", b"", b""
+        return encode(data), encode(data) if data else b"null", b"", b""
+    return encode(data), b"", b"", b""
+
+
+def string_fields(item: Any) -> tuple[bytes, bytes, bytes, bytes]:
+    """An output's JSON and, as a JSON object, where each of its top-level string fields ends
+    (the bytes before its closing quote): where a delta's text goes."""
+    json = encode(item)
+    offsets: dict[str, int] = {}
+    if isinstance(item, dict) and all(isinstance(k, str) for k in item):
+        parts: list[bytes] = []
+        at = 1  # past "{"
+        for key, value in item.items():
+            part = encode(key) + b":" + encode(value)
+            if isinstance(value, str):
+                offsets[key] = at + len(part) - 1
+            parts.append(part)
+            at += len(part) + 1  # and the comma
+        if b"{" + b",".join(parts) + b"}" != json:  # never expected: then no field streams
+            offsets = {}
+    return json, encode(offsets), b"", b""
 
 
 def _events(flat: list[Any]) -> list[EncodedEvent]:
     """Events as a script returns them: seq, type, JSON, seq, type, JSON, ..."""
     out = []
     for i in range(0, len(flat), 3):
-        type_ = flat[i + 1].decode()
-        out.append(EncodedEvent(int(flat[i]), type_, flat[i + 2], terminal=type_ in _TERMINAL))
+        out.append(EncodedEvent(int(flat[i]), flat[i + 1].decode(), flat[i + 2]))
     return out
 
 
 def _entry(entry_id: bytes, fields: dict[bytes, bytes] | list[bytes]) -> EncodedEvent:
     if isinstance(fields, list):  # as a Lua script returns it: [name, value, ...]
         fields = dict(zip(fields[::2], fields[1::2], strict=True))
-    type_ = fields[b"t"].decode()
-    return EncodedEvent(
-        int(entry_id.split(b"-", 1)[0]), type_, fields[b"e"], terminal=type_ in _TERMINAL
-    )
+    return EncodedEvent(int(entry_id.split(b"-", 1)[0]), fields[b"t"].decode(), fields[b"e"])
 
 
 def _claim(entry_id: bytes, fields: dict[bytes, bytes], deliveries: int) -> Claim:

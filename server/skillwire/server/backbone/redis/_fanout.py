@@ -19,7 +19,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from skillwire.protocol import TERMINAL_EVENT_TYPES, EncodedEvent
+from skillwire.protocol import EncodedEvent
 
 from .. import EventListener
 from . import _keys as keys
@@ -27,7 +27,6 @@ from . import _keys as keys
 __all__ = ["Fanout", "parse_live"]
 
 log = logging.getLogger("skillwire.redis")
-TERMINAL = frozenset(t.encode("ascii") for t in TERMINAL_EVENT_TYPES)
 
 
 def parse_live(payload: bytes) -> list[EncodedEvent]:
@@ -35,9 +34,7 @@ def parse_live(payload: bytes) -> list[EncodedEvent]:
     events = []
     for line in payload.split(b"\n"):
         seq, type_, json = line.split(b" ", 2)
-        events.append(
-            EncodedEvent(int(seq), type_.decode("ascii"), json, terminal=type_ in TERMINAL)
-        )
+        events.append(EncodedEvent(int(seq), type_.decode("ascii"), json))
     return events
 
 

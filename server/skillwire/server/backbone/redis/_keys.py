@@ -22,6 +22,7 @@ __all__ = [
     "events",
     "idempotency",
     "live",
+    "output_meta",
     "output_prefix",
     "outputs",
     "owner_tasks",
@@ -71,12 +72,20 @@ def events(task_id: str) -> str:
 
 
 def output_prefix(task_id: str) -> str:
+    """The prefix of the task's output lists: ``<prefix><i>`` (``outputs``) and, beside it,
+    ``<prefix>m<i>`` (``output_meta``), built by the Lua scripts from this prefix."""
     return f"sw:{{{task_id}}}:out:"
 
 
 def outputs(task_id: str, index: int) -> str:
-    """List: request ``index``'s outputs, each one JSON document."""
+    """List: request ``index``'s outputs the Task holds, each one JSON document."""
     return f"{output_prefix(task_id)}{index}"
+
+
+def output_meta(task_id: str, index: int) -> str:
+    """List: for each element of ``outputs`` at the same place, ``"<emission order> <JSON
+    object: string field -> bytes before its closing quote>"`` (where a delta's text goes)."""
+    return f"{output_prefix(task_id)}m{index}"
 
 
 def live(task_id: str) -> str:

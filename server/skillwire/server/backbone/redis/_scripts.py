@@ -1,25 +1,85 @@
 """Lua scripts: each task mutation is one atomic script, one round trip.
 
-They mirror ``skillwire.protocol.lifecycle`` (the Python rules the memory backbone runs);
-``tests/server/backbone`` runs the same scenarios on both backbones to keep them in step.
+They mirror ``skillwire.protocol.lifecycle`` (the Python rules the memory backbone runs).
+Its tables are the one source of the rules: the Lua tables below (terminal statuses, the
+terminal event of each, the request transitions) are generated from them when this module
+is imported, so an event type added there is known here too.
+``tests/server/backbone/test_contract.py`` pushes the same random event sequences through
+both backbones and checks that they leave the same logs and tasks.
 Task and event JSON are assembled from stored JSON fragments, never re-encoded.
+
+Streamed outputs: each output of request ``i`` is one element of the list ``<outp><i>``, and
+the element at the same place of ``<outp>m<i>`` says where it came from and where its string
+fields end: ``"<emission order> <JSON object: field -> bytes before its closing quote>"``
+(computed in Python when the output is appended). A delta splices its escaped text in at that
+offset, in the same script as the event it appends, so a Task read at seq N holds exactly the
+appends up to N. The bounds (``max_outputs`` per request, ``max_output_bytes`` per task, see
+``skillwire.protocol``'s ``_bounds``) drop the oldest outputs in the same step.
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+from skillwire.protocol import lifecycle
 
 __all__ = [
     "APPEND",
     "CANCEL",
     "CLAIM_DELIVERIES",
     "FINISH_ATTEMPT",
+    "LIFECYCLE",
     "READ",
     "RETRY_DELIVERY",
     "VIEW",
 ]
 
-_COMMON = r"""
-local TERMINAL_TASK = {completed=true, partial=true, failed=true, cancelled=true}
-local TERMINAL_REQ = {completed=true, failed=true, cancelled=true}
+
+def _lua_string(value: str) -> str:
+    # Statuses and event types are plain names; anything else must not reach Lua unquoted.
+    if not re.fullmatch(r"[a-z_.]+", value):
+        raise ValueError(f"not a lifecycle name: {value!r}")
+    return f"'{value}'"
+
+
+def _lua_set(values: Iterable[str]) -> str:
+    return "{" + ", ".join(f"[{_lua_string(v)}]=true" for v in sorted(values)) + "}"
+
+
+def _lua_map(pairs: Mapping[str, str]) -> str:
+    return (
+        "{" + ", ".join(f"[{_lua_string(k)}]={_lua_string(pairs[k])}" for k in sorted(pairs)) + "}"
+    )
+
+
+def _lifecycle_tables() -> str:
+    """The protocol's lifecycle tables as Lua locals."""
+    rules = "\n".join(
+        f"  [{_lua_string(type_)}] = {{{_lua_set(allowed)}, {_lua_string(to)}}},"
+        for type_, (allowed, to) in sorted(lifecycle.REQUEST_TRANSITIONS.items())
+    )
+    terminal_events = {
+        status.value: type_.value for status, type_ in lifecycle.TASK_TERMINAL_EVENTS.items()
+    }
+    return f"""-- Generated from skillwire.protocol.lifecycle: change the rules there, not here.
+local TERMINAL_TASK = {_lua_set(lifecycle.TERMINAL_TASK_STATUSES)}
+local TERMINAL_REQ = {_lua_set(lifecycle.TERMINAL_REQUEST_STATUSES)}
+-- task status -> the event that ends the task in it
+local TERMINAL_EVENT = {_lua_map(terminal_events)}
+-- request event type -> {{request statuses it may follow, the status it leaves the request in}}
+local RULES = {{
+{rules}
+}}
+"""
+
+
+# The lifecycle tables alone (tests evaluate them against the protocol's).
+LIFECYCLE = _lifecycle_tables()
+
+_COMMON = (
+    LIFECYCLE
+    + r"""
 
 local function fields(h)
   local flat = redis.call('HGETALL', h)
@@ -36,7 +96,9 @@ local function task_json(h, outp)
     local out = redis.call('LRANGE', outp .. i, 0, -1)
     for _, o in ipairs(out) do previews[#previews + 1] = o end
     reqs[#reqs + 1] = '{"index":' .. i .. ',"status":"' .. t['s:' .. i] .. '","progress":' ..
-      t['p:' .. i] .. ',"output":[' .. table.concat(out, ',') .. '],"error":' .. t['e:' .. i] .. '}'
+      t['p:' .. i] .. ',"output":[' .. table.concat(out, ',') .. '],"outputs_dropped":' ..
+      (t['d:' .. i] or '0') .. ',"result":' .. (t['r:' .. i] or 'null') .. ',"error":' ..
+      t['e:' .. i] .. '}'
   end
   local finished = 'null'
   if t['finished_at'] ~= '' then finished = '"' .. t['finished_at'] .. '"' end
@@ -44,7 +106,7 @@ local function task_json(h, outp)
     ',"updated_at":"' .. t['updated_at'] .. '","finished_at":' .. finished .. ',"requests":[' ..
     table.concat(reqs, ',') .. '],"previews":[' .. table.concat(previews, ',') .. '],"error":' ..
     t['error'] .. ',"last_seq":' .. t['last_seq'] .. ',"metadata":' .. t['meta'] .. ',"links":' ..
-    t['links'] .. '}'
+    t['links'] .. ',"session_id":null,"parent_task_id":null,"children":[]}'
 end
 
 -- Append one event: the next seq, the log (capped), and a record for the live channel,
@@ -73,7 +135,10 @@ end
 local function expire_all(h, stream, outp, n, ttl)
   redis.call('EXPIRE', h, ttl)
   redis.call('EXPIRE', stream, ttl)
-  for i = 0, n - 1 do redis.call('EXPIRE', outp .. i, ttl) end
+  for i = 0, n - 1 do
+    redis.call('EXPIRE', outp .. i, ttl)
+    redis.call('EXPIRE', outp .. 'm' .. i, ttl)
+  end
 end
 
 -- The webhook part of APPEND's and CANCEL's arguments: the due and pending-index keys, then
@@ -116,16 +181,25 @@ end
 local function finish(h, stream, channel, outp, task_id, now, maxlen, status, ttl, out, wh)
   redis.call('HSET', h, 'status', status, 'finished_at', now)
   local final
-  emit(h, stream, channel, task_id, now, maxlen, 'task.' .. status, nil,
+  local etype = TERMINAL_EVENT[status]
+  emit(h, stream, channel, task_id, now, maxlen, etype, nil,
     function() final = task_json(h, outp); return final end, out)
   expire_all(h, stream, outp, tonumber(redis.call('HGET', h, 'n')), ttl)
-  create_deliveries(h, task_id, 'task.' .. status, now, final, wh)
+  create_deliveries(h, task_id, etype, now, final, wh)
 end
 """
+)
 
 # KEYS: task hash, events stream, live channel, deliveries due, deliveries pending
 # ARGV: task_id, outputs prefix, now, maxlen, retention ttl, live ttl, count,
-#       count groups of (type, index, data json, progress json, error json),
+#       max outputs per request, max output bytes per task,
+#       count groups of (type, index, data json, x1, x2, x3), where by type
+#         request.progress:  x1 = progress json, or "" to keep it
+#         request.failed:    x2 = error json
+#         request.output:    x1 = its string fields' offsets (JSON object)
+#         request.delta:     x1 = output n ("" when malformed, x3 the message), x2 = field,
+#                            x3 = the appended text as escaped in JSON, without quotes
+#         request.completed: x1 = result json (null for {}), or "" when not an object
 #       now ms, delivery prefix, delivery id prefix, configured webhook URLs...
 # Returns {applied, seq, type, json, seq, type, json, ...}: the groups applied, in order,
 # stopping at the first one refused (task or request already finished), and their events.
@@ -135,31 +209,116 @@ APPEND = (
 local h, stream, channel = KEYS[1], KEYS[2], KEYS[3]
 local task_id, outp, now, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ttl, live_ttl, count = ARGV[5], ARGV[6], tonumber(ARGV[7])
-local wh = webhooks_from(KEYS[4], KEYS[5], 8 + 5 * count)
+local max_outputs, max_bytes = tonumber(ARGV[8]), tonumber(ARGV[9])
+local GROUP, FIRST = 6, 10
+local wh = webhooks_from(KEYS[4], KEYS[5], FIRST + GROUP * count)
 
-local RULES = {
-  ['request.queued'] = {{queued=true, running=true}, 'queued'},
-  ['request.started'] = {{queued=true, running=true}, 'running'},
-  ['request.progress'] = {{running=true}, 'running'},
-  ['request.output'] = {{running=true}, 'running'},
-  ['request.completed'] = {{running=true}, 'completed'},
-  ['request.failed'] = {{queued=true, running=true}, 'failed'},
-}
+-- The oldest output of request j leaves the Task: counted in d:j, its bytes given back.
+local function drop_oldest(j)
+  local item = redis.call('LPOP', outp .. j)
+  redis.call('LPOP', outp .. 'm' .. j)
+  redis.call('HINCRBY', h, 'd:' .. j, 1)
+  redis.call('HINCRBY', h, 'b:' .. j, -#item)
+  return redis.call('HINCRBY', h, 'ob', -#item)
+end
+
+-- Over max_output_bytes: the oldest outputs leave, oldest first across requests.
+local function enforce_bytes(n)
+  local total = tonumber(redis.call('HGET', h, 'ob'))
+  while total > max_bytes do
+    local oldest, which = nil, nil
+    for j = 0, n - 1 do
+      local m = redis.call('LINDEX', outp .. 'm' .. j, 0)
+      if m then
+        local order = tonumber(string.match(m, '^(%d+)'))
+        if oldest == nil or order < oldest then oldest, which = order, j end
+      end
+    end
+    if which == nil then break end  -- nothing held: nothing more to give back
+    total = drop_oldest(which)
+  end
+end
+
+local function add_output(index, n, data, offsets)
+  local order = redis.call('HINCRBY', h, 'oc', 1)
+  local held = redis.call('RPUSH', outp .. index, data)
+  redis.call('RPUSH', outp .. 'm' .. index, order .. ' ' .. offsets)
+  redis.call('HINCRBY', h, 'b:' .. index, #data)
+  redis.call('HINCRBY', h, 'ob', #data)
+  while held > max_outputs do
+    drop_oldest(index)
+    held = held - 1
+  end
+  enforce_bytes(n)
+end
+
+-- A delta's checks, in lifecycle's order: nil when it may be appended, else an error reply.
+-- Sets DELTA_AT to where it applies ({position, offsets, offset}) or nil (output dropped).
+local DELTA_AT = nil
+local function check_delta(index, out_n, field, text)
+  DELTA_AT = nil
+  if out_n == '' then return redis.error_reply('ILLEGAL ' .. text) end
+  local dropped = tonumber(redis.call('HGET', h, 'd:' .. index) or '0')
+  local emitted = dropped + redis.call('LLEN', outp .. index)
+  local wanted = tonumber(out_n)
+  if wanted >= emitted then
+    return redis.error_reply('ILLEGAL request.delta: output ' .. out_n ..
+      ' does not exist (' .. emitted .. ' emitted)')
+  end
+  local position = wanted - dropped
+  if position < 0 then return nil end
+  local meta = redis.call('LINDEX', outp .. 'm' .. index, position)
+  local order, offsets = string.match(meta, '^(%d+) (.*)$')
+  offsets = cjson.decode(offsets)
+  local at = offsets[field]
+  if type(at) ~= 'number' then
+    return redis.error_reply('ILLEGAL request.delta: field `' .. field .. '` of output ' ..
+      out_n .. ' is not a string')
+  end
+  DELTA_AT = {position, order, offsets, at}
+  return nil
+end
+
+local function apply_delta(index, n, field, text)
+  if DELTA_AT == nil or text == '' then return end
+  local position, order, offsets, at = DELTA_AT[1], DELTA_AT[2], DELTA_AT[3], DELTA_AT[4]
+  local key = outp .. index
+  local item = redis.call('LINDEX', key, position)
+  redis.call('LSET', key, position, string.sub(item, 1, at) .. text .. string.sub(item, at + 1))
+  for f, o in pairs(offsets) do
+    if o >= at and f ~= field then offsets[f] = o + #text end
+  end
+  offsets[field] = at + #text
+  redis.call('LSET', outp .. 'm' .. index, position, order .. ' ' .. cjson.encode(offsets))
+  redis.call('HINCRBY', h, 'b:' .. index, #text)
+  redis.call('HINCRBY', h, 'ob', #text)
+  enforce_bytes(n)
+end
 
 -- One request event: 'ok', 'refused' (already finished), 'finished' (it ended the task),
 -- or an error reply for an illegal transition.
-local function apply(etype, index, data, progress, err, out)
+-- The checks come in lifecycle.append's order, so both backbones answer bad input alike.
+local function apply(etype, index, data, x1, x2, x3, out)
   local status = redis.call('HGET', h, 'status')
-  if not status or TERMINAL_TASK[status] then return 'refused' end
+  if not status then return 'refused' end
+  local rule = RULES[etype]
+  if rule == nil then return redis.error_reply('ILLEGAL ' .. etype .. ' is not a request event') end
   local n = tonumber(redis.call('HGET', h, 'n'))
   local i = tonumber(index)
-  if i == nil or i < 0 or i >= n then return redis.error_reply('ILLEGAL index out of range') end
+  if i == nil or i < 0 or i >= n then
+    return redis.error_reply('ILLEGAL request index ' .. index .. ' out of range')
+  end
+  if TERMINAL_TASK[status] then return 'refused' end
   local rs = redis.call('HGET', h, 's:' .. index)
   if TERMINAL_REQ[rs] then return 'refused' end
-  local rule = RULES[etype]
-  if rule == nil then return redis.error_reply('ILLEGAL not a request event: ' .. etype) end
   if not rule[1][rs] then
     return redis.error_reply('ILLEGAL ' .. etype .. ' cannot follow request status ' .. rs)
+  end
+  if etype == 'request.delta' then
+    local refused = check_delta(index, x1, x2, x3)
+    if refused then return refused end
+  elseif etype == 'request.completed' and x1 == '' then
+    return redis.error_reply('ILLEGAL request.completed data must be an object')
   end
   if etype == 'request.started' and status == 'queued' then
     redis.call('HSET', h, 'status', 'running')
@@ -168,16 +327,21 @@ local function apply(etype, index, data, progress, err, out)
   end
   redis.call('HSET', h, 's:' .. index, rule[2])
   if etype == 'request.started' then
-    redis.call('DEL', outp .. index)
-    redis.call('HSET', h, 'p:' .. index, '0.0')
+    redis.call('DEL', outp .. index, outp .. 'm' .. index)
+    local held = tonumber(redis.call('HGET', h, 'b:' .. index) or '0')
+    if held > 0 then redis.call('HINCRBY', h, 'ob', -held) end
+    redis.call('HSET', h, 'p:' .. index, '0.0', 'd:' .. index, 0, 'b:' .. index, 0,
+      'r:' .. index, 'null')
   elseif etype == 'request.progress' then
-    redis.call('HSET', h, 'p:' .. index, progress)
+    if x1 ~= '' then redis.call('HSET', h, 'p:' .. index, x1) end
   elseif etype == 'request.output' then
-    redis.call('RPUSH', outp .. index, data)
+    add_output(index, n, data, x1)
+  elseif etype == 'request.delta' then
+    apply_delta(index, n, x2, x3)
   elseif etype == 'request.completed' then
-    redis.call('HSET', h, 'p:' .. index, '1.0')
+    redis.call('HSET', h, 'p:' .. index, '1.0', 'r:' .. index, x1)
   elseif etype == 'request.failed' then
-    redis.call('HSET', h, 'e:' .. index, err)
+    redis.call('HSET', h, 'e:' .. index, x2)
   end
   emit(h, stream, channel, task_id, now, maxlen, etype, index, function() return data end, out)
   if TERMINAL_REQ[rule[2]] then
@@ -208,8 +372,9 @@ end
 local out = {0}
 local outcome = 'ok'
 for g = 0, count - 1 do
-  local at = 8 + 5 * g
-  outcome = apply(ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4], out)
+  local at = FIRST + GROUP * g
+  outcome = apply(ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4],
+    ARGV[at + 5], out)
   if type(outcome) == 'table' then  -- an illegal transition: what was applied still goes out
     publish(channel)
     return outcome

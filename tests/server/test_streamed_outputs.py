@@ -1,0 +1,171 @@
+"""Streamed outputs end to end: the skill API (``ctx.stream``, ``ctx.append``,
+``ctx.set_result``), the Task's accumulated value and its bounds, on both backbones."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from skillwire.server import App, Context
+from tests.conftest import RunningServer
+from tests.server.conftest import events_of, finished
+
+WORDS = [f"w{i} " for i in range(50)]
+
+
+def streaming_app() -> App:
+    app = App("streams")
+
+    @app.skill(mode="long")
+    async def answer(ctx: Context, words: int = 50) -> None:
+        """One streamed text, a tool call grown afterwards, and a result."""
+        async with ctx.stream({"type": "text", "text": ""}) as out:
+            for word in WORDS[:words]:
+                await out.append(word)
+        assert out.index == 0
+        call = await ctx.output({"type": "tool_call", "name": "f", "arguments": ""})
+        await ctx.append(call, "arguments", '{"a"')
+        await ctx.append(call, "arguments", ": 1}")
+        await ctx.append(out.index, "text", "!")
+        ctx.set_result({"finish_reason": "stop", "usage": {"total_tokens": words}})
+
+    @app.skill(mode="long")
+    async def many(ctx: Context, n: int, size: int = 0) -> None:
+        """``n`` small outputs (each ``size`` bytes of padding)."""
+        pad = "x" * size
+        for i in range(n):
+            await ctx.output({"i": i, "pad": pad})
+
+    @app.skill(mode="long")
+    async def misuse(ctx: Context, how: str) -> None:
+        """Mistakes a skill author can make with the streaming API."""
+        if how == "not-a-string":
+            ctx.stream({"type": "tick", "i": 1})
+        elif how == "unknown-output":
+            await ctx.append(3, "text", "x")
+        elif how == "bad-field":
+            n = await ctx.output({"type": "tick", "i": 1})
+            await ctx.append(n, "i", "x")
+
+    return app
+
+
+def call(server: RunningServer, skill: str, requests: list[dict[str, Any]]) -> dict[str, Any]:
+    with server.client() as client:
+        response = client.post(
+            f"/api/v1/apps/streams/{skill}",
+            json={"requests": requests},
+            headers={"Prefer": "respond-async"},
+        )
+        assert response.status_code == 202, response.text
+        return finished(client, response.json()["task_id"], wait=60)
+
+
+@pytest.fixture
+def streams_server(server_factory: Callable[..., RunningServer]) -> RunningServer:
+    return server_factory({}, apps=[streaming_app()])
+
+
+def test_streamed_output_accumulates_in_the_task(streams_server: RunningServer) -> None:
+    """The Task holds each streamed output's whole text and the request's result."""
+    task = call(streams_server, "answer", [{}, {"words": 3}])
+    assert task["status"] == "completed"
+    first, second = task["requests"]
+    assert first["output"] == [
+        {"type": "text", "text": "".join(WORDS) + "!"},
+        {"type": "tool_call", "name": "f", "arguments": '{"a": 1}'},
+    ]
+    assert second["output"][0]["text"] == "w0 w1 w2 !"
+    assert first["result"] == {"finish_reason": "stop", "usage": {"total_tokens": 50}}
+    assert (first["outputs_dropped"], second["outputs_dropped"]) == (0, 0)
+    assert task["previews"] == first["output"] + second["output"]
+
+
+def test_deltas_in_the_log_rebuild_the_outputs(streams_server: RunningServer) -> None:
+    """Replaying the log's outputs and deltas gives the Task's outputs; request.completed
+    carries the result."""
+    task = call(streams_server, "answer", [{}])
+    events = events_of(streams_server, task["task_id"])
+    outputs: list[dict[str, Any]] = []
+    for event in events:
+        if event["type"] == "request.output":
+            outputs.append(event["data"])
+        elif event["type"] == "request.delta":
+            delta = event["data"]
+            assert set(delta) == {"output", "field", "append"}
+            target = outputs[delta["output"]]
+            target[delta["field"]] += delta["append"]
+    assert outputs == task["requests"][0]["output"]
+    completed = next(e for e in events if e["type"] == "request.completed")
+    assert completed["data"] == {"finish_reason": "stop", "usage": {"total_tokens": 50}}
+
+
+def test_appends_written_behind_together_are_one_event(
+    streams_server: RunningServer, backbone: str
+) -> None:
+    """On a backbone that writes behind (redis), 50 appends made in one step are one delta;
+    on memory each append is its own event."""
+    task = call(streams_server, "answer", [{}])
+    deltas = [
+        e["data"]
+        for e in events_of(streams_server, task["task_id"])
+        if e["type"] == "request.delta" and e["data"]["field"] == "text"
+    ]
+    if backbone == "redis":
+        assert deltas[0] == {"output": 0, "field": "text", "append": "".join(WORDS)}
+        assert len(deltas) == 2  # and the "!" appended after the tool call's deltas
+    else:
+        assert len(deltas) == 51
+    assert "".join(d["append"] for d in deltas) == "".join(WORDS) + "!"
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("not-a-string", "unexpected error"),
+        ("unknown-output", "unexpected error"),
+        ("bad-field", "field `i` of output 0 is not a string"),
+    ],
+)
+def test_misusing_the_streaming_api_fails_the_request(
+    streams_server: RunningServer, how: str, message: str
+) -> None:
+    """ctx.stream on a non-string field, ctx.append to an output never emitted or to a field
+    that is not a string: the request fails, the task does not hang."""
+    task = call(streams_server, "misuse", [{"how": how}])
+    assert task["status"] == "failed"
+    assert task["requests"][0]["error"]["code"] == "INTERNAL_ERROR"
+    assert message in task["requests"][0]["error"]["message"]
+
+
+def test_100000_outputs_leave_a_bounded_task(
+    server_factory: Callable[..., RunningServer],
+) -> None:
+    """100,000 outputs: the Task, GET and the terminal event hold the last max_outputs of them
+    and count the rest in outputs_dropped."""
+    server = server_factory({"task": {"max_outputs": 1_000}}, apps=[streaming_app()])
+    task = call(server, "many", [{"n": 100_000}])
+    request = task["requests"][0]
+    assert request["outputs_dropped"] == 99_000
+    assert len(request["output"]) == 1_000
+    assert request["output"][0] == {"i": 99_000, "pad": ""}
+    assert request["output"][-1] == {"i": 99_999, "pad": ""}
+    terminal = events_of(server, task["task_id"])[-1]
+    assert terminal["type"] == "task.completed"
+    assert terminal["data"]["requests"][0]["outputs_dropped"] == 99_000
+    assert len(terminal["data"]["previews"]) == 1_000
+
+
+def test_max_output_bytes_bounds_the_task(server_factory: Callable[..., RunningServer]) -> None:
+    """Outputs of 1 KB: the Task keeps under max_output_bytes of them, oldest gone first."""
+    server = server_factory({"task": {"max_output_bytes": 64 * 1024}}, apps=[streaming_app()])
+    task = call(server, "many", [{"n": 2_000, "size": 1_000}])
+    request = task["requests"][0]
+    held = len(request["output"])
+    sizes = [len(json.dumps(o, separators=(",", ":"))) for o in request["output"]]
+    assert sum(sizes) <= 64 * 1024 < sum(sizes) + sizes[0]
+    assert request["outputs_dropped"] == 2_000 - held
+    assert request["output"][-1]["i"] == 1_999
