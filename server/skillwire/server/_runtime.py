@@ -16,7 +16,7 @@ from ._metrics import Metrics
 from ._ratelimit import RateLimits
 from .auth import KeyStore
 from .backbone import Backbone, MemoryBackbone
-from .engine import App, Registry, TaskService, WorkerPool, demo
+from .engine import App, Registry, RemoteSkills, TaskService, WorkerPool, demo
 from .webhooks import UnsafeUrl, UrlGuard, WebhookDispatcher
 
 __all__ = ["Runtime"]
@@ -84,6 +84,7 @@ def make_workers(
     registry: Registry,
     limits: RateLimits,
     metrics: Metrics,
+    remote: RemoteSkills | None = None,
 ) -> WorkerPool:
     return WorkerPool(
         backbone,
@@ -96,6 +97,7 @@ def make_workers(
         default_timeout=config.skill_timeout,
         timeouts=config.skill_timeouts,
         lease=config.work_lease,
+        remote=remote,
     )
 
 
@@ -119,6 +121,7 @@ class Runtime:
     workers: WorkerPool | None
     limits: RateLimits
     metrics: Metrics
+    remote: RemoteSkills
     webhooks: WebhookDispatcher | None = None
     draining: bool = False
     key_announced: bool = False
@@ -133,18 +136,22 @@ class Runtime:
         registry = make_registry(config, apps)
         backbone = make_backbone(config)
         guard = make_url_guard(config)
+        remote = RemoteSkills(backbone, registry, max_attempts=config.work_max_deliveries)
         tasks = TaskService(
             backbone,
             registry,
             retention=config.retention,
             max_parallel=config.max_parallel,
             check_webhook_url=guard.check_call,
+            remote=remote,
         )
         limits = RateLimits(config)
         metrics = Metrics()
         webhooks = WebhookDispatcher(backbone, config.webhooks, guard, metrics=metrics)
         workers = (
-            make_workers(config, backbone, registry, limits, metrics) if config.workers else None
+            make_workers(config, backbone, registry, limits, metrics, remote)
+            if config.workers
+            else None
         )
         return cls(
             config=config,
@@ -155,11 +162,13 @@ class Runtime:
             workers=workers,
             limits=limits,
             metrics=metrics,
+            remote=remote,
             webhooks=webhooks,
         )
 
     async def start(self) -> None:
         await self.backbone.start()
+        await self.remote.start()
         if self.workers is not None:
             await self.workers.start()
         if self.webhooks is not None:
@@ -209,5 +218,6 @@ class Runtime:
             await self.workers.stop(grace=self.config.shutdown_grace)
         if self.webhooks is not None:
             await self.webhooks.stop()
+        await self.remote.stop()
         await self.limits.close()
         await self.backbone.close()

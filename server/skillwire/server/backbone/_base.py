@@ -26,7 +26,15 @@ from typing import Any
 
 import msgspec
 
-from skillwire.protocol import DeliveryStatus, EncodedEvent, Event, EventType, Task, TaskStatus
+from skillwire.protocol import (
+    DeliveryStatus,
+    EncodedEvent,
+    Event,
+    EventType,
+    SkillDeclaration,
+    Task,
+    TaskStatus,
+)
 
 __all__ = [
     "Backbone",
@@ -237,6 +245,21 @@ class Backbone(abc.ABC):
         self, key: str, fingerprint: str, task_id: str, ttl: float
     ) -> tuple[str, str] | None:
         """Store key -> (task_id, fingerprint) unless present; return the earlier pair if so."""
+
+    # -- remote workers' skill declarations ------------------------------------------------
+    @abc.abstractmethod
+    async def declare_skill(self, declaration: SkillDeclaration, ttl: float) -> SkillDeclaration:
+        """Keep ``declaration`` for ``ttl`` seconds unless one for the same ``app/skill`` is
+        kept: returns the kept one (the new one when there was none). A kept declaration with
+        the same contract (schema and mode) has its time renewed, so the first one to declare
+        a skill fixes it for as long as some worker keeps declaring it."""
+
+    @abc.abstractmethod
+    async def declared_skills(self) -> list[SkillDeclaration]:
+        """Every declaration still kept, by ``app/skill``."""
+
+    @abc.abstractmethod
+    async def declared_skill(self, app: str, skill: str) -> SkillDeclaration | None: ...
 
     # -- webhook deliveries ----------------------------------------------------------------
     @abc.abstractmethod

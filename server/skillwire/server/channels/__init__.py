@@ -8,6 +8,7 @@ from ._streams import EventStreamResponse, events_endpoint, stream_response
 from ._subscription import SlowConsumer, Subscription
 from ._tickets import issue_ticket
 from ._websocket import WS_PATH, websocket_endpoint
+from ._workers import WORKERS_WS_PATH, workers_endpoint
 
 __all__ = [
     "WS_PATH",
@@ -27,4 +28,5 @@ def channel_routes() -> list[BaseRoute]:
         # Connections normally take the shortcut in http/_app; the route is what a mounted or
         # wrapped app that bypasses it, and the route table, see.
         WebSocketRoute(WS_PATH, websocket_endpoint),
+        WebSocketRoute(WORKERS_WS_PATH, workers_endpoint),
     ]

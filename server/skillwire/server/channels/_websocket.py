@@ -254,7 +254,7 @@ class WebSocketSession:
 
     async def call(self, op: CallOp) -> None:
         principal = self._require(Permission.CALL)
-        spec = self.runtime.registry.get(op.app, op.skill)
+        spec = await self.runtime.tasks.skill(op.app, op.skill)
         if not principal.may_call(op.app, op.skill):
             raise Forbidden(f"this key may not call {op.app}/{op.skill}")
         body = CallBody(requests=op.requests, webhook_url=op.webhook_url, metadata=op.metadata)

@@ -6,6 +6,7 @@ from ._app import App, SkillSpec
 from ._context import Context, StreamedOutput
 from ._demo import demo
 from ._registry import Registry, load_app
+from ._remote import RemoteSkills, RemoteWorker, WorkerLost
 from ._tasks import CallResult, TaskService
 from ._worker import WorkerPool
 
@@ -14,9 +15,12 @@ __all__ = [
     "CallResult",
     "Context",
     "Registry",
+    "RemoteSkills",
+    "RemoteWorker",
     "SkillSpec",
     "StreamedOutput",
     "TaskService",
+    "WorkerLost",
     "WorkerPool",
     "demo",
     "load_app",

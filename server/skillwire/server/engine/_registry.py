@@ -49,6 +49,10 @@ class Registry:
             raise NotFound(f"no skill {app}/{skill}", details={"app": app, "skill": skill})
         return spec
 
+    @property
+    def default_max_requests(self) -> int:
+        return self._max_requests
+
     def max_requests(self, spec: SkillSpec) -> int:
         return spec.max_requests or self._max_requests
 

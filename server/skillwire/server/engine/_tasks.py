@@ -11,9 +11,11 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from skillwire.protocol import (
+    AppSkills,
+    AppsList,
     BackboneUnavailable,
     CallBody,
     Conflict,
@@ -34,6 +36,9 @@ from ..auth import Principal
 from ..backbone import Backbone, StoredTask, WorkItem
 from ._app import SkillSpec
 from ._registry import Registry
+
+if TYPE_CHECKING:
+    from ._remote import RemoteSkills
 
 __all__ = ["CallResult", "TaskService"]
 
@@ -65,7 +70,9 @@ class TaskService:
         retention: float,
         max_parallel: int,
         check_webhook_url: Callable[[str], Awaitable[None]] | None = None,
+        remote: RemoteSkills | None = None,
     ) -> None:
+        self.remote = remote
         self.backbone = backbone
         self.registry = registry
         self.retention = retention
@@ -74,6 +81,29 @@ class TaskService:
         self.check_webhook_url = check_webhook_url
 
     # -- calls ---------------------------------------------------------------------------
+    async def skill(self, app: str, skill: str) -> SkillSpec:
+        """An in-process skill, else one a remote worker declared; NotFound otherwise."""
+        try:
+            return self.registry.get(app, skill)
+        except NotFound:
+            spec = await self.remote.find(app, skill) if self.remote is not None else None
+            if spec is None:
+                raise
+            return spec
+
+    async def apps(self) -> AppsList:
+        """Every skill: in-process ones, then remote ones (``"remote": true``), by app."""
+        listing = self.registry.describe()
+        if self.remote is None:
+            return listing
+        by_app = {item.app: item for item in listing.items}
+        for skill in await self.remote.describe(self.registry.default_max_requests):
+            if skill.app not in by_app:
+                by_app[skill.app] = AppSkills(app=skill.app, skills=[])
+                listing.items.append(by_app[skill.app])
+            by_app[skill.app].skills.append(skill)
+        return listing
+
     def validate_requests(self, spec: SkillSpec, requests: list[dict[str, Any]]) -> list[Any]:
         """Check each request against the skill's input schema (422 naming the item)."""
         limit = self.registry.max_requests(spec)
@@ -83,7 +113,10 @@ class TaskService:
                 details={"field": "requests", "constraint": f"at most {limit} items"},
             )
         for i, request in enumerate(requests):
-            validate(request, spec.input_type, prefix=f"requests[{i}]")
+            if spec.check is not None:
+                spec.check(request, f"requests[{i}]")
+            else:
+                validate(request, spec.input_type, prefix=f"requests[{i}]")
         return list(requests)
 
     async def call(

@@ -16,7 +16,7 @@ import os
 import random
 import time
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -37,6 +37,9 @@ from ..backbone import Backbone, Claim
 from ._app import SkillSpec
 from ._context import Context, Discarded
 from ._registry import Registry
+
+if TYPE_CHECKING:
+    from ._remote import RemoteSkills
 
 __all__ = ["WorkerPool"]
 
@@ -70,7 +73,9 @@ class WorkerPool:
         metrics: Metrics | None = None,
         requeue_on_stop: bool = True,
         max_deliveries: int = 5,
+        remote: RemoteSkills | None = None,
     ) -> None:
+        self._remote = remote
         self._max_deliveries = max_deliveries
         self._requeue_on_stop = requeue_on_stop
         self._limits = limits
@@ -309,7 +314,7 @@ class WorkerPool:
         try:
             spec: SkillSpec | None = self._registry.get(app, skill)
         except NotFound:
-            spec = None
+            spec = await self._remote.find(app, skill) if self._remote is not None else None
         if spec is None:
             await append(
                 task_id,
@@ -325,7 +330,8 @@ class WorkerPool:
         ctx = Context(self._backbone, task_id, index, app, skill, owner)
         ending: tuple[EventType, dict[str, Any]] = (EventType.REQUEST_COMPLETED, {})
         try:
-            value = msgspec.convert(raw, spec.input_type)
+            # A remote skill's input goes to its worker as it came (checked at call time).
+            value = raw if spec.remote else msgspec.convert(raw, spec.input_type)
             async with asyncio.timeout(self.timeout_for(spec)):
                 if spec.is_generator:
                     async for output in spec.call(ctx, value):

@@ -51,7 +51,7 @@ def rooted_event(event: EncodedEvent, root: str) -> EncodedEvent:
     data["links"] = {
         name: root + url if isinstance(url, str) else url for name, url in data["links"].items()
     }
-    return EncodedEvent(event.seq, event.type, encode(decoded), terminal=event.terminal)
+    return EncodedEvent(event.seq, event.type, encode(decoded))
 
 
 def rooted_frame(frame: Callable[[EncodedEvent], T], root: str) -> Callable[[EncodedEvent], T]:

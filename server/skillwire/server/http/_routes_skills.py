@@ -29,13 +29,13 @@ __all__ = ["call_skill", "get_skill", "list_apps"]
 
 async def list_apps(request: Request) -> Response:
     await require(request, Permission.READ)
-    return JSONResponse(runtime_of(request).registry.describe())
+    return JSONResponse(await runtime_of(request).tasks.apps())
 
 
 async def get_skill(request: Request) -> Response:
     await require(request, Permission.READ)
     runtime = runtime_of(request)
-    spec = runtime.registry.get(request.path_params["app"], request.path_params["skill"])
+    spec = await runtime.tasks.skill(request.path_params["app"], request.path_params["skill"])
     return JSONResponse(spec.describe(runtime.config.max_requests))
 
 
@@ -51,7 +51,7 @@ async def call_skill(request: Request) -> Response:
     principal = await require(request, Permission.CALL)
     runtime = runtime_of(request)
     app, skill = request.path_params["app"], request.path_params["skill"]
-    spec = runtime.registry.get(app, skill)
+    spec = await runtime.tasks.skill(app, skill)
     if not principal.may_call(app, skill):
         raise Forbidden(f"this key may not call {app}/{skill}", details={"skill": f"{app}.{skill}"})
     prefer = parse_prefer(request.headers.get("prefer"))

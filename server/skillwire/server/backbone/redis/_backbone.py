@@ -33,6 +33,7 @@ from skillwire.protocol import (
     EventType,
     IllegalTransition,
     NotFound,
+    SkillDeclaration,
     Task,
     TaskStatus,
     decode_event,
@@ -500,6 +501,43 @@ class RedisBackbone(Backbone):
             return await self.remember_idempotency(key, fingerprint, task_id, ttl)
         earlier_id, _, earlier_fingerprint = value.decode().partition(" ")
         return earlier_id, earlier_fingerprint
+
+    # -- remote workers' skill declarations ------------------------------------------------
+    async def declare_skill(self, declaration: SkillDeclaration, ttl: float) -> SkillDeclaration:
+        ms = max(int(ttl * 1000), 1)
+        key = keys.declaration(declaration.key)
+        async with _translated():
+            while True:
+                if await self._client.set(key, msgspec.json.encode(declaration), nx=True, px=ms):
+                    kept = declaration
+                    break
+                raw = await self._client.get(key)
+                if raw is None:  # it lapsed between the two commands: declare again
+                    continue
+                kept = msgspec.json.decode(raw, type=SkillDeclaration)
+                if not kept.same_contract(declaration):
+                    return kept
+                await self._client.pexpire(key, ms)
+                break
+            until = int(time.time() * 1000) + ms
+            await self._client.zadd(keys.DECLARATIONS, {declaration.key: until}, gt=True)
+        return kept
+
+    async def declared_skills(self) -> list[SkillDeclaration]:
+        now = int(time.time() * 1000)
+        async with _translated():
+            await self._client.zremrangebyscore(keys.DECLARATIONS, "-inf", now)
+            names = await self._client.zrange(keys.DECLARATIONS, 0, -1)
+            if not names:
+                return []
+            raws = await self._client.mget([keys.declaration(n.decode()) for n in names])
+        found = [msgspec.json.decode(raw, type=SkillDeclaration) for raw in raws if raw]
+        return sorted(found, key=lambda d: d.key)
+
+    async def declared_skill(self, app: str, skill: str) -> SkillDeclaration | None:
+        async with _translated():
+            raw = await self._client.get(keys.declaration(f"{app}/{skill}"))
+        return msgspec.json.decode(raw, type=SkillDeclaration) if raw else None
 
     # -- webhook deliveries ----------------------------------------------------------------
     async def claim_deliveries(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "CONTROL",
+    "DECLARATIONS",
     "DELIVERIES_CLAIMED",
     "DELIVERIES_DUE",
     "DELIVERY_PREFIX",
@@ -17,6 +18,7 @@ __all__ = [
     "TASKS",
     "WORK",
     "WORK_GROUP",
+    "declaration",
     "deliveries",
     "delivery",
     "events",
@@ -32,6 +34,8 @@ __all__ = [
 
 # pub/sub channel every process listens on: "cancel <task_id>" signals.
 CONTROL = "sw:control"
+# sorted set: the app/skill of every remote skill declaration, scored by when it lapses (ms).
+DECLARATIONS = "sw:remote:skills"
 # stream of work items (one entry a chain of sub-requests), read by the consumer group below.
 WORK = "sw:work"
 WORK_GROUP = "workers"
@@ -106,3 +110,9 @@ def ticket(value: str) -> str:
 def idempotency(key: str) -> str:
     """String with a TTL: ``<task_id> <fingerprint>`` for a principal's Idempotency-Key."""
     return f"sw:idem:{key}"
+
+
+def declaration(key: str) -> str:
+    """String: a remote skill's declaration (JSON) by ``app/skill``; expires an hour after the
+    last worker serving it left (each hello and heartbeat renews it)."""
+    return f"sw:remote:skill:{key}"
