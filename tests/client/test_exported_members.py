@@ -28,6 +28,8 @@ def test_public_names() -> None:
         "Expired",
         "PayloadTooLarge",
         "ValidationError",
+        "WorkContext",
+        "Worker",
         "RateLimited",
         "InternalError",
         "ServiceUnavailable",

@@ -9,6 +9,8 @@ last event they yielded, so each event arrives exactly once, in order.
 Errors are one tree rooted at ``SkillwireError``: the server's error codes map onto the
 protocol's classes (``NotFound``, ``Unauthorized``, …) and connection trouble onto
 ``TransportError``. The ``skillwire-client`` command is a CLI over the same API.
+
+``Worker`` serves skills from this process as a remote worker of a gateway.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from ._errors import TransportError, TransportTimeout, TransportUnavailable
 from ._events import event_task, is_terminal
 from ._settings import StreamTransport, TransportName
 from ._sync import Client
+from ._worker import WorkContext, Worker
 
 __all__ = [
     "AppSkills",
@@ -82,6 +85,8 @@ __all__ = [
     "Unauthorized",
     "UnsupportedVersion",
     "ValidationError",
+    "WorkContext",
+    "Worker",
     "event_task",
     "is_terminal",
 ]
