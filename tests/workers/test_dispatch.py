@@ -213,7 +213,8 @@ async def test_no_worker_queues_the_request_until_one_connects(server_factory: F
         await inbox.send({"op": "completed", "work_id": work["work_id"]})
         task = await task_when(server, task_id, finished)
     assert task["status"] == "completed"
-    queued = [e for e in await events_of(server, task_id) if e["type"] == "request.queued"]
+    events = await events_of(server, task_id)
+    queued = [e for e in events if e["type"] == "request.queued"]
     assert [e["data"] for e in queued] == [{"reason": "no_worker"}]
 
 

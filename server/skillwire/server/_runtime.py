@@ -16,7 +16,16 @@ from ._metrics import Metrics
 from ._ratelimit import RateLimits
 from .auth import KeyStore
 from .backbone import Backbone, MemoryBackbone
-from .engine import App, Registry, RemoteSkills, TaskService, WorkerPool, demo
+from .engine import (
+    App,
+    Registry,
+    RemotePool,
+    RemoteQueue,
+    RemoteSkills,
+    TaskService,
+    WorkerPool,
+    demo,
+)
 from .webhooks import UnsafeUrl, UrlGuard, WebhookDispatcher
 
 __all__ = ["Runtime"]
@@ -101,6 +110,45 @@ def make_workers(
     )
 
 
+def make_remote(config: Config, backbone: Backbone, registry: Registry) -> RemoteSkills:
+    return RemoteSkills(
+        backbone,
+        registry,
+        max_attempts=config.work_max_deliveries,
+        default_timeout=config.skill_timeout,
+        timeouts=config.skill_timeouts,
+    )
+
+
+def make_remote_pool(
+    config: Config,
+    backbone: Backbone,
+    registry: Registry,
+    limits: RateLimits,
+    metrics: Metrics,
+    remote: RemoteSkills,
+) -> RemotePool | None:
+    """On a backbone shared by several processes: the pool that runs remote skills' work
+    offered by any process on the workers connected here."""
+    if not backbone.shares_remote_work:
+        return None
+    runner = WorkerPool(
+        backbone,
+        registry,
+        limits=limits,
+        metrics=metrics,
+        max_deliveries=config.work_max_deliveries,
+        concurrency=1_000_000,  # bounded by the workers' slots (RemoteSkills.capacity)
+        default_timeout=config.skill_timeout,
+        timeouts=config.skill_timeouts,
+        lease=config.work_lease,
+        remote=remote.local_only(),
+        queue=RemoteQueue(backbone),
+        fetch=False,
+    )
+    return RemotePool(backbone, remote, runner)
+
+
 class Connection(Protocol):
     """An open connection the runtime beats and drains (a WebSocket session)."""
 
@@ -123,6 +171,7 @@ class Runtime:
     metrics: Metrics
     remote: RemoteSkills
     webhooks: WebhookDispatcher | None = None
+    remote_pool: RemotePool | None = None
     draining: bool = False
     key_announced: bool = False
     open_streams: int = 0
@@ -136,7 +185,7 @@ class Runtime:
         registry = make_registry(config, apps)
         backbone = make_backbone(config)
         guard = make_url_guard(config)
-        remote = RemoteSkills(backbone, registry, max_attempts=config.work_max_deliveries)
+        remote = make_remote(config, backbone, registry)
         tasks = TaskService(
             backbone,
             registry,
@@ -164,6 +213,7 @@ class Runtime:
             metrics=metrics,
             remote=remote,
             webhooks=webhooks,
+            remote_pool=make_remote_pool(config, backbone, registry, limits, metrics, remote),
         )
 
     async def start(self) -> None:
@@ -171,6 +221,8 @@ class Runtime:
         await self.remote.start()
         if self.workers is not None:
             await self.workers.start()
+        if self.remote_pool is not None:
+            await self.remote_pool.start()
         if self.webhooks is not None:
             await self.webhooks.start()
         if self.keys.generated_key and not self.key_announced:
@@ -216,6 +268,8 @@ class Runtime:
             self._beating.cancel()
         if self.workers is not None:
             await self.workers.stop(grace=self.config.shutdown_grace)
+        if self.remote_pool is not None:
+            await self.remote_pool.stop(grace=self.config.shutdown_grace)
         if self.webhooks is not None:
             await self.webhooks.stop()
         await self.remote.stop()

@@ -75,6 +75,7 @@ class Claim(msgspec.Struct):
     token: str = ""
     deliveries: int = 1
     enqueued_at: float = 0.0
+    queue: str = ""  # the app/skill of a remote skill's queue it came from ("": the work queue)
 
 
 class StoredTask(msgspec.Struct):
@@ -260,6 +261,41 @@ class Backbone(abc.ABC):
 
     @abc.abstractmethod
     async def declared_skill(self, app: str, skill: str) -> SkillDeclaration | None: ...
+
+    # -- remote work: a shared backbone hands it to whichever process holds a free worker ----
+    # True when remote skills' work can move between processes (one queue per skill).
+    shares_remote_work: bool = False
+
+    async def offer_remote(self, key: str, item: WorkItem) -> None:
+        """Queue ``item`` for whichever process serving remote skill ``key`` has room."""
+        raise NotImplementedError
+
+    async def claim_remote(
+        self, consumer: str, wants: dict[str, int], timeout: float
+    ) -> list[Claim]:
+        """Up to ``wants[key]`` items of each remote skill's queue (lapsed claims first),
+        waiting up to ``timeout`` seconds (0: not at all) for the first."""
+        return []
+
+    async def touch_remote(self, consumer: str, claims: list[Claim]) -> None:
+        return None
+
+    async def ack_remote(self, claim: Claim) -> None:
+        return None
+
+    async def requeue_remote(self, claim: Claim) -> None:
+        raise NotImplementedError
+
+    async def mark_serving(self, process: str, served: list[str], ttl: float) -> None:
+        """This process has workers for these remote skills (for ``ttl`` seconds)."""
+        return None
+
+    async def unmark_serving(self, process: str, key: str) -> None:
+        return None
+
+    async def served_anywhere(self, key: str) -> bool:
+        """Whether some process has a worker for remote skill ``key``."""
+        return False
 
     # -- webhook deliveries ----------------------------------------------------------------
     @abc.abstractmethod

@@ -6,7 +6,8 @@ from ._app import App, SkillSpec
 from ._context import Context, StreamedOutput
 from ._demo import demo
 from ._registry import Registry, load_app
-from ._remote import RemoteSkills, RemoteWorker, WorkerLost
+from ._remote import HandedOff, RemoteQueue, RemoteSkills, RemoteWorker, WorkerLost
+from ._remote_pool import RemotePool
 from ._tasks import CallResult, TaskService
 from ._worker import WorkerPool
 
@@ -14,7 +15,10 @@ __all__ = [
     "App",
     "CallResult",
     "Context",
+    "HandedOff",
     "Registry",
+    "RemotePool",
+    "RemoteQueue",
     "RemoteSkills",
     "RemoteWorker",
     "SkillSpec",

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import os
 import secrets
 import time
 from collections import defaultdict, deque
@@ -33,8 +35,10 @@ import msgspec
 from skillwire.protocol import (
     CancelWork,
     Conflict,
+    ErrorCode,
     EventType,
     NotFound,
+    RequestStatus,
     Skill,
     SkillDeclaration,
     SkillError,
@@ -51,17 +55,19 @@ from skillwire.protocol import (
     encode_worker_message,
 )
 
+from ..backbone import WorkItem
 from ._app import SkillSpec
 from ._context import Context, Discarded
 from ._registry import Registry
 
 if TYPE_CHECKING:
-    from ..backbone import Backbone
+    from ..backbone import Backbone, Claim
 
-__all__ = ["RemoteSkills", "RemoteWorker", "WorkerLost"]
+__all__ = ["HandedOff", "RemoteQueue", "RemoteSkills", "RemoteWorker", "WorkerLost"]
 
 DECLARATION_TTL = 3600.0  # a declaration outlives the last worker serving it by an hour
-REFRESH_EVERY = 60.0  # how often connected workers' declarations are renewed
+REFRESH_EVERY = 10.0  # how often what connected workers serve is renewed in the backbone
+SERVING_TTL = 3 * REFRESH_EVERY  # a process that stopped renewing no longer counts as serving
 INBOX_LIMIT = 64  # messages of one work item waiting to be stored before the reader waits
 CACHE_FOR = 2.0  # seconds a declaration read from the backbone is trusted
 
@@ -70,6 +76,29 @@ log = logging.getLogger("skillwire.workers")
 
 class WorkerLost(Exception):
     """The worker running a work item disconnected or fell silent before it finished."""
+
+
+class HandedOff(Discarded):
+    """The sub-request went to another process's queue: this run ends without an ending."""
+
+
+class RemoteQueue:
+    """The claims of remote skills' queues, as a ``WorkQueue`` for the pool that runs them."""
+
+    def __init__(self, backbone: Backbone) -> None:
+        self._backbone = backbone
+
+    async def claim(self, consumer: str, count: int, timeout: float) -> list[Claim]:
+        return []  # the RemotePool claims, per skill
+
+    async def touch(self, consumer: str, claims: list[Claim]) -> None:
+        await self._backbone.touch_remote(consumer, claims)
+
+    async def ack(self, claim: Claim) -> None:
+        await self._backbone.ack_remote(claim)
+
+    async def requeue(self, claim: Claim) -> None:
+        await self._backbone.requeue_remote(claim)
 
 
 class _RemoteInput(msgspec.Struct):
@@ -195,6 +224,14 @@ def check_schema(declaration: SkillDeclaration) -> None:
         ) from None
 
 
+class _LocalOnly:
+    def __init__(self, remote: RemoteSkills) -> None:
+        self._remote = remote
+
+    async def find(self, app: str, skill: str) -> SkillSpec | None:
+        return await self._remote.find(app, skill, local_only=True)
+
+
 class RemoteSkills:
     def __init__(
         self,
@@ -203,15 +240,24 @@ class RemoteSkills:
         *,
         max_attempts: int = 5,
         declaration_ttl: float = DECLARATION_TTL,
+        default_timeout: float = 300.0,
+        timeouts: dict[str, float] | None = None,
     ) -> None:
         self._backbone = backbone
+        self._default_timeout = default_timeout
+        self._timeouts = timeouts or {}
+        # Who this process is when it tells the backbone which skills it serves.
+        self.process = f"{os.uname().nodename}:{os.getpid()}:{id(self):x}"
+        # Called with an app/skill when a slot for it frees here (the RemotePool claims more).
+        self.on_capacity: Callable[[str], None] | None = None
+        self._timers: set[asyncio.TimerHandle] = set()
         self._registry = registry
         self._max_attempts = max_attempts
         self._ttl = declaration_ttl
         self.workers: dict[str, RemoteWorker] = {}
         self._serving: dict[str, list[RemoteWorker]] = defaultdict(list)
         self._waiting: dict[str, deque[asyncio.Future[None]]] = defaultdict(deque)
-        self._specs: dict[str, tuple[SkillDeclaration, SkillSpec, float]] = {}
+        self._specs: dict[str, tuple[SkillDeclaration, SkillSpec, SkillSpec, float]] = {}
         self._refresher: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -220,6 +266,8 @@ class RemoteSkills:
         self._refresher = asyncio.create_task(self._refresh(), name="skillwire-declarations")
 
     async def stop(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
         if self._refresher is not None:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -230,7 +278,10 @@ class RemoteSkills:
         """Renew the declarations of the skills connected workers serve."""
         while True:
             await asyncio.sleep(REFRESH_EVERY)
-            await self._renew([key for key, workers in self._serving.items() if workers])
+            served = [key for key, workers in self._serving.items() if workers]
+            await self._renew(served)
+            with contextlib.suppress(SkillwireError):
+                await self._backbone.mark_serving(self.process, served, SERVING_TTL)
 
     async def _renew(self, keys: list[str]) -> None:
         for key in keys:
@@ -243,44 +294,57 @@ class RemoteSkills:
                 log.warning("cannot renew the declaration of %s: %s", key, exc.message)
 
     # -- skills ----------------------------------------------------------------------------
-    def _spec(self, declaration: SkillDeclaration) -> SkillSpec:
+    def _spec(self, declaration: SkillDeclaration, *, local_only: bool = False) -> SkillSpec:
+        """The skill as the engine sees it. ``local_only``: the variant that runs work on this
+        process's workers only (work claimed from a remote skill's queue)."""
         cached = self._specs.get(declaration.key)
         if cached is not None and cached[0] == declaration:
-            spec = cached[1]
+            specs = cached[1], cached[2]
         else:
-            spec = SkillSpec(
-                app=declaration.app,
-                name=declaration.skill,
-                description=declaration.description,
-                mode=SkillMode(declaration.mode),
-                fn=self.run,
-                input_type=_RemoteInput,
-                input_schema=declaration.input_schema,
-                spread=False,
-                context_param="ctx",
-                is_generator=False,
-                max_requests=declaration.max_requests,
-                timeout=declaration.timeout,
-                provider=None,
-                model=None,
-                remote=True,
-                check=_checker(declaration.input_schema),
+            specs = (
+                self._build(declaration, self.run),
+                self._build(declaration, functools.partial(self.run, local_only=True)),
             )
-        self._specs[declaration.key] = (declaration, spec, time.monotonic())
-        return spec
+        self._specs[declaration.key] = (declaration, *specs, time.monotonic())
+        return specs[1] if local_only else specs[0]
 
-    async def find(self, app: str, skill: str) -> SkillSpec | None:
+    @staticmethod
+    def _build(declaration: SkillDeclaration, fn: Callable[..., Any]) -> SkillSpec:
+        return SkillSpec(
+            app=declaration.app,
+            name=declaration.skill,
+            description=declaration.description,
+            mode=SkillMode(declaration.mode),
+            fn=fn,
+            input_type=_RemoteInput,
+            input_schema=declaration.input_schema,
+            spread=False,
+            context_param="ctx",
+            is_generator=False,
+            max_requests=declaration.max_requests,
+            timeout=declaration.timeout,
+            provider=None,
+            model=None,
+            remote=True,
+            check=_checker(declaration.input_schema),
+        )
+
+    async def find(self, app: str, skill: str, *, local_only: bool = False) -> SkillSpec | None:
         """The remote skill ``app/skill`` if some worker declared it (here or elsewhere)."""
         key = f"{app}/{skill}"
         cached = self._specs.get(key)
-        fresh = cached is not None and time.monotonic() - cached[2] < CACHE_FOR
+        fresh = cached is not None and time.monotonic() - cached[3] < CACHE_FOR
         if cached is not None and (fresh or self._serving.get(key)):
-            return cached[1]
+            return cached[2] if local_only else cached[1]
         declaration = await self._backbone.declared_skill(app, skill)
         if declaration is None:
             self._specs.pop(key, None)
             return None
-        return self._spec(declaration)
+        return self._spec(declaration, local_only=local_only)
+
+    def local_only(self) -> _LocalOnly:
+        """This, as the pool running work claimed from remote skills' queues looks it up."""
+        return _LocalOnly(self)
 
     async def describe(self, default_max_requests: int) -> list[Skill]:
         return [
@@ -327,6 +391,7 @@ class RemoteSkills:
         self._spec(kept)
         worker.skills.append(key)
         self._serving[key].append(worker)
+        await self._backbone.mark_serving(self.process, [key], SERVING_TTL)
         self._wake(key)
 
     def detach(self, worker: RemoteWorker) -> None:
@@ -342,9 +407,16 @@ class RemoteSkills:
         for work in list(worker.work.values()):
             work.inbox.lose()
         # The hour a declaration outlives its last worker counts from now.
-        renewal = asyncio.ensure_future(self._renew(list(worker.skills)))
+        renewal = asyncio.ensure_future(self._left(list(worker.skills)))
         self._background.add(renewal)
         renewal.add_done_callback(self._background.discard)
+
+    async def _left(self, keys: list[str]) -> None:
+        await self._renew(keys)
+        for key in keys:
+            if not self._serving.get(key):
+                with contextlib.suppress(SkillwireError):
+                    await self._backbone.unmark_serving(self.process, key)
 
     async def deliver(self, worker: RemoteWorker, message: WorkerMessage) -> bool:
         """Pass a worker's message to its work item (waiting for room); False when the worker
@@ -362,6 +434,20 @@ class RemoteSkills:
             for work in worker.work.values():
                 counts[work.skill] += 1
         return dict(counts)
+
+    def serves(self, key: str) -> bool:
+        """Whether a worker connected here serves ``key``."""
+        return bool(self._serving.get(key))
+
+    def capacity(self) -> dict[str, int]:
+        """Free slots per ``app/skill`` on this process's workers, less the sub-requests
+        already waiting here for one: how much more work to claim from the skills' queues."""
+        room: dict[str, int] = {}
+        for key, workers in self._serving.items():
+            free = sum(w.free for w in workers) - len(self._waiting.get(key, ()))
+            if free > 0:
+                room[key] = free
+        return room
 
     # -- dispatch --------------------------------------------------------------------------
     def _free_worker(self, key: str) -> RemoteWorker | None:
@@ -382,6 +468,8 @@ class RemoteSkills:
                 free -= 1
         if waiting is not None and not waiting:
             del self._waiting[key]
+        if free > 0 and self.on_capacity is not None:
+            self.on_capacity(key)
 
     async def _wait(self, key: str) -> None:
         future = asyncio.get_running_loop().create_future()
@@ -398,14 +486,21 @@ class RemoteSkills:
         if not await self._backbone.append(ctx.task_id, type_, ctx.index, data):
             raise Discarded(ctx.task_id)
 
-    async def run(self, value: Any, *, ctx: Context) -> None:
-        """Run one sub-request on a remote worker (the function of every remote skill)."""
+    async def run(self, value: Any, *, ctx: Context, local_only: bool = False) -> None:
+        """Run one sub-request on a remote worker (the function of every remote skill).
+
+        With no free worker here, a shared backbone's sub-request goes to the skill's queue,
+        for whichever process has room (unless it was claimed from there: ``local_only``,
+        which waits for a worker here while one serves the skill here)."""
         key = f"{ctx.app}/{ctx.skill}"
         attempt = 0
         queued = False
         while True:
             worker = self._free_worker(key)
             if worker is None:
+                shared = self._backbone.shares_remote_work
+                if shared and (not local_only or not self._serving.get(key)):
+                    await self._hand_off(key, value, ctx)
                 if not queued and not self._serving.get(key):
                     await self._append(ctx, EventType.REQUEST_QUEUED, {"reason": "no_worker"})
                     queued = True
@@ -448,6 +543,45 @@ class RemoteSkills:
                     ) from None
             finally:
                 self._release(work)
+
+    async def _hand_off(self, key: str, value: Any, ctx: Context) -> None:
+        """Queue the sub-request for whichever process has a free worker for it; raises
+        ``HandedOff``. Served nowhere, it shows ``no_worker`` and fails at its timeout."""
+        if not await self._backbone.served_anywhere(key):
+            await self._append(ctx, EventType.REQUEST_QUEUED, {"reason": "no_worker"})
+            limit = self._timeouts.get(key.replace("/", ".")) or self._timeout_of(key)
+            self._fail_if_queued_after(limit, ctx.task_id, ctx.index, key)
+        else:
+            await ctx.flush()
+        item = WorkItem(ctx.task_id, ctx.app, ctx.skill, ctx.principal, [ctx.index], [value])
+        await self._backbone.offer_remote(key, item)
+        raise HandedOff(ctx.task_id)
+
+    def _timeout_of(self, key: str) -> float:
+        cached = self._specs.get(key)
+        declared = cached[0].timeout if cached is not None else None
+        return declared or self._default_timeout
+
+    def _fail_if_queued_after(self, seconds: float, task_id: str, index: int, key: str) -> None:
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._timers.discard(timer)
+            job = asyncio.ensure_future(self._fail_if_queued(task_id, index, key, seconds))
+            self._background.add(job)
+            job.add_done_callback(self._background.discard)
+
+        timer = loop.call_later(seconds, fire)
+        self._timers.add(timer)
+
+    async def _fail_if_queued(self, task_id: str, index: int, key: str, seconds: float) -> None:
+        with contextlib.suppress(SkillwireError):
+            stored = await self._backbone.get_task(task_id)
+            if stored is None or stored.task.requests[index].status != RequestStatus.QUEUED:
+                return
+            message = f"{key} did not finish within {seconds:g} s (no worker)"
+            error = {"error": {"code": ErrorCode.TIMEOUT, "message": message, "details": {}}}
+            await self._backbone.append(task_id, EventType.REQUEST_FAILED, index, error)
 
     def _release(self, work: RemoteWork) -> None:
         worker = work.worker

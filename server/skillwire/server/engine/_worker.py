@@ -16,7 +16,7 @@ import os
 import random
 import time
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
@@ -39,9 +39,16 @@ from ._context import Context, Discarded
 from ._registry import Registry
 
 if TYPE_CHECKING:
-    from ._remote import RemoteSkills
+    from ._app import SkillSpec as _Spec
 
-__all__ = ["WorkerPool"]
+
+class SkillFinder(Protocol):
+    """Where a pool looks up skills its registry does not hold (remote skills)."""
+
+    async def find(self, app: str, skill: str) -> _Spec | None: ...
+
+
+__all__ = ["SkillFinder", "WorkQueue", "WorkerPool"]
 
 _ENDINGS = {EventType.REQUEST_COMPLETED: "completed", EventType.REQUEST_FAILED: "failed"}
 
@@ -56,6 +63,19 @@ def _refused(exc: IllegalTransition) -> dict[str, Any]:
     """The failure of a request whose skill emitted an event the task cannot take (a delta
     to an output it never emitted, or to a field that is not a string)."""
     return _failure(ErrorCode.INTERNAL_ERROR, f"the skill emitted an event refused: {exc.message}")
+
+
+class WorkQueue(Protocol):
+    """Where a pool's claims come from and go back to: the backbone's work queue, or a
+    remote skill's queue (``RemoteQueue``)."""
+
+    async def claim(self, consumer: str, count: int, timeout: float) -> list[Claim]: ...
+
+    async def touch(self, consumer: str, claims: list[Claim]) -> None: ...
+
+    async def ack(self, claim: Claim) -> None: ...
+
+    async def requeue(self, claim: Claim) -> None: ...
 
 
 class WorkerPool:
@@ -73,9 +93,14 @@ class WorkerPool:
         metrics: Metrics | None = None,
         requeue_on_stop: bool = True,
         max_deliveries: int = 5,
-        remote: RemoteSkills | None = None,
+        remote: SkillFinder | None = None,
+        queue: WorkQueue | None = None,
+        fetch: bool = True,
     ) -> None:
         self._remote = remote
+        # fetch=False: the pool claims nothing itself; claims are handed to run_claim.
+        self._fetching = fetch
+        self._queue: WorkQueue = queue if queue is not None else backbone
         self._max_deliveries = max_deliveries
         self._requeue_on_stop = requeue_on_stop
         self._limits = limits
@@ -100,11 +125,10 @@ class WorkerPool:
 
     async def start(self) -> None:
         self._backbone.add_cancel_listener(self._on_cancel)
-        self._backbone.hand_work_to(self._take)
-        self._loops = [
-            asyncio.create_task(self._fetch(), name="skillwire-worker-fetch"),
-            asyncio.create_task(self._renew(), name="skillwire-worker-lease"),
-        ]
+        self._loops = [asyncio.create_task(self._renew(), name="skillwire-worker-lease")]
+        if self._fetching:
+            self._backbone.hand_work_to(self._take)
+            self._loops.append(asyncio.create_task(self._fetch(), name="skillwire-worker-fetch"))
 
     async def stop(self, grace: float = 0.0) -> None:
         """Stop claiming; give in-flight work ``grace`` seconds, then stop what is left.
@@ -144,6 +168,10 @@ class WorkerPool:
         self._start(claim)
         return True
 
+    def run_claim(self, claim: Claim) -> None:
+        """Run a claim taken elsewhere (a pool that does not fetch)."""
+        self._start(claim)
+
     def _start(self, claim: Claim) -> None:
         job = asyncio.create_task(self._run_claim(claim))
         self._claims[job] = claim
@@ -157,7 +185,7 @@ class WorkerPool:
                 await self._slot_freed.wait()
                 continue
             try:
-                claims = await self._backbone.claim(self.consumer, free, self._claim_timeout)
+                claims = await self._queue.claim(self.consumer, free, self._claim_timeout)
             except BackboneUnavailable as exc:
                 log.warning("cannot claim work: %s", exc.message)
                 if self._metrics is not None:
@@ -169,7 +197,7 @@ class WorkerPool:
             for claim in claims:
                 if len(self._claims) >= self._slots:  # work handed over took the slot meanwhile
                     with contextlib.suppress(BackboneUnavailable):
-                        await self._backbone.requeue(claim)
+                        await self._queue.requeue(claim)
                     continue
                 self._start(claim)
 
@@ -177,7 +205,7 @@ class WorkerPool:
         while True:
             await asyncio.sleep(self._lease / 3)
             with contextlib.suppress(BackboneUnavailable):
-                await self._backbone.touch(self.consumer, list(self._claims.values()))
+                await self._queue.touch(self.consumer, list(self._claims.values()))
 
     async def _run_claim(self, claim: Claim) -> None:
         try:
@@ -188,7 +216,7 @@ class WorkerPool:
         except asyncio.CancelledError:
             with contextlib.suppress(BackboneUnavailable):
                 if self._requeue_on_stop:
-                    await self._backbone.requeue(claim)
+                    await self._queue.requeue(claim)
                 else:
                     failure = _failure("SHUTDOWN", "the server shut down before this finished")
                     for index in claim.item.indices:
@@ -201,7 +229,7 @@ class WorkerPool:
             log.warning("backbone lost while running %s: %s", claim.item.task_id, exc.message)
         else:
             with contextlib.suppress(BackboneUnavailable):
-                await self._backbone.ack(claim)
+                await self._queue.ack(claim)
         finally:
             self._claims.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
             self._slot_freed.set()

@@ -60,6 +60,7 @@ from . import _scripts as scripts
 from ._batching import CommandBatcher
 from ._deliveries import RedisDeliveries, creation_args, creation_keys
 from ._fanout import Fanout
+from ._remote_work import RemoteWork
 
 __all__ = ["RedisBackbone"]
 
@@ -132,6 +133,7 @@ class RedisBackbone(Backbone):
         self._batcher = CommandBatcher(self._client)
         self._deliveries = RedisDeliveries(self._client, self._batcher.script, self._retention)
         self._delivery_listeners: list[DeliveryListener] = []
+        self._remote = RemoteWork(self._client, self._blocking, self._lease_ms)
 
     # -- life ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -501,6 +503,45 @@ class RedisBackbone(Backbone):
             return await self.remember_idempotency(key, fingerprint, task_id, ttl)
         earlier_id, _, earlier_fingerprint = value.decode().partition(" ")
         return earlier_id, earlier_fingerprint
+
+    # -- remote work ---------------------------------------------------------------------
+    shares_remote_work = True
+
+    async def offer_remote(self, key: str, item: WorkItem) -> None:
+        async with _translated():
+            await self._remote.offer(key, item)
+
+    async def claim_remote(
+        self, consumer: str, wants: dict[str, int], timeout: float
+    ) -> list[Claim]:
+        async with _translated():
+            return await self._remote.claim(consumer, wants, timeout)
+
+    async def touch_remote(self, consumer: str, claims: list[Claim]) -> None:
+        if claims:
+            async with _translated():
+                await self._remote.touch(consumer, claims)
+
+    async def ack_remote(self, claim: Claim) -> None:
+        async with _translated():
+            await self._remote.ack(claim)
+
+    async def requeue_remote(self, claim: Claim) -> None:
+        async with _translated():
+            await self._remote.requeue(claim)
+
+    async def mark_serving(self, process: str, served: list[str], ttl: float) -> None:
+        if served:
+            async with _translated():
+                await self._remote.mark_serving(process, served, ttl)
+
+    async def unmark_serving(self, process: str, key: str) -> None:
+        async with _translated():
+            await self._remote.unmark_serving(process, key)
+
+    async def served_anywhere(self, key: str) -> bool:
+        async with _translated():
+            return await self._remote.served_anywhere(key)
 
     # -- remote workers' skill declarations ------------------------------------------------
     async def declare_skill(self, declaration: SkillDeclaration, ttl: float) -> SkillDeclaration:

@@ -28,6 +28,8 @@ __all__ = [
     "output_prefix",
     "outputs",
     "owner_tasks",
+    "remote_serving",
+    "remote_work",
     "task",
     "ticket",
 ]
@@ -116,3 +118,15 @@ def declaration(key: str) -> str:
     """String: a remote skill's declaration (JSON) by ``app/skill``; expires an hour after the
     last worker serving it left (each hello and heartbeat renews it)."""
     return f"sw:remote:skill:{key}"
+
+
+def remote_work(key: str) -> str:
+    """Stream: work items of remote skill ``key`` (app/skill) for whichever process holds a
+    free worker, read by the consumer group WORK_GROUP; same fields as WORK."""
+    return f"sw:remote:work:{key}"
+
+
+def remote_serving(key: str) -> str:
+    """Sorted set: the processes with a worker for remote skill ``key``, scored by when that
+    lapses (ms); each renews its entry while it serves."""
+    return f"sw:remote:serving:{key}"
