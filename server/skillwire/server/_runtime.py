@@ -26,6 +26,7 @@ from .engine import (
     WorkerPool,
     demo,
 )
+from .httpskills import HttpSkills
 from .webhooks import UnsafeUrl, UrlGuard, WebhookDispatcher
 
 __all__ = ["Runtime"]
@@ -78,10 +79,15 @@ def make_url_guard(config: Config) -> UrlGuard:
     return guard
 
 
-def make_registry(config: Config, apps: Sequence[App | str]) -> Registry:
+def make_registry(
+    config: Config, apps: Sequence[App | str], http_skills: HttpSkills | None = None
+) -> Registry:
     sources: list[App | str] = [demo] if config.demo else []
     sources.extend(apps)
     sources.extend(config.apps)
+    if http_skills is None:
+        http_skills = HttpSkills(config.http_skills, default_timeout=config.skill_timeout)
+    sources.extend(http_skills.apps())
     return Registry.from_sources(
         sources, max_requests=config.max_requests, entry_point_group="skillwire.apps"
     )
@@ -172,6 +178,7 @@ class Runtime:
     remote: RemoteSkills
     webhooks: WebhookDispatcher | None = None
     remote_pool: RemotePool | None = None
+    http_skills: HttpSkills | None = None
     draining: bool = False
     key_announced: bool = False
     open_streams: int = 0
@@ -182,7 +189,8 @@ class Runtime:
 
     @classmethod
     def build(cls, config: Config, apps: Sequence[App | str]) -> Runtime:
-        registry = make_registry(config, apps)
+        http_skills = HttpSkills(config.http_skills, default_timeout=config.skill_timeout)
+        registry = make_registry(config, apps, http_skills)
         backbone = make_backbone(config)
         guard = make_url_guard(config)
         remote = make_remote(config, backbone, registry)
@@ -214,6 +222,7 @@ class Runtime:
             remote=remote,
             webhooks=webhooks,
             remote_pool=make_remote_pool(config, backbone, registry, limits, metrics, remote),
+            http_skills=http_skills,
         )
 
     async def start(self) -> None:
@@ -273,5 +282,7 @@ class Runtime:
         if self.webhooks is not None:
             await self.webhooks.stop()
         await self.remote.stop()
+        if self.http_skills is not None:
+            await self.http_skills.close()
         await self.limits.close()
         await self.backbone.close()

@@ -6,7 +6,16 @@ from ._app import App, SkillSpec
 from ._context import Context, StreamedOutput
 from ._demo import demo
 from ._registry import Registry, load_app
-from ._remote import HandedOff, RemoteQueue, RemoteSkills, RemoteWorker, WorkerLost
+from ._remote import (
+    HandedOff,
+    RawInput,
+    RemoteQueue,
+    RemoteSkills,
+    RemoteWorker,
+    WorkerLost,
+    check_schema,
+    schema_checker,
+)
 from ._remote_pool import RemotePool
 from ._tasks import CallResult, TaskService
 from ._worker import WorkerPool
@@ -16,6 +25,7 @@ __all__ = [
     "CallResult",
     "Context",
     "HandedOff",
+    "RawInput",
     "Registry",
     "RemotePool",
     "RemoteQueue",
@@ -26,6 +36,8 @@ __all__ = [
     "TaskService",
     "WorkerLost",
     "WorkerPool",
+    "check_schema",
     "demo",
     "load_app",
+    "schema_checker",
 ]

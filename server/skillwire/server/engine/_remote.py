@@ -63,7 +63,16 @@ from ._registry import Registry
 if TYPE_CHECKING:
     from ..backbone import Backbone, Claim
 
-__all__ = ["HandedOff", "RemoteQueue", "RemoteSkills", "RemoteWorker", "WorkerLost"]
+__all__ = [
+    "HandedOff",
+    "RawInput",
+    "RemoteQueue",
+    "RemoteSkills",
+    "RemoteWorker",
+    "WorkerLost",
+    "check_schema",
+    "schema_checker",
+]
 
 DECLARATION_TTL = 3600.0  # a declaration outlives the last worker serving it by an hour
 REFRESH_EVERY = 10.0  # how often what connected workers serve is renewed in the backbone
@@ -101,9 +110,9 @@ class RemoteQueue:
         await self._backbone.requeue_remote(claim)
 
 
-class _RemoteInput(msgspec.Struct):
-    """Stands for a remote skill's input type: its requests are checked against the declared
-    JSON Schema instead, and passed on as they came."""
+class RawInput(msgspec.Struct):
+    """Stands for the input type of a skill declared by a JSON Schema (remote and HTTP
+    skills): its requests are checked against the schema instead, and passed on as they came."""
 
 
 def _wake(future: asyncio.Future[None] | None) -> None:
@@ -192,7 +201,7 @@ class RemoteWorker:
         return self.concurrency - len(self.work)
 
 
-def _checker(schema: dict[str, Any]) -> Callable[[Any, str], None]:
+def schema_checker(schema: dict[str, Any]) -> Callable[[Any, str], None]:
     """A request check against a declared JSON Schema (422 naming the field and constraint)."""
     validator_class = jsonschema.validators.validator_for(schema)
     validator = validator_class(schema)
@@ -316,7 +325,7 @@ class RemoteSkills:
             description=declaration.description,
             mode=SkillMode(declaration.mode),
             fn=fn,
-            input_type=_RemoteInput,
+            input_type=RawInput,
             input_schema=declaration.input_schema,
             spread=False,
             context_param="ctx",
@@ -326,7 +335,7 @@ class RemoteSkills:
             provider=None,
             model=None,
             remote=True,
-            check=_checker(declaration.input_schema),
+            check=schema_checker(declaration.input_schema),
         )
 
     async def find(self, app: str, skill: str, *, local_only: bool = False) -> SkillSpec | None:
