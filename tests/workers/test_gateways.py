@@ -128,3 +128,15 @@ async def test_no_worker_anywhere_queues_until_one_connects_elsewhere(
         await inbox.send({"op": "completed", "work_id": work["work_id"]})
         task = await task_when(first, task_id, finished)
     assert task["status"] == "completed"
+
+
+async def test_every_gateway_lists_the_workers_of_all(
+    gateways: tuple[RunningServer, RunningServer],
+) -> None:
+    """GET /api/v1/workers on one gateway lists the worker connected to the other."""
+    first, second = gateways
+    async with worker_ws(second) as conn:
+        welcome = await hello(Inbox(conn), declaration())
+        async with first.async_client() as client:
+            listed = (await client.get("/api/v1/workers")).json()["items"]
+    assert [w["worker_id"] for w in listed] == [welcome["worker_id"]]

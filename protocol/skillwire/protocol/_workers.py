@@ -33,6 +33,8 @@ __all__ = [
     "WorkProgress",
     "WorkerHello",
     "WorkerInbound",
+    "WorkerInfo",
+    "WorkerList",
     "WorkerMessage",
     "decode_work_message",
     "decode_worker_inbound",
@@ -130,6 +132,22 @@ class WorkError(msgspec.Struct, tag_field="op", tag="error", omit_defaults=True)
     error: ErrorBody
     ref: str | None = None
     work_id: str | None = None
+
+
+class WorkerInfo(msgspec.Struct):
+    """A connected worker, as ``GET /api/v1/workers`` lists it (times in RFC 3339)."""
+
+    worker_id: str
+    name: str
+    principal: str
+    skills: list[str]
+    in_flight: int
+    connected_at: str
+    last_seen: str
+
+
+class WorkerList(msgspec.Struct):
+    items: list[WorkerInfo]
 
 
 _WORKER_OPS = {"auth", "ping", "hello", "progress", "output", "delta", "completed", "failed"}

@@ -34,6 +34,7 @@ from skillwire.protocol import (
     SkillDeclaration,
     Task,
     TaskStatus,
+    WorkerInfo,
 )
 
 __all__ = [
@@ -296,6 +297,19 @@ class Backbone(abc.ABC):
     async def served_anywhere(self, key: str) -> bool:
         """Whether some process has a worker for remote skill ``key``."""
         return False
+
+    # -- presence of remote workers --------------------------------------------------------
+    async def put_worker(self, info: WorkerInfo, ttl: float) -> None:
+        """Record a connected worker for ``ttl`` seconds (its process renews it)."""
+        return None
+
+    async def drop_worker(self, worker_id: str) -> None:
+        return None
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """Every recorded worker, by connection time (the memory backbone records none: its
+        one process lists its own)."""
+        return []
 
     # -- webhook deliveries ----------------------------------------------------------------
     @abc.abstractmethod

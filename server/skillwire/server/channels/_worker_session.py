@@ -144,6 +144,7 @@ class WorkerSession:
         self.worker = worker
         self.remote.attach(worker)
         outcomes = await self.remote.declare(worker, hello.skills)
+        await self.remote.announce(worker)
         for declaration, refused in outcomes:
             if refused is not None:
                 refused.details.setdefault("skill", declaration.key)

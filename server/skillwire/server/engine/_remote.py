@@ -48,11 +48,13 @@ from skillwire.protocol import (
     Work,
     WorkCompleted,
     WorkDelta,
+    WorkerInfo,
     WorkerMessage,
     WorkFailed,
     WorkOutput,
     WorkProgress,
     encode_worker_message,
+    format_time,
 )
 
 from ..backbone import WorkItem
@@ -200,6 +202,17 @@ class RemoteWorker:
     def free(self) -> int:
         return self.concurrency - len(self.work)
 
+    def info(self) -> WorkerInfo:
+        return WorkerInfo(
+            worker_id=self.worker_id,
+            name=self.name,
+            principal=self.principal,
+            skills=list(self.skills),
+            in_flight=len(self.work),
+            connected_at=format_time(self.connected_at),
+            last_seen=format_time(self.last_seen),
+        )
+
 
 def schema_checker(schema: dict[str, Any]) -> Callable[[Any, str], None]:
     """A request check against a declared JSON Schema (422 naming the field and constraint)."""
@@ -291,6 +304,8 @@ class RemoteSkills:
             await self._renew(served)
             with contextlib.suppress(SkillwireError):
                 await self._backbone.mark_serving(self.process, served, SERVING_TTL)
+                for worker in list(self.workers.values()):
+                    await self._backbone.put_worker(worker.info(), SERVING_TTL)
 
     async def _renew(self, keys: list[str]) -> None:
         for key in keys:
@@ -403,6 +418,18 @@ class RemoteSkills:
         await self._backbone.mark_serving(self.process, [key], SERVING_TTL)
         self._wake(key)
 
+    async def announce(self, worker: RemoteWorker) -> None:
+        """Record the worker for ``GET /api/v1/workers`` on every gateway."""
+        with contextlib.suppress(SkillwireError):
+            await self._backbone.put_worker(worker.info(), SERVING_TTL)
+
+    async def listing(self) -> list[WorkerInfo]:
+        """Every connected worker: those recorded by any process, this one's as they are now."""
+        here = {w.worker_id: w.info() for w in self.workers.values()}
+        found = {w.worker_id: w for w in await self._backbone.list_workers()}
+        found.update(here)
+        return sorted(found.values(), key=lambda w: w.connected_at)
+
     def detach(self, worker: RemoteWorker) -> None:
         """The worker is gone: its unfinished work runs again elsewhere."""
         if self.workers.pop(worker.worker_id, None) is None:
@@ -416,11 +443,13 @@ class RemoteSkills:
         for work in list(worker.work.values()):
             work.inbox.lose()
         # The hour a declaration outlives its last worker counts from now.
-        renewal = asyncio.ensure_future(self._left(list(worker.skills)))
+        renewal = asyncio.ensure_future(self._left(worker.worker_id, list(worker.skills)))
         self._background.add(renewal)
         renewal.add_done_callback(self._background.discard)
 
-    async def _left(self, keys: list[str]) -> None:
+    async def _left(self, worker_id: str, keys: list[str]) -> None:
+        with contextlib.suppress(SkillwireError):
+            await self._backbone.drop_worker(worker_id)
         await self._renew(keys)
         for key in keys:
             if not self._serving.get(key):

@@ -36,6 +36,7 @@ from ._routes_ops import asyncapi, docs, metrics, openapi
 from ._routes_skills import call_skill, get_skill, list_apps
 from ._routes_tasks import cancel_task, get_task, list_tasks
 from ._routes_webhooks import list_deliveries, retry_delivery
+from ._routes_workers import list_workers
 
 __all__ = ["create_app"]
 
@@ -103,6 +104,7 @@ def _routes() -> list[BaseRoute]:
         *channel_routes(),
         Route("/api/v1/apps", list_apps, methods=["GET"]),
         Route("/api/v1/tasks", list_tasks, methods=["GET"]),
+        Route("/api/v1/workers", list_workers, methods=["GET"]),
         Route("/api/v1/webhooks/deliveries", list_deliveries, methods=["GET"]),
         Route("/api/v1/webhooks/deliveries/{delivery_id}/retry", retry_delivery, methods=["POST"]),
         Route("/health", health, methods=["GET"]),

@@ -36,6 +36,7 @@ from skillwire.protocol import (
     SkillDeclaration,
     Task,
     TaskStatus,
+    WorkerInfo,
     decode_event,
     decode_task,
     encode,
@@ -542,6 +543,18 @@ class RedisBackbone(Backbone):
     async def served_anywhere(self, key: str) -> bool:
         async with _translated():
             return await self._remote.served_anywhere(key)
+
+    async def put_worker(self, info: WorkerInfo, ttl: float) -> None:
+        async with _translated():
+            await self._remote.put_worker(info, ttl)
+
+    async def drop_worker(self, worker_id: str) -> None:
+        async with _translated():
+            await self._remote.drop_worker(worker_id)
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        async with _translated():
+            return await self._remote.list_workers()
 
     # -- remote workers' skill declarations ------------------------------------------------
     async def declare_skill(self, declaration: SkillDeclaration, ttl: float) -> SkillDeclaration:

@@ -14,6 +14,7 @@ __all__ = [
     "DELIVERIES_CLAIMED",
     "DELIVERIES_DUE",
     "DELIVERY_PREFIX",
+    "REMOTE_WORKERS",
     "SECRET",
     "TASKS",
     "WORK",
@@ -30,6 +31,7 @@ __all__ = [
     "owner_tasks",
     "remote_serving",
     "remote_work",
+    "remote_worker",
     "task",
     "ticket",
 ]
@@ -38,6 +40,8 @@ __all__ = [
 CONTROL = "sw:control"
 # sorted set: the app/skill of every remote skill declaration, scored by when it lapses (ms).
 DECLARATIONS = "sw:remote:skills"
+# sorted set: the ids of connected remote workers, scored by when their record lapses (ms).
+REMOTE_WORKERS = "sw:remote:workers"
 # stream of work items (one entry a chain of sub-requests), read by the consumer group below.
 WORK = "sw:work"
 WORK_GROUP = "workers"
@@ -130,3 +134,8 @@ def remote_serving(key: str) -> str:
     """Sorted set: the processes with a worker for remote skill ``key``, scored by when that
     lapses (ms); each renews its entry while it serves."""
     return f"sw:remote:serving:{key}"
+
+
+def remote_worker(worker_id: str) -> str:
+    """String: a connected remote worker's record (WorkerInfo JSON), renewed while it is."""
+    return f"sw:remote:worker:{worker_id}"

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 from redis.exceptions import ResponseError
 
-from skillwire.protocol import encode
+from skillwire.protocol import WorkerInfo, encode
 
 from .._base import Claim, WorkItem
 from . import _keys as keys
@@ -25,6 +25,7 @@ from . import _keys as keys
 __all__ = ["RemoteWork"]
 
 _decoder = msgspec.json.Decoder(WorkItem)
+_info_decoder = msgspec.json.Decoder(WorkerInfo)
 
 
 class RemoteWork:
@@ -132,6 +133,28 @@ class RemoteWork:
     async def served_anywhere(self, key: str) -> bool:
         now = int(time.time() * 1000)
         return bool(await self._client.zcount(keys.remote_serving(key), now, "+inf"))
+
+    async def put_worker(self, info: WorkerInfo, ttl: float) -> None:
+        ms = int(ttl * 1000)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.set(keys.remote_worker(info.worker_id), encode(info), px=ms)
+        pipe.zadd(keys.REMOTE_WORKERS, {info.worker_id: int(time.time() * 1000) + ms})
+        await pipe.execute()
+
+    async def drop_worker(self, worker_id: str) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        pipe.delete(keys.remote_worker(worker_id))
+        pipe.zrem(keys.REMOTE_WORKERS, worker_id)
+        await pipe.execute()
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        await self._client.zremrangebyscore(keys.REMOTE_WORKERS, "-inf", int(time.time() * 1000))
+        ids = await self._client.zrange(keys.REMOTE_WORKERS, 0, -1)
+        if not ids:
+            return []
+        raws = await self._client.mget([keys.remote_worker(i.decode()) for i in ids])
+        found = [_info_decoder.decode(raw) for raw in raws if raw]
+        return sorted(found, key=lambda w: w.connected_at)
 
 
 def _claim(key: str, entry_id: bytes, fields: dict[bytes, bytes], deliveries: int) -> Claim:

@@ -1,0 +1,53 @@
+"""Presence: GET /api/v1/workers (admin) and the workers' metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from tests.conftest import USER_KEY, RunningServer, scaled
+
+from .helpers import Inbox, call, declaration, hello, worker_server, worker_ws
+
+Factory = Callable[..., RunningServer]
+
+
+async def workers_of(server: RunningServer, key: str | None = None) -> Any:
+    async with server.async_client(*(key,) if key else ()) as client:
+        return await client.get("/api/v1/workers")
+
+
+async def test_connected_workers_are_listed_for_admins(server_factory: Factory) -> None:
+    """A connected worker shows its id, name, key, skills and in-flight work; users get 403."""
+    server = worker_server(server_factory)
+    async with worker_ws(server) as conn:
+        inbox = Inbox(conn)
+        welcome = await hello(inbox, declaration(), declaration("lower"))
+        await call(server, "upper", [{"text": "a"}])
+        work = await inbox.until("work")
+        (listed,) = (await workers_of(server)).json()["items"]
+        assert listed["worker_id"] == welcome["worker_id"]
+        assert (listed["name"], listed["principal"]) == ("raw", "worker")
+        assert listed["skills"] == ["ext/upper", "ext/lower"]
+        assert listed["in_flight"] == 1
+        assert listed["connected_at"].endswith("Z") and listed["last_seen"].endswith("Z")
+        assert (await workers_of(server, USER_KEY)).status_code == 403
+        await inbox.send({"op": "completed", "work_id": work["work_id"]})
+    async with asyncio.timeout(scaled(5)):
+        while (await workers_of(server)).json()["items"]:
+            await asyncio.sleep(0.02)
+
+
+async def test_metrics_count_workers_and_their_work(server_factory: Factory) -> None:
+    """/metrics shows skillwire_workers_connected and in-flight remote work per skill."""
+    server = worker_server(server_factory)
+    async with worker_ws(server) as conn:
+        inbox = Inbox(conn)
+        await hello(inbox, declaration())
+        await call(server, "upper", [{"text": "a"}])
+        await inbox.until("work")
+        async with server.async_client() as client:
+            text = (await client.get("/metrics")).text
+    assert "skillwire_workers_connected 1.0" in text
+    assert 'skillwire_remote_in_flight{app="ext",skill="upper"} 1.0' in text
