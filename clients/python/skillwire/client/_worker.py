@@ -108,6 +108,47 @@ class WorkContext:
         self.result = built
 
 
+class _Sender:
+    """One connection's outgoing messages: queued, and written by one task, as many per frame
+    as are waiting (the gateway splits frames on newlines). A skill waits only when
+    ``limit`` messages are queued, so emitting costs no network round trip each."""
+
+    def __init__(self, conn: ClientConnection, limit: int = 256) -> None:
+        self._conn = conn
+        self._limit = limit
+        self._queued: list[str] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def send(self, line: str) -> None:
+        self._queued.append(line)
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write())
+        elif len(self._queued) >= self._limit:
+            await asyncio.wait({self._writer})
+            self._raise_if_failed()
+
+    def _raise_if_failed(self) -> None:
+        writer = self._writer
+        done = writer is not None and writer.done() and not writer.cancelled()
+        if done and writer is not None and (exc := writer.exception()) is not None:
+            raise exc
+
+    async def _write(self) -> None:
+        try:
+            while self._queued:
+                lines, self._queued = self._queued, []
+                await self._conn.send("\n".join(lines))
+        finally:
+            if not self._queued:
+                self._writer = None
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                await self._writer
+
+
 class StreamedOutput:
     def __init__(self, ctx: WorkContext, item: dict[str, Any], field: str) -> None:
         self._ctx = ctx
@@ -280,6 +321,7 @@ class Worker:
         except InvalidStatus as exc:
             raise OSError(f"upgrade refused with HTTP {exc.response.status_code}") from exc
         self._conn = conn
+        sender = _Sender(conn)
         try:
             hello = {
                 "op": "hello",
@@ -293,25 +335,26 @@ class Worker:
                 async for frame in conn:
                     for line in str(frame).split("\n"):
                         if line.strip():
-                            await self._handle(conn, msgspec.json.decode(line))
+                            await self._handle(sender, msgspec.json.decode(line))
             except ConnectionClosed as exc:
                 if exc.rcvd is not None and exc.rcvd.code in (4401, 4403):
                     raise _Refused(exc.rcvd.code, exc.rcvd.reason) from None
                 raise
         finally:
+            await sender.close()
             self.ready.clear()
             self._conn = None
             for job in list(self._running.values()):
                 job.cancel()
             self._running.clear()
 
-    async def _handle(self, conn: ClientConnection, message: Any) -> None:
+    async def _handle(self, sender: _Sender, message: Any) -> None:
         if not isinstance(message, dict):
             return
         op = message.get("op")
         if op == "work":
             work_id = message["work_id"]
-            job = asyncio.create_task(self._work(conn, message), name=work_id)
+            job = asyncio.create_task(self._work(sender, message), name=work_id)
             self._running[work_id] = job
             job.add_done_callback(lambda _: self._running.pop(work_id, None))
         elif op == "cancel":
@@ -319,7 +362,7 @@ class Worker:
             if running is not None:
                 running.cancel()
         elif op == "heartbeat":
-            await conn.send('{"op":"ping"}')  # a sign of life: the gateway drops silent workers
+            await sender.send('{"op":"ping"}')  # a sign of life: the gateway drops silent workers
         elif op == "welcome":
             self.worker_id = message.get("worker_id")
             self.ready.set()
@@ -330,9 +373,9 @@ class Worker:
                 self.refused[skill] = error
             log.warning("the gateway said: %s %s", error.code, error.message)
 
-    async def _work(self, conn: ClientConnection, work: dict[str, Any]) -> None:
+    async def _work(self, sender: _Sender, work: dict[str, Any]) -> None:
         async def send(message: Any) -> None:
-            await conn.send(encode_worker_message(message).decode())
+            await sender.send(encode_worker_message(message).decode())
 
         ctx = WorkContext(send, work)
         skill = self.skills.get(f"{work['app']}/{work['skill']}")

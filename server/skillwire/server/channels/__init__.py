@@ -11,6 +11,7 @@ from ._websocket import WS_PATH, websocket_endpoint
 from ._workers import WORKERS_WS_PATH, workers_endpoint
 
 __all__ = [
+    "WORKERS_WS_PATH",
     "WS_PATH",
     "EventStreamResponse",
     "SlowConsumer",
@@ -18,6 +19,7 @@ __all__ = [
     "channel_routes",
     "stream_response",
     "websocket_endpoint",
+    "workers_endpoint",
 ]
 
 

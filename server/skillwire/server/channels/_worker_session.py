@@ -50,6 +50,8 @@ class CloseWorker(Exception):
 
 
 class WorkerSession:
+    __slots__ = ("_lookup", "last_heard", "principal", "remote", "send", "worker")
+
     def __init__(
         self,
         remote: RemoteSkills,

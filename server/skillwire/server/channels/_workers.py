@@ -44,6 +44,22 @@ log = logging.getLogger("skillwire.workers")
 
 
 class WorkerConnection:
+    __slots__ = (
+        "_ended",
+        "_ending_cancel",
+        "_interval",
+        "_receiving",
+        "_task",
+        "_writer",
+        "close_code",
+        "close_reason",
+        "last_sent",
+        "outbox",
+        "runtime",
+        "session",
+        "ws",
+    )
+
     def __init__(self, websocket: WebSocket, runtime: Runtime) -> None:
         self.ws = websocket
         self.runtime = runtime

@@ -180,6 +180,18 @@ class RemoteWorker:
     """One connected worker, as the dispatcher sees it: ``send`` queues a frame to it (False
     when it could not: the connection is going away)."""
 
+    __slots__ = (
+        "concurrency",
+        "connected_at",
+        "last_seen",
+        "name",
+        "principal",
+        "send",
+        "skills",
+        "work",
+        "worker_id",
+    )
+
     def __init__(
         self,
         worker_id: str,

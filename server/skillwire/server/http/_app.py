@@ -154,17 +154,25 @@ class _Gateway(Starlette):
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        from ..channels import WS_PATH, websocket_endpoint
+        from ..channels import WORKERS_WS_PATH, WS_PATH, websocket_endpoint, workers_endpoint
 
         super().__init__(**kwargs)
         self._ws_path = WS_PATH
         self._ws_endpoint = websocket_endpoint
+        self._workers_path = WORKERS_WS_PATH
+        self._workers_endpoint = workers_endpoint
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and _route_path(scope) == self._ws_path:
-            scope["app"] = self
-            await self._ws_endpoint(WebSocket(scope, receive, send), rate_limit=True)
-            return
+        if scope["type"] == "websocket":
+            path = _route_path(scope)
+            if path == self._ws_path:
+                scope["app"] = self
+                await self._ws_endpoint(WebSocket(scope, receive, send), rate_limit=True)
+                return
+            if path == self._workers_path:  # idle workers hold no middleware frames either
+                scope["app"] = self
+                await self._workers_endpoint(WebSocket(scope, receive, send))
+                return
         await super().__call__(scope, receive, send)
 
 
