@@ -145,3 +145,16 @@ def test_an_http_skill_url_that_is_not_http_stops_the_server() -> None:
     with pytest.raises(ValidationError) as caught:
         create_app(config)
     assert caught.value.details["field"] == "http_skills[0].url"
+
+
+async def test_openapi_shows_an_http_skills_schema(
+    server_factory: Factory, upstream: Upstream
+) -> None:
+    """The call operation of an HTTP skill carries its configured input_schema."""
+    server = gateway(server_factory, upstream)
+    async with server.async_client() as client:
+        document = (await client.get("/openapi.json")).json()
+    body = document["paths"]["/api/v1/apps/hooks/upper"]["post"]["requestBody"]
+    items = body["content"]["application/json"]["schema"]["properties"]["requests"]["items"]
+    assert items == TEXT_SCHEMA
+    assert "/api/v1/workers" in document["paths"]
