@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from skillwire.server.auth import DEFAULT_ROLES, Principal
 from skillwire.server.backbone import MemoryBackbone
@@ -157,3 +159,37 @@ async def test_a_full_inbox_holds_the_reader_until_there_is_room() -> None:
     await asyncio.wait_for(blocked, timeout=1)
     taken = [(await inbox.get()).output for _ in range(INBOX_LIMIT)]
     assert taken == list(range(1, INBOX_LIMIT + 1))
+
+
+_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+_OPS = st.sampled_from(
+    ["hello", "progress", "output", "delta", "completed", "failed", "ping", "x", 3]
+)
+_FRAMES = st.dictionaries(
+    st.sampled_from(["op", "ref", "work_id", "skills", "progress", "output", "field", "append",
+                     "error", "data", "concurrency", "token", "name"]),
+    _VALUES,
+) | st.builds(lambda op, rest: {"op": op, **rest}, _OPS,
+                              st.dictionaries(st.text(max_size=8), _VALUES, max_size=4))  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists((_FRAMES | st.text()).filter(lambda f: "auth" not in str(f)), max_size=6))
+def test_an_authenticated_worker_never_breaks_the_session(frames: list[Any]) -> None:
+    """Any sequence of frames gets replies or op errors; nothing raises, the session stays."""
+
+    async def drive() -> None:
+        remote = RemoteSkills(MemoryBackbone(), Registry([demo], max_requests=5))
+        link = Link(remote)
+        for frame in frames:
+            replies = await link.say(frame if isinstance(frame, str) else json.dumps(frame))
+            for reply in replies:
+                assert reply["op"] in {"error", "welcome", "pong", "authenticated"}
+        link.session.closed()
+
+    asyncio.run(drive())
