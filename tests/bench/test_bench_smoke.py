@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 @pytest.mark.timeout(240)  # a first run installs the loader's npm packages
 def test_bench_smoke_writes_json_with_zero_loss(tmp_path: Path) -> None:
+    """bench/run --smoke runs scenario A on the memory backbone and writes JSON with no loss."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("the bench's load generator needs node and npm")
     out = tmp_path / "smoke.json"

@@ -29,6 +29,11 @@ async def blob(ctx: Context, n: int = 2000, size: int = 16_000) -> AsyncIterator
         yield {"i": i, "payload": payload}
 
 
+# 2,000 outputs of 8 KB are 16 MB of log: past the memory backbone's max_log_bytes (16 MiB),
+# which would answer the resume with a snapshot. These tests resume from the log itself.
+WHOLE_LOG = {"max_log_bytes": 64 * 1024 * 1024}
+
+
 def _small_buffer_socket(server: RunningServer) -> socket.socket:
     """A connected socket with a small receive buffer, so a reader that stops reading is felt."""
     sock = socket.socket()
@@ -114,7 +119,7 @@ async def test_websocket_client_that_stops_reading_is_closed_1013_and_resumes(
     server_factory,
 ) -> None:  # type: ignore[no-untyped-def]
     """A WS reader that stops reading is closed with 1013; resuming from its last seq loses nothing."""
-    server = server_factory({"send_queue": 32}, apps=[bulk])
+    server = server_factory({"send_queue": 32, **WHOLE_LOG}, apps=[bulk])
     call = {
         "op": "call",
         "ref": "c",
@@ -140,7 +145,7 @@ async def test_websocket_client_that_stops_reading_is_closed_1013_and_resumes(
 
 async def test_sse_client_that_stops_reading_has_its_stream_ended(server_factory) -> None:  # type: ignore[no-untyped-def]
     """An SSE reader that stops reading has its stream ended; Last-Event-ID then resumes losslessly."""
-    server = server_factory({"send_queue": 32}, apps=[bulk])
+    server = server_factory({"send_queue": 32, **WHOLE_LOG}, apps=[bulk])
     reader, writer = await asyncio.open_connection(sock=_small_buffer_socket(server))
     body = json.dumps({"requests": [{"n": 2000, "size": 8000}]}).encode()
     writer.write(

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from tests.channels.helpers import ndjson_events, seqs, start_task
-from tests.conftest import ADMIN_KEY, RunningServer, scaled
+from tests.conftest import ADMIN_KEY, HEARTBEAT, RunningServer, scaled
 
 
 def test_one_event_per_line_until_terminal(server: RunningServer) -> None:
@@ -24,9 +24,10 @@ def test_one_event_per_line_until_terminal(server: RunningServer) -> None:
     assert all("index" not in e for e in events if e["type"].startswith("task."))
 
 
-def test_empty_line_heartbeat(server: RunningServer) -> None:
+def test_empty_line_heartbeat(heartbeat_server: RunningServer) -> None:
     """An empty line is the heartbeat when nothing else was sent for one interval."""
-    task_id = start_task(server, "countdown", [{"n": 1, "interval": 1.2}])
+    server = heartbeat_server
+    task_id = start_task(server, "countdown", [{"n": 1, "interval": 3 * HEARTBEAT}])
     with (
         server.client() as client,
         client.stream(

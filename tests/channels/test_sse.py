@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.channels.helpers import seqs, sse_events, sse_frames, start_task
-from tests.conftest import OTHER_KEY, USER_KEY, RunningServer, wait_until
+from tests.conftest import HEARTBEAT, OTHER_KEY, USER_KEY, RunningServer, wait_until
 
 
 def test_stream_frames_retry_first_and_ends_after_terminal(server: RunningServer) -> None:
@@ -31,9 +31,10 @@ def test_stream_frames_retry_first_and_ends_after_terminal(server: RunningServer
     )
 
 
-def test_heartbeat_comment_when_idle(server: RunningServer) -> None:
-    """A `: heartbeat` comment is sent whenever nothing else was sent for one interval (0.5 s here)."""
-    task_id = start_task(server, "countdown", [{"n": 2, "interval": 1.2}])
+def test_heartbeat_comment_when_idle(heartbeat_server: RunningServer) -> None:
+    """A `: heartbeat` comment is sent whenever nothing else was sent for one interval (0.1 s here)."""
+    server = heartbeat_server
+    task_id = start_task(server, "countdown", [{"n": 2, "interval": 3 * HEARTBEAT}])
     with (
         server.client() as client,
         client.stream("GET", f"/api/v1/tasks/{task_id}/events") as response,

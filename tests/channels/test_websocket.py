@@ -17,7 +17,15 @@ from tests.channels.helpers import (
     ws_messages,
     ws_until,
 )
-from tests.conftest import ADMIN_KEY, OTHER_KEY, READER_KEY, USER_KEY, RunningServer, scaled
+from tests.conftest import (
+    ADMIN_KEY,
+    OTHER_KEY,
+    READER_KEY,
+    USER_KEY,
+    RunningServer,
+    eventually,
+    scaled,
+)
 
 
 async def _close_code(conn) -> int:  # type: ignore[no-untyped-def]
@@ -219,15 +227,18 @@ async def test_many_tasks_on_one_socket_and_many_sockets_on_one_task(server: Run
             assert seqs(await ws_events_until_terminal(conn, tasks[0])) == seen[tasks[0]]
 
 
-async def test_heartbeat_when_idle(server: RunningServer) -> None:
+async def test_heartbeat_when_idle(heartbeat_server: RunningServer) -> None:
     """{"op": "heartbeat"} arrives when nothing else was sent for one interval."""
-    async with ws(server) as conn:
+    async with ws(heartbeat_server) as conn:
         messages = await ws_until(conn, lambda m: m["op"] == "heartbeat", timeout=5)
     assert "time" in messages[-1]
 
 
-async def test_heartbeats_are_not_counted_as_delivered_messages(server: RunningServer) -> None:
+async def test_heartbeats_are_not_counted_as_delivered_messages(
+    heartbeat_server: RunningServer,
+) -> None:
     """skillwire_events_delivered_total{channel="ws"} counts events and replies, not heartbeats."""
+    server = heartbeat_server
 
     def delivered() -> float:
         with server.client() as client:
@@ -248,7 +259,8 @@ async def test_heartbeats_are_not_counted_as_delivered_messages(server: RunningS
             await ws_until(conn, lambda m: m["op"] == "heartbeat", timeout=5)
         await conn.send(json.dumps({"op": "ping", "ref": "p"}))
         await ws_until(conn, lambda m: m["op"] == "pong", timeout=5)
-    await asyncio.sleep(scaled(0.2))  # the session flushes its tally as it closes
+    # The session flushes its tally as it closes: once, so the first change is the whole of it.
+    await eventually(lambda: delivered() != before)
     assert delivered() - before == 1  # the pong; two heartbeats not counted
 
 

@@ -17,7 +17,7 @@ from skillwire.client import (
     event_task,
     is_terminal,
 )
-from tests.conftest import scaled
+from tests.conftest import RunningServer, eventually, scaled, wait_until
 
 STREAMING = ["ws", "sse", "ndjson"]
 ALL = [*STREAMING, "poll", "auto"]
@@ -166,15 +166,26 @@ async def test_cancel_ends_a_followed_stream(client: AsyncClient, transport: Tra
     assert [e.seq for e in seen] == list(range(1, seen[-1].seq + 1))
 
 
-async def test_breaking_out_closes_the_stream(client: AsyncClient) -> None:
-    """Leaving an events() loop early and closing it releases the connection."""
+def listeners(server: RunningServer) -> int:
+    """Live listeners on the server's backbone: one per open subscription."""
+    return int(server.call_soon(server.runtime.backbone.listener_count))
+
+
+async def test_breaking_out_closes_the_stream(
+    client: AsyncClient, shared_server: RunningServer
+) -> None:
+    """Leaving an events() loop early and closing it releases the connection: the server
+    drops the subscription while the task still runs."""
     task = await client.call("demo", "countdown", [{"n": 1000, "interval": 0.01}], wait=0)
     events = client.events(task.task_id, transport="ws")
     async with asyncio.timeout(scaled(10)):
         async for event in events:
             if event.seq >= 3:
                 break
+    await eventually(lambda: listeners(shared_server) == 1)  # ours (others' have ended)
     await events.aclose()
+    await eventually(lambda: listeners(shared_server) == 0)
+    assert (await client.task(task.task_id)).status is TaskStatus.RUNNING
     await client.cancel(task.task_id)
 
 
@@ -194,12 +205,16 @@ def test_sync_client_events_and_stream(sync_client: Client, transport: Transport
         assert [e.seq for e in again] == [e.seq for e in events]
 
 
-def test_sync_iterator_closed_early(sync_client: Client) -> None:
-    """Closing a Client.events() iterator early stops its stream on the client's loop."""
+def test_sync_iterator_closed_early(sync_client: Client, shared_server: RunningServer) -> None:
+    """Closing a Client.events() iterator early stops its stream on the client's loop: the
+    server drops the subscription while the task still runs."""
     task = sync_client.call("demo", "countdown", [{"n": 1000, "interval": 0.01}], wait=0)
     events = sync_client.events(task.task_id, transport="sse")
     for event in events:
         if event.seq >= 3:
             break
+    wait_until(lambda: listeners(shared_server) == 1)  # ours (others' have ended)
     events.close()
+    wait_until(lambda: listeners(shared_server) == 0)
+    assert sync_client.task(task.task_id).status is TaskStatus.RUNNING
     sync_client.cancel(task.task_id)

@@ -212,3 +212,12 @@ def test_error_envelope_with_details_and_request_id() -> None:
     assert envelope.error.code == "VALIDATION_ERROR"
     assert envelope.error.details == {"field": "requests[0].text"}
     assert envelope.error.request_id == "req-7"
+
+
+def test_encode_escapes_unicode_line_separators() -> None:
+    """U+0085, U+2028 and U+2029 are escaped (valid JSON, and no line split in them)."""
+    text = "a\x85b\u2028c\u2029d\u2013e"
+    data = encode({"text": text})
+    assert data == b'{"text":"a\\u0085b\\u2028c\\u2029d\xe2\x80\x93e"}'
+    assert len(data.decode().splitlines()) == 1
+    assert decode_json(data) == {"text": text}

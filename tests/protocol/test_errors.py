@@ -83,11 +83,21 @@ def test_every_error_is_a_skillwire_error() -> None:
         assert issubclass(cls, SkillwireError)
 
 
-@pytest.mark.parametrize("code", list(ErrorCode))
+# Codes the worker sets on a failed request (requests[i].error): never in an envelope, no class.
+REQUEST_ONLY = {ErrorCode.SHUTDOWN, ErrorCode.WORKER_LOST}
+
+
+@pytest.mark.parametrize("code", [c for c in ErrorCode if c not in REQUEST_ONLY])
 def test_error_class_for_maps_every_code_back(code: ErrorCode) -> None:
     """error_class_for turns each wire code into a class that carries that code."""
     assert error_class_for(code).code == code
     assert error_class_for(str(code)).code == code
+
+
+def test_request_failure_codes_of_the_worker_are_error_codes() -> None:
+    """SHUTDOWN and WORKER_LOST are ErrorCode members; as envelopes they map to the base class."""
+    assert {c.value for c in REQUEST_ONLY} == {"SHUTDOWN", "WORKER_LOST"}
+    assert all(error_class_for(c) is SkillwireError for c in REQUEST_ONLY)
 
 
 @pytest.mark.parametrize(

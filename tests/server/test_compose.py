@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ def _compose() -> dict[str, Any]:
     return document
 
 
+@functools.cache  # one process per command: two gateways share `serve`'s, two workers `worker`'s
 def _help(*command: str) -> str:
     return subprocess.run(
         [SKILLWIRE, *command, "--help"], capture_output=True, text=True, check=True

@@ -303,3 +303,19 @@ def test_bad_limits_and_unknown_roles_are_configuration_errors(
     with pytest.raises(ValidationError) as caught:
         load_config(environ={}, overrides=overrides)
     assert caught.value.details["field"] == field
+
+
+def test_task_output_bounds_from_file_and_environment(tmp_path: Path) -> None:
+    """[task] max_outputs and max_output_bytes default to 1,000 and 1 MiB, come from the file
+    or SKILLWIRE_TASK__*, and must be at least 1; max_log_bytes defaults to 16 MiB."""
+    defaults = load_config(environ={})
+    assert (defaults.task.max_outputs, defaults.task.max_output_bytes) == (1_000, 1024 * 1024)
+    assert defaults.max_log_bytes == 16 * 1024 * 1024
+    path = tmp_path / "skillwire.toml"
+    path.write_text("max_log_bytes = 4096\n[task]\nmax_outputs = 10\n")
+    config = load_config(path, environ={"SKILLWIRE_TASK__MAX_OUTPUT_BYTES": "2048"})
+    assert (config.task.max_outputs, config.task.max_output_bytes) == (10, 2048)
+    assert config.max_log_bytes == 4096
+    with pytest.raises(ValidationError) as info:
+        load_config(environ={"SKILLWIRE_TASK__MAX_OUTPUTS": "0"})
+    assert info.value.details["field"] == "task.max_outputs"

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from skillwire.protocol import EventType, format_time, lifecycle
 from skillwire.server import App, Context
+from skillwire.server.backbone import MemoryBackbone
 from tests.conftest import RunningServer
 from tests.server.conftest import events_of, finished
 
@@ -157,6 +159,55 @@ def test_100000_outputs_leave_a_bounded_task(
     assert terminal["type"] == "task.completed"
     assert terminal["data"]["requests"][0]["outputs_dropped"] == 99_000
     assert len(terminal["data"]["previews"]) == 1_000
+    assert held_in_store(server, task["task_id"]) == (1_000, 1_000)
+
+
+def held_in_store(server: RunningServer, task_id: str) -> tuple[int, int]:
+    """What the backbone itself keeps for request 0: (outputs, entries beside them). On memory
+    the second is the log's length capped to 1,000; on Redis the offsets list."""
+    backbone = server.runtime.backbone
+    if backbone.name == "memory":
+        record = backbone._records[task_id]
+        assert len(record.log) <= 12_500  # max_events and a quarter, trimmed in chunks
+        return len(record.task.requests[0].output), min(len(record.log), 1_000)
+    import redis
+
+    from skillwire.server.backbone.redis import _keys as keys
+
+    client = redis.Redis.from_url(server.runtime.config.redis_url)
+    try:
+        assert client.xlen(keys.events(task_id)) <= 12_000  # the stream is capped near 10,000
+        return client.llen(keys.outputs(task_id, 0)), client.llen(keys.output_meta(task_id, 0))
+    finally:
+        client.close()
+
+
+def test_memory_log_stays_under_max_log_bytes(
+    server_factory: Callable[..., RunningServer], backbone: str
+) -> None:
+    """On the memory backbone a log over max_log_bytes drops its oldest events (a reader
+    from seq 0 then gets a snapshot first); Redis keeps max_events whatever their size."""
+    if backbone != "memory":
+        pytest.skip("max_log_bytes bounds the memory backbone's log")
+    server = server_factory(
+        {"max_log_bytes": 64 * 1024, "task": {"max_output_bytes": 16 * 1024}},
+        apps=[streaming_app()],
+    )
+    task = call(server, "many", [{"n": 500, "size": 1_000}])
+    record = server.runtime.backbone._records[task["task_id"]]
+    assert record.log_bytes == sum(len(e.json) for e in record.log) <= 64 * 1024
+    assert record.log[-1].seq == task["last_seq"]
+    assert record.first_seq > 1
+    with (
+        server.client() as client,
+        client.stream(
+            "GET",
+            f"/api/v1/tasks/{task['task_id']}/events",
+            headers={"Accept": "application/x-ndjson"},
+        ) as response,
+    ):
+        first = json.loads(next(response.iter_lines()))
+    assert first["type"] == "task.snapshot"
 
 
 def test_max_output_bytes_bounds_the_task(server_factory: Callable[..., RunningServer]) -> None:
@@ -169,3 +220,60 @@ def test_max_output_bytes_bounds_the_task(server_factory: Callable[..., RunningS
     assert sum(sizes) <= 64 * 1024 < sum(sizes) + sizes[0]
     assert request["outputs_dropped"] == 2_000 - held
     assert request["output"][-1]["i"] == 1_999
+
+
+# -- the Context API, against a memory backbone ----------------------------------------------
+async def started_context(task_id: str) -> tuple[MemoryBackbone, Context]:
+    backbone = MemoryBackbone()
+    task, first = lifecycle.new_task(task_id, "streams", "answer", 1, {}, format_time(0))
+    await backbone.create_task(task, first, owner="u", webhook_url=None, work=[])
+    assert await backbone.append(task_id, EventType.REQUEST_STARTED, 0, {})
+    return backbone, Context(backbone, task_id, 0, "streams", "answer", "u")
+
+
+async def test_output_numbers_count_from_zero_and_stream_takes_the_next() -> None:
+    """ctx.output returns 0, 1, ...; a streamed output takes the next number on entering the
+    block, keeps it after the block, and grows the field named."""
+    backbone, ctx = await started_context("tsk_numbers")
+    assert await ctx.output("plain") == 0
+    out = ctx.stream({"type": "message", "content": "a"}, field="content")
+    assert out.index == -1
+    with pytest.raises(RuntimeError):
+        await out.append("x")
+    async with out:
+        assert out.index == 1
+        await out.append("b")
+    await out.append("c")  # still its output after the block
+    assert await ctx.output({"type": "tick"}) == 2
+    stored = await backbone.get_task("tsk_numbers")
+    assert stored is not None
+    assert stored.task.requests[0].output[1] == {"type": "message", "content": "abc"}
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda ctx: ctx.stream({"type": "tick", "i": 1}), TypeError),
+        (lambda ctx: ctx.stream("text"), TypeError),
+        (lambda ctx: ctx.set_result(["not", "an", "object"]), TypeError),
+    ],
+)
+async def test_context_refuses_what_cannot_stream(call: Any, error: type[Exception]) -> None:
+    """ctx.stream on an item without that string field, and set_result with a non-object,
+    raise at once in the skill."""
+    _, ctx = await started_context("tsk_refuse")
+    with pytest.raises(error):
+        call(ctx)
+
+
+async def test_append_to_an_output_not_emitted_raises() -> None:
+    """ctx.append to a number ctx.output never returned raises ValueError; a non-str text
+    raises TypeError; nothing is appended."""
+    backbone, ctx = await started_context("tsk_append")
+    await ctx.output({"text": ""})
+    with pytest.raises(ValueError, match="output 1"):
+        await ctx.append(1, "text", "x")
+    with pytest.raises(TypeError):
+        await ctx.append(0, "text", 3)  # type: ignore[arg-type]
+    log = await backbone.read_events("tsk_append", 0, 100)
+    assert log is not None and all(e.type != "request.delta" for e in log.events)

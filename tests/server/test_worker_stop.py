@@ -26,6 +26,8 @@ async def stubborn(i: int) -> dict[str, Any]:
 
 
 async def test_a_swallowed_stop_still_ends_the_chain() -> None:
+    """A skill that swallows its cancellation still ends its chain: the next request fails
+    with SHUTDOWN instead of starting."""
     started.clear()
     backbone = MemoryBackbone()
     await backbone.start()

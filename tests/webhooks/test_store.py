@@ -71,6 +71,16 @@ async def claim_all(backbone: Backbone, lease: float = 30.0) -> list[Any]:
     return claimed
 
 
+async def claimed_when_due(backbone: Backbone, timeout: float = 5.0) -> Any:
+    """The one delivery that falls due next, claimed as soon as it is (polled, deadline)."""
+    deadline = time.monotonic() + scaled(timeout)
+    while not (claimed := await claim_all(backbone)):
+        assert time.monotonic() < deadline, "no delivery fell due in time"
+        await asyncio.sleep(0.01)
+    (record,) = claimed
+    return record
+
+
 async def test_terminal_event_creates_one_delivery_per_url(store: Backbone) -> None:
     """The task's own URL first, then each configured URL, each URL once; the payload is
     {type, timestamp, data} with the terminal event's type and time and the final Task."""
@@ -144,7 +154,7 @@ async def test_a_retry_falls_due_at_its_time(store: Backbone) -> None:
     store.webhook_urls = ()
     await finished_task(store)
     (record,) = await claim_all(store)
-    retry_at = time.time() + 0.4
+    retry_at = time.time() + scaled(0.4)
     await store.finish_attempt(record.id, 1, delivered=False, error="HTTP 500", retry_at=retry_at)
     claimed, next_due = await store.claim_deliveries(10, 30.0)
     assert claimed == []
@@ -153,8 +163,8 @@ async def test_a_retry_falls_due_at_its_time(store: Backbone) -> None:
     assert pending is not None
     assert pending.last_error == "HTTP 500"
     assert pending.next_attempt_at == pytest.approx(retry_at, abs=0.01)
-    await asyncio.sleep(0.45)
-    (again,) = await claim_all(store)
+    again = await claimed_when_due(store)
+    assert time.time() >= retry_at - 0.01  # not before its time (Redis scores are in ms)
     assert (again.id, again.attempts) == (record.id, 2)
 
 
@@ -163,10 +173,12 @@ async def test_a_lapsed_claim_is_taken_over_as_the_next_attempt(store: Backbone)
     late report of attempt 1 is refused."""
     store.webhook_urls = ()
     await finished_task(store)
-    (record,) = await claim_all(store, lease=0.2)
+    lease = scaled(0.2)
+    claimed_at = time.time()
+    (record,) = await claim_all(store, lease=lease)
     assert await claim_all(store) == []
-    await asyncio.sleep(0.3)
-    (taken,) = await claim_all(store)
+    taken = await claimed_when_due(store)
+    assert time.time() >= claimed_at + lease - 0.01  # not before the lease lapsed
     assert (taken.id, taken.attempts) == (record.id, 2)
     late = await store.finish_attempt(record.id, 1, delivered=True, error=None, retry_at=None)
     assert not late

@@ -30,9 +30,24 @@ _PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]*)`$")
 
 
+# Line separators that JSON leaves raw (U+0085, U+2028, U+2029), as UTF-8. Escaped, so that a
+# reader that splits lines the Unicode way (str.splitlines, httpx's iter_lines) never cuts an
+# SSE frame or an NDJSON line in two: a streamed answer may hold any character. Inside JSON they
+# can only sit in strings, and UTF-8 is self-synchronising, so replacing the bytes is exact.
+_RAW_SEPARATORS = (
+    (b"\xc2\x85", b"\\u0085"),
+    (b"\xe2\x80\xa8", b"\\u2028"),
+    (b"\xe2\x80\xa9", b"\\u2029"),
+)
+
+
 def encode(obj: Any) -> bytes:
-    """JSON bytes of any wire object or builtin."""
-    return _encoder.encode(obj)
+    """JSON bytes of any wire object or builtin (Unicode line separators escaped)."""
+    data = _encoder.encode(obj)
+    if b"\xc2\x85" in data or b"\xe2\x80" in data:
+        for raw, escaped in _RAW_SEPARATORS:
+            data = data.replace(raw, escaped)
+    return data
 
 
 def decode_json(data: bytes | str) -> Any:

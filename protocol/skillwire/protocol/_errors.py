@@ -25,6 +25,11 @@ an envelope back onto the same class::
 
 A class with no status above answers 500 (and its ``code`` is ``INTERNAL_ERROR`` unless named);
 one with no close code above closes a WebSocket with 1013 (try again later).
+
+Two codes have no class: the worker fails a request with them (``requests[i].error``), they
+never come in an error envelope. ``SHUTDOWN``: the memory-backbone server stopped before the
+request finished. ``WORKER_LOST``: its work item was delivered ``work_max_deliveries`` times,
+the worker lost each time.
 """
 
 from __future__ import annotations
@@ -73,6 +78,8 @@ class ErrorCode(StrEnum):
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     SKILL_ERROR = "SKILL_ERROR"
     TIMEOUT = "TIMEOUT"
+    SHUTDOWN = "SHUTDOWN"
+    WORKER_LOST = "WORKER_LOST"
 
 
 class CloseCode(IntEnum):

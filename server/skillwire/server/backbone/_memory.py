@@ -290,9 +290,6 @@ class MemoryBackbone(Backbone):
         self._enqueued[id(claim.item)] = time.time()
         self._queue.put_nowait(claim.item)
 
-    def queue_depth(self) -> int:
-        return self._queue.qsize()
-
     async def queue_stats(self) -> tuple[int, float]:
         oldest = min(self._enqueued.values(), default=None)
         return self._queue.qsize(), (time.time() - oldest) if oldest is not None else 0.0

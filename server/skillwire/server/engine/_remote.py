@@ -294,14 +294,22 @@ class RemoteSkills:
         self._specs: dict[str, tuple[SkillDeclaration, SkillSpec, SkillSpec, float]] = {}
         self._refresher: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._stopped = False  # nothing more goes to the backbone from a detach or a timer
 
     # -- life ------------------------------------------------------------------------------
     async def start(self) -> None:
         self._refresher = asyncio.create_task(self._refresh(), name="skillwire-declarations")
 
     async def stop(self) -> None:
+        self._stopped = True
         for timer in self._timers:
             timer.cancel()
+        pending = list(self._background)
+        for job in pending:
+            job.cancel()
+        for job in pending:
+            with contextlib.suppress(asyncio.CancelledError, SkillwireError):
+                await job
         if self._refresher is not None:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -454,6 +462,8 @@ class RemoteSkills:
                 self._serving.pop(key, None)
         for work in list(worker.work.values()):
             work.inbox.lose()
+        if self._stopped:
+            return
         # The hour a declaration outlives its last worker counts from now.
         renewal = asyncio.ensure_future(self._left(worker.worker_id, list(worker.skills)))
         self._background.add(renewal)
@@ -617,6 +627,8 @@ class RemoteSkills:
 
         def fire() -> None:
             self._timers.discard(timer)
+            if self._stopped:
+                return
             job = asyncio.ensure_future(self._fail_if_queued(task_id, index, key, seconds))
             self._background.add(job)
             job.add_done_callback(self._background.discard)

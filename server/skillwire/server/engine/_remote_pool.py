@@ -44,7 +44,7 @@ class RemotePool:
 
     async def stop(self, grace: float = 0.0) -> None:
         self._remote.on_capacity = None
-        jobs = [j for j in (self._loop, *self._grabbing.values()) if j is not None]
+        jobs = [j for j in (self._loop, *self._grabbing.values(), *self._returning) if j]
         for job in jobs:
             job.cancel()
         for job in jobs:

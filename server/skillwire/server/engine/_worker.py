@@ -218,7 +218,9 @@ class WorkerPool:
                 if self._requeue_on_stop:
                     await self._queue.requeue(claim)
                 else:
-                    failure = _failure("SHUTDOWN", "the server shut down before this finished")
+                    failure = _failure(
+                        ErrorCode.SHUTDOWN, "the server shut down before this finished"
+                    )
                     for index in claim.item.indices:
                         await self._backbone.append(
                             claim.item.task_id, EventType.REQUEST_FAILED, index, failure
@@ -243,7 +245,7 @@ class WorkerPool:
             claim.deliveries,
         )
         failure = _failure(
-            "WORKER_LOST",
+            ErrorCode.WORKER_LOST,
             f"the worker running this was lost {claim.deliveries - 1} times; not retrying",
         )
         for index in claim.item.indices:

@@ -51,6 +51,7 @@ const EVENT_TYPES = [
   "request.queued",
   "request.progress",
   "request.output",
+  "request.delta",
   "request.completed",
   "request.failed",
   ...TERMINAL_TYPES,
@@ -61,24 +62,30 @@ const CLOSE_UNAUTHENTICATED = 4401;
 const CLOSE_FORBIDDEN = 4403;
 const CLOSE_DROPPED = 4000; // our own code for a connection we abandon (idle, _debugDrop)
 
+// A response without an error envelope (a proxy's page, say) maps by its status, as the
+// Python client does; a proxy's 502 or 504 while the gateway restarts is worth a retry.
+// Any other status is INTERNAL_ERROR. (tests/browser/test_js_tables.py pins both tables.)
 const CODE_BY_STATUS = {
   400: "BAD_REQUEST",
   401: "UNAUTHORIZED",
   403: "FORBIDDEN",
   404: "NOT_FOUND",
+  405: "METHOD_NOT_ALLOWED",
   409: "CONFLICT",
   410: "EXPIRED",
   413: "PAYLOAD_TOO_LARGE",
   422: "VALIDATION_ERROR",
   429: "RATE_LIMITED",
-  500: "INTERNAL_ERROR",
+  502: "SERVICE_UNAVAILABLE",
   503: "SERVICE_UNAVAILABLE",
+  504: "SERVICE_UNAVAILABLE",
 };
+// The API's temporary codes (the protocol's errors with ``temporary``), and this client's own
+// two for a connection that failed or dropped.
 const TEMPORARY_CODES = new Set([
   "NETWORK_ERROR",
   "CONNECTION_LOST",
   "RATE_LIMITED",
-  "INTERNAL_ERROR",
   "SERVICE_UNAVAILABLE",
 ]);
 

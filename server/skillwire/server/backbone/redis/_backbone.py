@@ -27,7 +27,6 @@ from skillwire.protocol import (
     BackboneUnavailable,
     Conflict,
     DeliveryStatus,
-    Delta,
     EncodedEvent,
     Event,
     EventType,
@@ -61,6 +60,7 @@ from . import _scripts as scripts
 from ._batching import CommandBatcher
 from ._deliveries import RedisDeliveries, creation_args, creation_keys
 from ._fanout import Fanout
+from ._outputs import group_args
 from ._remote_work import RemoteWork
 
 __all__ = ["RedisBackbone"]
@@ -201,8 +201,7 @@ class RedisBackbone(Backbone):
             mapping[f"s:{i}"] = "queued"
             mapping[f"p:{i}"] = "0.0"
             mapping[f"e:{i}"] = b"null"
-            mapping[f"d:{i}"] = 0  # outputs dropped (see the bounds in _scripts)
-            mapping[f"b:{i}"] = 0  # bytes of the outputs held
+            mapping[f"d:{i}"] = 0  # outputs dropped (see _outputs)
             mapping[f"r:{i}"] = b"null"  # the result (request.completed's data)
         created_ms = int(time.time() * 1000)
         async with _translated():
@@ -300,7 +299,7 @@ class RedisBackbone(Backbone):
     ) -> tuple[int, list[EncodedEvent]]:
         groups: list[Any] = []
         for type_, data in entries:
-            groups += (type_.value, index, *_group_args(type_, data))
+            groups += (type_.value, index, *group_args(type_, data))
         now = time.time()
         async with _translated():
             flat = await self._batcher.script(
@@ -637,49 +636,6 @@ class RedisBackbone(Backbone):
         """This process finished a task: its dispatcher may claim the deliveries at once."""
         for listener in list(self._delivery_listeners):
             listener()
-
-
-def _group_args(type_: EventType, data: Any) -> tuple[bytes, bytes, bytes, bytes]:
-    """One event's data JSON and the three extra arguments APPEND reads for its type."""
-    if type_ is EventType.REQUEST_PROGRESS:
-        # None given: the request keeps its progress (an empty one tells the script).
-        progress = encode(float(data["progress"])) if "progress" in data else b""
-        return encode(data), progress, b"", b""
-    if type_ is EventType.REQUEST_FAILED:
-        return encode(data), b"", encode(data["error"]), b""
-    if type_ is EventType.REQUEST_OUTPUT:
-        return string_fields(data)
-    if type_ is EventType.REQUEST_DELTA:
-        try:
-            delta = msgspec.convert(data, Delta)
-        except msgspec.ValidationError as exc:  # the script refuses it where lifecycle would
-            return encode(data), b"", b"", f"request.delta: {exc}".encode()
-        text = encode(delta.append)[1:-1]
-        return encode(data), b"%d" % delta.output, delta.field.encode(), text
-    if type_ is EventType.REQUEST_COMPLETED:
-        if not isinstance(data, dict):
-            return encode(data), b"", b"", b""
-        return encode(data), encode(data) if data else b"null", b"", b""
-    return encode(data), b"", b"", b""
-
-
-def string_fields(item: Any) -> tuple[bytes, bytes, bytes, bytes]:
-    """An output's JSON and, as a JSON object, where each of its top-level string fields ends
-    (the bytes before its closing quote): where a delta's text goes."""
-    json = encode(item)
-    offsets: dict[str, int] = {}
-    if isinstance(item, dict) and all(isinstance(k, str) for k in item):
-        parts: list[bytes] = []
-        at = 1  # past "{"
-        for key, value in item.items():
-            part = encode(key) + b":" + encode(value)
-            if isinstance(value, str):
-                offsets[key] = at + len(part) - 1
-            parts.append(part)
-            at += len(part) + 1  # and the comma
-        if b"{" + b",".join(parts) + b"}" != json:  # never expected: then no field streams
-            offsets = {}
-    return json, encode(offsets), b"", b""
 
 
 def _events(flat: list[Any]) -> list[EncodedEvent]:

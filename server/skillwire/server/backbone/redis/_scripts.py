@@ -7,14 +7,7 @@ is imported, so an event type added there is known here too.
 ``tests/server/backbone/test_contract.py`` pushes the same random event sequences through
 both backbones and checks that they leave the same logs and tasks.
 Task and event JSON are assembled from stored JSON fragments, never re-encoded.
-
-Streamed outputs: each output of request ``i`` is one element of the list ``<outp><i>``, and
-the element at the same place of ``<outp>m<i>`` says where it came from and where its string
-fields end: ``"<emission order> <JSON object: field -> bytes before its closing quote>"``
-(computed in Python when the output is appended). A delta splices its escaped text in at that
-offset, in the same script as the event it appends, so a Task read at seq N holds exactly the
-appends up to N. The bounds (``max_outputs`` per request, ``max_output_bytes`` per task, see
-``skillwire.protocol``'s ``_bounds``) drop the oldest outputs in the same step.
+Streamed outputs and the output bounds: ``_outputs`` (APPEND includes its Lua functions).
 """
 
 from __future__ import annotations
@@ -23,6 +16,8 @@ import re
 from collections.abc import Iterable, Mapping
 
 from skillwire.protocol import lifecycle
+
+from ._outputs import OUTPUTS
 
 __all__ = [
     "APPEND",
@@ -213,88 +208,9 @@ local max_outputs, max_bytes = tonumber(ARGV[8]), tonumber(ARGV[9])
 local GROUP, FIRST = 6, 10
 local wh = webhooks_from(KEYS[4], KEYS[5], FIRST + GROUP * count)
 
--- The oldest output of request j leaves the Task: counted in d:j, its bytes given back.
-local function drop_oldest(j)
-  local item = redis.call('LPOP', outp .. j)
-  redis.call('LPOP', outp .. 'm' .. j)
-  redis.call('HINCRBY', h, 'd:' .. j, 1)
-  redis.call('HINCRBY', h, 'b:' .. j, -#item)
-  return redis.call('HINCRBY', h, 'ob', -#item)
-end
-
--- Over max_output_bytes: the oldest outputs leave, oldest first across requests.
-local function enforce_bytes(n)
-  local total = tonumber(redis.call('HGET', h, 'ob'))
-  while total > max_bytes do
-    local oldest, which = nil, nil
-    for j = 0, n - 1 do
-      local m = redis.call('LINDEX', outp .. 'm' .. j, 0)
-      if m then
-        local order = tonumber(string.match(m, '^(%d+)'))
-        if oldest == nil or order < oldest then oldest, which = order, j end
-      end
-    end
-    if which == nil then break end  -- nothing held: nothing more to give back
-    total = drop_oldest(which)
-  end
-end
-
-local function add_output(index, n, data, offsets)
-  local order = redis.call('HINCRBY', h, 'oc', 1)
-  local held = redis.call('RPUSH', outp .. index, data)
-  redis.call('RPUSH', outp .. 'm' .. index, order .. ' ' .. offsets)
-  redis.call('HINCRBY', h, 'b:' .. index, #data)
-  redis.call('HINCRBY', h, 'ob', #data)
-  while held > max_outputs do
-    drop_oldest(index)
-    held = held - 1
-  end
-  enforce_bytes(n)
-end
-
--- A delta's checks, in lifecycle's order: nil when it may be appended, else an error reply.
--- Sets DELTA_AT to where it applies ({position, offsets, offset}) or nil (output dropped).
-local DELTA_AT = nil
-local function check_delta(index, out_n, field, text)
-  DELTA_AT = nil
-  if out_n == '' then return redis.error_reply('ILLEGAL ' .. text) end
-  local dropped = tonumber(redis.call('HGET', h, 'd:' .. index) or '0')
-  local emitted = dropped + redis.call('LLEN', outp .. index)
-  local wanted = tonumber(out_n)
-  if wanted >= emitted then
-    return redis.error_reply('ILLEGAL request.delta: output ' .. out_n ..
-      ' does not exist (' .. emitted .. ' emitted)')
-  end
-  local position = wanted - dropped
-  if position < 0 then return nil end
-  local meta = redis.call('LINDEX', outp .. 'm' .. index, position)
-  local order, offsets = string.match(meta, '^(%d+) (.*)$')
-  offsets = cjson.decode(offsets)
-  local at = offsets[field]
-  if type(at) ~= 'number' then
-    return redis.error_reply('ILLEGAL request.delta: field `' .. field .. '` of output ' ..
-      out_n .. ' is not a string')
-  end
-  DELTA_AT = {position, order, offsets, at}
-  return nil
-end
-
-local function apply_delta(index, n, field, text)
-  if DELTA_AT == nil or text == '' then return end
-  local position, order, offsets, at = DELTA_AT[1], DELTA_AT[2], DELTA_AT[3], DELTA_AT[4]
-  local key = outp .. index
-  local item = redis.call('LINDEX', key, position)
-  redis.call('LSET', key, position, string.sub(item, 1, at) .. text .. string.sub(item, at + 1))
-  for f, o in pairs(offsets) do
-    if o >= at and f ~= field then offsets[f] = o + #text end
-  end
-  offsets[field] = at + #text
-  redis.call('LSET', outp .. 'm' .. index, position, order .. ' ' .. cjson.encode(offsets))
-  redis.call('HINCRBY', h, 'b:' .. index, #text)
-  redis.call('HINCRBY', h, 'ob', #text)
-  enforce_bytes(n)
-end
-
+"""
+    + OUTPUTS
+    + r"""
 -- One request event: 'ok', 'refused' (already finished), 'finished' (it ended the task),
 -- or an error reply for an illegal transition.
 -- The checks come in lifecycle.append's order, so both backbones answer bad input alike.
@@ -327,11 +243,8 @@ local function apply(etype, index, data, x1, x2, x3, out)
   end
   redis.call('HSET', h, 's:' .. index, rule[2])
   if etype == 'request.started' then
-    redis.call('DEL', outp .. index, outp .. 'm' .. index)
-    local held = tonumber(redis.call('HGET', h, 'b:' .. index) or '0')
-    if held > 0 then redis.call('HINCRBY', h, 'ob', -held) end
-    redis.call('HSET', h, 'p:' .. index, '0.0', 'd:' .. index, 0, 'b:' .. index, 0,
-      'r:' .. index, 'null')
+    forget_outputs(index)
+    redis.call('HSET', h, 'p:' .. index, '0.0', 'r:' .. index, 'null')
   elseif etype == 'request.progress' then
     if x1 ~= '' then redis.call('HSET', h, 'p:' .. index, x1) end
   elseif etype == 'request.output' then
