@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
-import pytest
-
-from tests.conftest import RedisServer, RunningServer, start_server
+from tests.conftest import RunningServer
 
 from .helpers import (
-    WORKER_KEYS,
     Inbox,
     call,
     declaration,
@@ -21,24 +17,6 @@ from .helpers import (
     task_when,
     worker_ws,
 )
-
-
-@pytest.fixture
-def gateways(redis_server: RedisServer) -> Iterator[tuple[RunningServer, RunningServer]]:
-    """Two gateways on one Redis (the suite's own redis-server)."""
-    redis_server.flush()
-    settings = {
-        "backbone": "redis",
-        "redis_url": redis_server.url,
-        "work_lease": 2.0,
-        "keys": WORKER_KEYS,
-        "heartbeat_interval": 0.5,
-    }
-    first = start_server(settings)
-    second = start_server(settings)
-    yield first, second
-    first.stop()
-    second.stop()
 
 
 async def test_workers_on_two_gateways_share_the_work(

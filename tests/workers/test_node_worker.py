@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from skillwire.client import WorkContext, Worker
 from tests.conftest import RunningServer, scaled
 
 from .helpers import WORKER_KEY, call, finished, task_when, worker_server
@@ -133,8 +134,6 @@ async def test_a_python_and_a_node_worker_share_one_gateway(
     server_factory: Factory, node_worker: Callable[..., NodeWorker]
 ) -> None:
     """A Node worker and a Python worker serve their skills side by side."""
-    from skillwire.client import Worker
-
     server = worker_server(server_factory)
     await asyncio.to_thread(node_worker(server).wait_for, "ready wkr_")
     python = Worker(server.url, WORKER_KEY, app="py")
@@ -165,3 +164,32 @@ async def test_a_refused_key_stops_the_node_worker(
     worker = node_worker(server, key="sk_nope")
     await asyncio.to_thread(worker.wait_for, "refused ")
     assert await asyncio.to_thread(worker.process.wait, scaled(5)) == 3
+
+
+async def test_a_killed_node_workers_work_runs_on_a_python_worker_elsewhere(
+    gateways: tuple[RunningServer, RunningServer], node_worker: Callable[..., NodeWorker]
+) -> None:
+    """Node on gateway A is killed (SIGKILL) mid-request: the Python worker on B runs it."""
+    first, second = gateways
+    node = node_worker(first)
+    await asyncio.to_thread(node.wait_for, "ready wkr_")
+    response = await call(first, "wait", [{"marker": 1}], app="node")
+    task_id = response.json()["task_id"]
+    await task_when(first, task_id, lambda t: t["status"] == "running")
+    python = Worker(second.url, WORKER_KEY, app="node")
+
+    @python.skill(mode="long", input_schema={"type": "object"})  # node/wait, declared alike
+    async def wait(raw: dict[str, object], ctx: WorkContext) -> dict[str, object]:
+        return {"ran_on": "python", "input": raw}
+
+    job = asyncio.create_task(python.run())
+    try:
+        await asyncio.wait_for(python.ready.wait(), scaled(10))
+        assert "node/wait" not in python.refused
+        node.process.kill()  # SIGKILL: no close frame, the gateway sees the socket drop
+        task = await task_when(second, task_id, finished, timeout=20)
+    finally:
+        await python.stop()
+        await asyncio.wait_for(job, scaled(5))
+    assert task["status"] == "completed"
+    assert task["previews"] == [{"ran_on": "python", "input": {"marker": 1}}]

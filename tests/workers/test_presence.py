@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from tests.conftest import USER_KEY, RunningServer, scaled
 
@@ -51,3 +54,25 @@ async def test_metrics_count_workers_and_their_work(server_factory: Factory) -> 
             text = (await client.get("/metrics")).text
     assert "skillwire_workers_connected 1.0" in text
     assert 'skillwire_remote_in_flight{app="ext",skill="upper"} 1.0' in text
+
+
+async def test_connect_hello_and_disconnect_are_audited(
+    server_factory: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Audit lines name the worker key for its connect, hello (with skills) and disconnect."""
+    caplog.set_level(logging.INFO, logger="skillwire.audit")
+    server = worker_server(server_factory)
+    async with worker_ws(server) as conn:
+        welcome = await hello(Inbox(conn), declaration())
+
+    def audited() -> list[dict[str, Any]]:
+        return [r.fields for r in caplog.records if r.name == "skillwire.audit"]  # type: ignore[attr-defined]
+
+    async with asyncio.timeout(scaled(5)):
+        while not any(f["audit"] == "worker.disconnect" for f in audited()):
+            await asyncio.sleep(0.02)
+    lines = {f["audit"]: f for f in audited()}
+    assert lines["worker.connect"]["principal"] == "worker"
+    assert lines["worker.hello"]["skills"] == ["ext/upper"]
+    assert lines["worker.hello"]["worker_id"] == welcome["worker_id"]
+    assert lines["worker.disconnect"]["worker_id"] == welcome["worker_id"]
