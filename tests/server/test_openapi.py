@@ -73,7 +73,7 @@ def test_docs_need_the_docs_permission(server: RunningServer) -> None:
         "http://" not in page.text.replace("http://127.0.0.1", "") and "https://" not in page.text
     )
     assert asyncapi["asyncapi"] == "3.0.0"
-    assert set(asyncapi["channels"]) == {"websocket", "events"}
+    assert set(asyncapi["channels"]) == {"websocket", "events", "workers"}
 
 
 def test_schemas_describe_streamed_outputs(server: RunningServer) -> None:

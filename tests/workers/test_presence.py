@@ -76,3 +76,16 @@ async def test_connect_hello_and_disconnect_are_audited(
     assert lines["worker.hello"]["skills"] == ["ext/upper"]
     assert lines["worker.hello"]["worker_id"] == welcome["worker_id"]
     assert lines["worker.disconnect"]["worker_id"] == welcome["worker_id"]
+
+
+async def test_asyncapi_describes_the_workers_channel(server_factory: Factory) -> None:
+    """/asyncapi.json has the workers' channel, with hello, work and the worker messages."""
+    server = worker_server(server_factory)
+    async with server.async_client() as client:
+        document = (await client.get("/asyncapi.json")).json()
+    channel = document["channels"]["workers"]
+    assert channel["address"] == "/api/v1/workers/ws"
+    names = {m["name"] for m in channel["messages"].values()}
+    assert {"hello", "welcome", "work", "cancel", "progress", "output", "delta"} <= names
+    assert {"completed", "failed", "error", "heartbeat"} <= names
+    assert "WorkerHello" in document["components"]["schemas"]
