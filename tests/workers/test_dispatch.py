@@ -268,3 +268,14 @@ async def test_a_flooding_worker_loses_nothing(server_factory: Factory) -> None:
         e["data"] for e in await events_of(server, task["task_id"]) if e["type"] == "request.output"
     ]
     assert outputs == list(range(count))
+
+
+async def test_requests_waiting_for_a_worker_take_no_slot(server_factory: Factory) -> None:
+    """Remote requests waiting for a worker never hold the slots in-process skills run in."""
+    server = worker_server(server_factory, concurrency=1, max_parallel=5)
+    async with worker_ws(server) as conn:
+        await hello(Inbox(conn), declaration())
+    waiting = await call(server, "upper", [{"text": str(i)} for i in range(3)])
+    await task_when(server, waiting.json()["task_id"], lambda t: t["last_seq"] >= 5)
+    echo = await call(server, "echo", [{"text": "still here"}], app="demo", prefer="wait=10")
+    assert echo.json()["status"] == "completed"

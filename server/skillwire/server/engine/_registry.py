@@ -49,6 +49,10 @@ class Registry:
             raise NotFound(f"no skill {app}/{skill}", details={"app": app, "skill": skill})
         return spec
 
+    def has(self, app: str, skill: str) -> bool:
+        found = self._apps.get(app)
+        return found is not None and skill in found.skills
+
     @property
     def default_max_requests(self) -> int:
         return self._max_requests

@@ -115,6 +115,9 @@ class WorkerPool:
         self.consumer = f"{os.uname().nodename}:{os.getpid()}:{id(self):x}"
         self._loops: list[asyncio.Task[None]] = []
         self._claims: dict[asyncio.Task[None], Claim] = {}
+        # Claims of skills this process does not run (remote workers' skills): they wait for
+        # a worker, not for this process, so they take no slot (nor block in-process work).
+        self._elsewhere: dict[asyncio.Task[None], Claim] = {}
         self._running: dict[str, set[asyncio.Task[None]]] = defaultdict(set)
         self._slot_freed = asyncio.Event()
         self._stopping = False
@@ -144,11 +147,12 @@ class WorkerPool:
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
         self._loops = []
-        if self._claims and grace > 0:
-            await asyncio.wait(list(self._claims), timeout=grace)
-        for job in list(self._claims):
+        jobs = [*self._claims, *self._elsewhere]
+        if jobs and grace > 0:
+            await asyncio.wait(jobs, timeout=grace)
+        for job in jobs:
             job.cancel()
-        for job in list(self._claims):
+        for job in jobs:
             with contextlib.suppress(asyncio.CancelledError):
                 await job
 
@@ -163,10 +167,15 @@ class WorkerPool:
     # -- claiming ------------------------------------------------------------------------
     def _take(self, claim: Claim) -> bool:
         """Work handed over by the backbone as it is created: run it now if a slot is free."""
-        if self._stopping or not self._loops or len(self._claims) >= self._slots:
+        if self._stopping or not self._loops:
+            return False
+        if self._takes_slot(claim) and len(self._claims) >= self._slots:
             return False
         self._start(claim)
         return True
+
+    def _takes_slot(self, claim: Claim) -> bool:
+        return self._remote is None or self._registry.has(claim.item.app, claim.item.skill)
 
     def run_claim(self, claim: Claim) -> None:
         """Run a claim taken elsewhere (a pool that does not fetch)."""
@@ -174,7 +183,10 @@ class WorkerPool:
 
     def _start(self, claim: Claim) -> None:
         job = asyncio.create_task(self._run_claim(claim))
-        self._claims[job] = claim
+        if self._takes_slot(claim):
+            self._claims[job] = claim
+        else:
+            self._elsewhere[job] = claim
 
     async def _fetch(self) -> None:
         backoff = 0.1
@@ -195,7 +207,8 @@ class WorkerPool:
                 continue
             backoff = 0.1
             for claim in claims:
-                if len(self._claims) >= self._slots:  # work handed over took the slot meanwhile
+                if self._takes_slot(claim) and len(self._claims) >= self._slots:
+                    # work handed over took the slot meanwhile
                     with contextlib.suppress(BackboneUnavailable):
                         await self._queue.requeue(claim)
                     continue
@@ -205,7 +218,8 @@ class WorkerPool:
         while True:
             await asyncio.sleep(self._lease / 3)
             with contextlib.suppress(BackboneUnavailable):
-                await self._queue.touch(self.consumer, list(self._claims.values()))
+                claims = [*self._claims.values(), *self._elsewhere.values()]
+                await self._queue.touch(self.consumer, claims)
 
     async def _run_claim(self, claim: Claim) -> None:
         try:
@@ -233,7 +247,9 @@ class WorkerPool:
             with contextlib.suppress(BackboneUnavailable):
                 await self._queue.ack(claim)
         finally:
-            self._claims.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            job = asyncio.current_task()
+            self._claims.pop(job, None)  # type: ignore[arg-type]
+            self._elsewhere.pop(job, None)  # type: ignore[arg-type]
             self._slot_freed.set()
 
     async def _give_up(self, claim: Claim) -> None:
