@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import USER_KEY, RunningServer, scaled
 
@@ -89,3 +90,17 @@ async def test_asyncapi_describes_the_workers_channel(server_factory: Factory) -
     assert {"hello", "welcome", "work", "cancel", "progress", "output", "delta"} <= names
     assert {"completed", "failed", "error", "heartbeat"} <= names
     assert "WorkerHello" in document["components"]["schemas"]
+
+
+async def test_worker_connections_count_against_the_client_rate_limit(
+    server_factory: Factory,
+) -> None:
+    """Past its key's limit, a worker's upgrade is accepted and closed with 1013."""
+    server = worker_server(server_factory, rate_limit="2/minute")
+    for _ in range(2):
+        async with worker_ws(server) as conn:
+            await hello(Inbox(conn), declaration())
+    async with worker_ws(server) as conn:
+        with pytest.raises(ConnectionClosed):
+            await Inbox(conn).next()
+        assert (conn.close_code, conn.close_reason) == (1013, "rate limited")

@@ -31,6 +31,7 @@ from skillwire.protocol import (
 
 from .._runtime import Runtime
 from ..http._auth import authenticate
+from ..http._ratelimit import websocket_refused
 from ._outbox import Outbox
 from ._worker_session import CloseWorker, WorkerSession
 
@@ -161,8 +162,10 @@ class WorkerConnection:
             finally:
                 self._receiving = False
 
-    async def _open(self) -> WorkerSession | None:
+    async def _open(self, *, rate_limit: bool) -> WorkerSession | None:
         websocket, runtime = self.ws, self.runtime
+        if rate_limit and await websocket_refused(runtime, websocket):
+            return None
         offered = websocket.scope.get("subprotocols", [])
         chosen = WORKER_SUBPROTOCOL if WORKER_SUBPROTOCOL in offered else None
         await websocket.accept(subprotocol=chosen)
@@ -182,8 +185,8 @@ class WorkerConnection:
                 return None
         return session
 
-    async def serve(self) -> None:
-        session = await self._open()
+    async def serve(self, *, rate_limit: bool = False) -> None:
+        session = await self._open(rate_limit=rate_limit)
         if session is None:
             return
         self.session = session
@@ -231,6 +234,8 @@ class WorkerConnection:
             await writer
 
 
-async def workers_endpoint(websocket: WebSocket) -> None:
-    """A remote worker's connection, from the handshake to the close."""
-    await WorkerConnection(websocket, websocket.app.state.skillwire).serve()
+async def workers_endpoint(websocket: WebSocket, *, rate_limit: bool = False) -> None:
+    """A remote worker's connection, from the handshake to the close. ``rate_limit``: count
+    the upgrade against the client rate limit, for a connection that skipped the middleware
+    stack (http/_app's shortcut), as the client WebSocket does."""
+    await WorkerConnection(websocket, websocket.app.state.skillwire).serve(rate_limit=rate_limit)

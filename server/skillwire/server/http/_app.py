@@ -171,7 +171,7 @@ class _Gateway(Starlette):
                 return
             if path == self._workers_path:  # idle workers hold no middleware frames either
                 scope["app"] = self
-                await self._workers_endpoint(WebSocket(scope, receive, send))
+                await self._workers_endpoint(WebSocket(scope, receive, send), rate_limit=True)
                 return
         await super().__call__(scope, receive, send)
 
