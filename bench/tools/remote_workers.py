@@ -8,7 +8,8 @@ twins of ``demo/echo`` and ``demo/countdown``; then, in this process:
   events  one call whose request emits N ticks (a progress and an output each): the time from
           the call to its completion, per event, in-process ``demo/countdown`` vs ``bench/ticks``
   idle    W worker connections that said hello and wait (no work): the gateway's RSS growth per
-          worker, and how many such workers fit in one GiB
+          worker, and how many such workers fit in one GiB; W idle client WebSockets first,
+          measured the same way, as the baseline
 
 It prints the figures and the ratios (remote / in-process). Everything it starts it stops by
 PID.
@@ -161,20 +162,25 @@ async def seconds_per_event(url: str, skill: str, body: dict[str, Any]) -> float
     return elapsed / task["last_seq"]
 
 
-async def idle_workers(url: str, pid: int, count: int) -> float:
-    """Bytes of gateway RSS per idle worker connection (hello said, nothing to do)."""
-    ws_url = url.replace("http://", "ws://") + "/api/v1/workers/ws"
+async def idle_connections(url: str, pid: int, count: int, *, workers: bool) -> float:
+    """Bytes of gateway RSS per idle connection: a worker that said hello and has nothing to
+    do, or (the baseline) a client WebSocket that authenticated and follows nothing."""
+    path, key = ("/api/v1/workers/ws", WORKER) if workers else ("/api/v1/ws", ADMIN)
+    ws_url = url.replace("http://", "ws://") + path
     hello = json.dumps(
         {"op": "hello", "name": "idle", "skills": [{"app": "idle", "skill": "noop"}]}
+        if workers
+        else {"op": "ping", "ref": "p"}
     )
+    reply = '"welcome"' if workers else '"pong"'
     await asyncio.sleep(0.5)
     before = _rss(pid)
     conns = []
     try:
         for _ in range(count):
-            conn = await connect(ws_url, additional_headers={"Authorization": f"Bearer {WORKER}"})
+            conn = await connect(ws_url, additional_headers={"Authorization": f"Bearer {key}"})
             await conn.send(hello)
-            while '"welcome"' not in str(await conn.recv()):
+            while reply not in str(await conn.recv()):
                 pass
             conns.append(conn)
         await asyncio.sleep(1.0)  # let the gateway settle before reading its RSS
@@ -201,9 +207,12 @@ async def main(args: argparse.Namespace) -> None:
             print(f"per event ({args.ticks} ticks): in-process {local_event * 1e6:.1f} us, "
                   f"remote {remote_event * 1e6:.1f} us, "
                   f"ratio {remote_event / local_event:.2f}")  # fmt: skip
-            per_worker = await idle_workers(url, gateway.process.pid, args.idle)
+            pid = gateway.process.pid
+            per_client = await idle_connections(url, pid, args.idle, workers=False)
+            per_worker = await idle_connections(url, pid, args.idle, workers=True)
             print(f"idle workers: {per_worker / 1024:.1f} KiB each, "
-                  f"{(1 << 30) / per_worker:,.0f} per GiB ({args.idle} connected)")  # fmt: skip
+                  f"{(1 << 30) / per_worker:,.0f} per GiB ({args.idle} connected); "
+                  f"an idle client WebSocket, same run: {per_client / 1024:.1f} KiB")  # fmt: skip
         finally:
             gateway.stop()
 
