@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 from tests.conftest import RunningServer, scaled
@@ -279,3 +280,21 @@ async def test_requests_waiting_for_a_worker_take_no_slot(server_factory: Factor
     await task_when(server, waiting.json()["task_id"], lambda t: t["last_seq"] >= 5)
     echo = await call(server, "echo", [{"text": "still here"}], app="demo", prefer="wait=10")
     assert echo.json()["status"] == "completed"
+
+
+async def test_a_shutdown_does_not_wait_for_workers_that_are_gone(
+    server_factory: Factory, backbone: str
+) -> None:
+    """Stopping a gateway skips the grace for remote requests: they fail (or go back) at once."""
+    server = worker_server(server_factory, shutdown_grace=30)
+    async with worker_ws(server) as conn:
+        inbox = Inbox(conn)
+        await hello(inbox, declaration())
+        response = await call(server, "upper", [{"text": "a"}])
+        await inbox.until("work")
+        started = time.monotonic()
+        await asyncio.to_thread(server.stop)
+        assert time.monotonic() - started < scaled(10)
+    if backbone == "memory":  # no other process could run it: it failed with SHUTDOWN
+        stored = await server.runtime.backbone.get_task(response.json()["task_id"])
+        assert stored.task.requests[0].error.code == "SHUTDOWN"

@@ -148,8 +148,10 @@ class WorkerPool:
                 await loop
         self._loops = []
         jobs = [*self._claims, *self._elsewhere]
-        if jobs and grace > 0:
-            await asyncio.wait(jobs, timeout=grace)
+        # Only work running here gets the grace: a remote skill's waits on workers whose
+        # connections the drain already closed (its work goes back to the queue, or fails).
+        if self._claims and grace > 0:
+            await asyncio.wait(list(self._claims), timeout=grace)
         for job in jobs:
             job.cancel()
         for job in jobs:
