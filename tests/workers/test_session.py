@@ -147,9 +147,9 @@ async def test_a_full_inbox_holds_the_reader_until_there_is_room() -> None:
     """Past INBOX_LIMIT unrelayed messages, the next put waits (the socket is not read) until
     the relay takes one; nothing is dropped."""
     from skillwire.protocol import WorkOutput
-    from skillwire.server.engine._remote import INBOX_LIMIT, _Inbox
+    from skillwire.server.engine._remote_worker import INBOX_LIMIT, Inbox
 
-    inbox = _Inbox()
+    inbox = Inbox()
     for i in range(INBOX_LIMIT):
         await inbox.put(WorkOutput(output=i, work_id="w"))
     blocked = asyncio.create_task(inbox.put(WorkOutput(output=INBOX_LIMIT, work_id="w")))

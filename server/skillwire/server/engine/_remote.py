@@ -8,9 +8,11 @@ write-behind and the worker pool's lease apply unchanged. A worker that disconne
 silent) loses its unfinished work, which is sent again to another worker (``attempt`` + 1),
 after a fresh ``request.started``, up to ``max_attempts``.
 
-What a worker sends for one work item goes through a small bounded inbox: when the skill side
-cannot keep up (the store is slow), the connection's reader waits for room, so the gateway
-stops reading that socket and nothing is dropped.
+What a worker sends for one work item goes through a small bounded inbox
+(``_remote_worker.Inbox``): when the skill side cannot keep up, the connection's reader waits
+for room, so the gateway stops reading that socket and nothing is dropped. On a shared
+backbone, a sub-request with no free worker here goes to its skill's queue for whichever
+process has one (``_remote_pool``).
 
 Declarations live in the backbone (every gateway sees them) until an hour after the last
 worker serving them left; the first one fixes a skill's schema and mode.
@@ -29,9 +31,6 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import jsonschema  # type: ignore[import-untyped]
-import msgspec
-
 from skillwire.protocol import (
     CancelWork,
     Conflict,
@@ -44,7 +43,6 @@ from skillwire.protocol import (
     SkillError,
     SkillMode,
     SkillwireError,
-    ValidationError,
     Work,
     WorkCompleted,
     WorkDelta,
@@ -54,39 +52,26 @@ from skillwire.protocol import (
     WorkOutput,
     WorkProgress,
     encode_worker_message,
-    format_time,
 )
 
 from ..backbone import WorkItem
 from ._app import SkillSpec
 from ._context import Context, Discarded
 from ._registry import Registry
+from ._remote_worker import RemoteWork, RemoteWorker, WorkerLost
+from ._schemas import RawInput, check_schema, schema_checker
 
 if TYPE_CHECKING:
     from ..backbone import Backbone, Claim
 
-__all__ = [
-    "HandedOff",
-    "RawInput",
-    "RemoteQueue",
-    "RemoteSkills",
-    "RemoteWorker",
-    "WorkerLost",
-    "check_schema",
-    "schema_checker",
-]
+__all__ = ["HandedOff", "RemoteQueue", "RemoteSkills"]
 
 DECLARATION_TTL = 3600.0  # a declaration outlives the last worker serving it by an hour
 REFRESH_EVERY = 10.0  # how often what connected workers serve is renewed in the backbone
 SERVING_TTL = 3 * REFRESH_EVERY  # a process that stopped renewing no longer counts as serving
-INBOX_LIMIT = 64  # messages of one work item waiting to be stored before the reader waits
 CACHE_FOR = 2.0  # seconds a declaration read from the backbone is trusted
 
 log = logging.getLogger("skillwire.workers")
-
-
-class WorkerLost(Exception):
-    """The worker running a work item disconnected or fell silent before it finished."""
 
 
 class HandedOff(Discarded):
@@ -110,152 +95,6 @@ class RemoteQueue:
 
     async def requeue(self, claim: Claim) -> None:
         await self._backbone.requeue_remote(claim)
-
-
-class RawInput(msgspec.Struct):
-    """Stands for the input type of a skill declared by a JSON Schema (remote and HTTP
-    skills): its requests are checked against the schema instead, and passed on as they came."""
-
-
-def _wake(future: asyncio.Future[None] | None) -> None:
-    if future is not None and not future.done():
-        future.set_result(None)
-
-
-class _Inbox:
-    """What a worker said about one work item, waiting to be relayed; bounded."""
-
-    __slots__ = ("_items", "_limit", "_reader", "_room", "closed", "lost")
-
-    def __init__(self, limit: int = INBOX_LIMIT) -> None:
-        self._items: deque[WorkerMessage] = deque()
-        self._limit = limit
-        self._reader: asyncio.Future[None] | None = None
-        self._room: asyncio.Future[None] | None = None
-        self.lost = False
-        self.closed = False
-
-    async def put(self, message: WorkerMessage) -> None:
-        """Queue a message, waiting while the inbox is full (the socket is not read meanwhile)."""
-        while len(self._items) >= self._limit and not self.closed:
-            self._room = asyncio.get_running_loop().create_future()
-            await self._room
-        if not self.closed:
-            self._items.append(message)
-            _wake(self._reader)
-
-    async def get(self) -> WorkerMessage:
-        """The next message; raises ``WorkerLost`` once the worker is gone and none is left."""
-        while not self._items:
-            if self.lost:
-                raise WorkerLost
-            self._reader = asyncio.get_running_loop().create_future()
-            await self._reader
-        message = self._items.popleft()
-        _wake(self._room)
-        return message
-
-    def lose(self) -> None:
-        self.lost = True
-        _wake(self._reader)
-
-    def close(self) -> None:
-        self.closed = True
-        self._items.clear()
-        _wake(self._room)
-
-
-class RemoteWork:
-    __slots__ = ("finished", "inbox", "skill", "work_id", "worker")
-
-    def __init__(self, work_id: str, worker: RemoteWorker, skill: str) -> None:
-        self.work_id = work_id
-        self.worker = worker
-        self.skill = skill
-        self.inbox = _Inbox()
-        self.finished = False
-
-
-class RemoteWorker:
-    """One connected worker, as the dispatcher sees it: ``send`` queues a frame to it (False
-    when it could not: the connection is going away)."""
-
-    __slots__ = (
-        "concurrency",
-        "connected_at",
-        "last_seen",
-        "name",
-        "principal",
-        "send",
-        "skills",
-        "work",
-        "worker_id",
-    )
-
-    def __init__(
-        self,
-        worker_id: str,
-        name: str,
-        principal: str,
-        concurrency: int,
-        send: Callable[[bytes], bool],
-    ) -> None:
-        self.worker_id = worker_id
-        self.name = name
-        self.principal = principal
-        self.concurrency = concurrency
-        self.send = send
-        self.skills: list[str] = []
-        self.work: dict[str, RemoteWork] = {}
-        self.connected_at = time.time()
-        self.last_seen = self.connected_at
-
-    @property
-    def free(self) -> int:
-        return self.concurrency - len(self.work)
-
-    def info(self) -> WorkerInfo:
-        return WorkerInfo(
-            worker_id=self.worker_id,
-            name=self.name,
-            principal=self.principal,
-            skills=list(self.skills),
-            in_flight=len(self.work),
-            connected_at=format_time(self.connected_at),
-            last_seen=format_time(self.last_seen),
-        )
-
-
-def schema_checker(schema: dict[str, Any]) -> Callable[[Any, str], None]:
-    """A request check against a declared JSON Schema (422 naming the field and constraint)."""
-    validator_class = jsonschema.validators.validator_for(schema)
-    validator = validator_class(schema)
-
-    def check(value: Any, field: str) -> None:
-        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
-        if error is None:
-            return
-        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-        name = f"{field}{path}"
-        constraint = f"{error.validator}: {error.message}"
-        raise ValidationError(
-            f"invalid `{name}`: {error.message}", details={"field": name, "constraint": constraint}
-        )
-
-    return check
-
-
-def check_schema(declaration: SkillDeclaration) -> None:
-    """Raise ``ValidationError`` for an input schema that is not a valid JSON Schema."""
-    try:
-        jsonschema.validators.validator_for(declaration.input_schema).check_schema(
-            declaration.input_schema
-        )
-    except jsonschema.exceptions.SchemaError as exc:
-        raise ValidationError(
-            f"skill {declaration.key}: input_schema is not a valid JSON Schema: {exc.message}",
-            details={"field": "input_schema", "constraint": exc.message, "skill": declaration.key},
-        ) from None
 
 
 class _LocalOnly:
