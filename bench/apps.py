@@ -1,4 +1,5 @@
-"""Skills for the benchmarks: ``bench/emit`` streams timestamped outputs at a set rate.
+"""Skills for the benchmarks: ``bench/emit`` streams timestamped outputs at a set rate;
+``bench/tokens`` streams one growing output, word by word, as demo/stream does.
 
 Loaded with ``skillwire serve --apps bench.apps:bench`` (the repository root on PYTHONPATH).
 
@@ -8,6 +9,11 @@ same file wakes together, with one poller per process and file), then yields ``n
 ``size`` bytes, ``rate`` per second (0: as fast as the server takes them). Subscribers
 connect first, the bench touches the file, and every output carries the time it was
 published for the publish->receive latency.
+
+``bench/tokens`` waits for the same signal, then opens one streamed output
+``{"type": "text", "text": ""}`` and appends ``n`` words, ``rate`` per second, each word
+``"<i>:<time.time() at the append> "``: the loader splits every ``request.delta`` (several
+words when appends were merged) into its words, so each word gives one emit->receive latency.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from skillwire.server import App
+from skillwire.server import App, Context
 
 __all__ = ["bench"]
 
@@ -81,3 +87,23 @@ async def emit(
             if ahead > 0:
                 await asyncio.sleep(ahead)
         yield {"type": "tick", "i": i, "t": time.time(), "pad": pad}
+
+
+@bench.skill(mode="long", description="Stream n timestamped words at rate/s as one output.")
+async def tokens(
+    ctx: Context,
+    n: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 100,
+    rate: Annotated[float, msgspec.Meta(ge=0)] = 20.0,
+    start_file: str = "",
+    max_wait: Annotated[float, msgspec.Meta(ge=0, le=600)] = 120.0,
+) -> None:
+    if start_file and not await wait_for_file(start_file, max_wait):
+        return
+    async with ctx.stream({"type": "text", "text": ""}) as out:
+        start = time.monotonic()
+        for i in range(1, n + 1):
+            if rate > 0:
+                ahead = start + (i - 1) / rate - time.monotonic()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+            await out.append(f"{i}:{time.time():.6f} ")

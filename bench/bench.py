@@ -10,6 +10,9 @@ both backbones, and the baselines from bench/.venv-baselines), the Node load gen
   C  idle connections: server RSS per open WebSocket / SSE stream (WS: also bare uvicorn's)
   D  quick demo/echo calls over REST, redis backbone, separate worker processes
   E  overhead: a quick call answered inline vs a bare Starlette endpoint
+  T  token streaming (issue 14): many streams of words (one growing output each) with one
+     subscriber each, and one stream followed by many: deltas/s, emit->receive latency,
+     CPU per delta, RSS per stream, on both backbones
 
 Everything it starts it stops again, by PID; every wait is bounded. It prints one table
 (and the raw figures) and writes JSON (bench/results/latest.json by default). This file
@@ -40,12 +43,14 @@ def env(name: str, default: str) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n\n")[0])
     p.add_argument(
-        "--smoke", action="store_true", help="one tiny scenario A run, skillwire memory only (CI)"
+        "--smoke",
+        action="store_true",
+        help="tiny A and T runs, skillwire memory only (CI)",
     )
     p.add_argument(
         "--only",
-        default=env("ONLY", "A,B,C,D,E"),
-        help="scenarios to run (A,B,C,D,E; P: the profile)",
+        default=env("ONLY", "A,B,C,D,E,T"),
+        help="scenarios to run (A,B,C,D,E,T; P: the profile)",
     )
     p.add_argument(
         "--backbones", default=env("BACKBONES", "memory,redis"), help="skillwire backbones"
@@ -122,6 +127,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="E: seconds per system",
     )
     p.add_argument(
+        "--t-streams",
+        type=int,
+        default=int(env("T_STREAMS", "1000")),
+        help="T: concurrent streams (one task and one subscriber each)",
+    )
+    p.add_argument(
+        "--t-rate", type=float, default=float(env("T_RATE", "20")), help="T: words/s per stream"
+    )
+    p.add_argument(
+        "--t-words", type=int, default=int(env("T_WORDS", "200")), help="T: words per stream"
+    )
+    p.add_argument(
+        "--t-fanout",
+        type=int,
+        default=int(env("T_FANOUT", "1000")),
+        help="T: subscribers of the one-stream run (0: skip)",
+    )
+    p.add_argument(
         "--max-calls",
         type=int,
         default=int(env("MAX_CALLS", "200000")),
@@ -153,7 +176,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if set(csv_strs(args.only.upper())) == {"P"} and args.json == default_json:
         args.json = str(BENCH / "results" / "profile.json")  # a profile leaves the table alone
     if args.smoke:
-        args.only = "A"
+        args.only = "A,T"
+        args.t_streams, args.t_words, args.t_rate, args.t_fanout = 5, 20, 100.0, 5
         args.backbones = "memory"
         args.no_baselines = True
         args.transports = "ws"

@@ -20,6 +20,12 @@ import pytest
 import uvicorn
 
 from skillwire.server import App, create_app, load_config
+from skillwire.server._cli import uvicorn_config
+
+# The generated dev key is kept under $XDG_STATE_HOME: never in the real home during tests
+# (servers started here and their subprocesses inherit this).
+_STATE_HOME = tempfile.TemporaryDirectory(prefix="skillwire-tests-state-")
+os.environ["XDG_STATE_HOME"] = _STATE_HOME.name
 
 TIMEOUT_FACTOR = float(os.environ.get("SKILLWIRE_TESTS_TIMEOUT_FACTOR", "1"))
 
@@ -149,17 +155,7 @@ def start_server(
     settings.update(overrides or {})
     config = load_config(environ={}, overrides=settings)
     app = create_app(config, apps)
-    server = QuickServer(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=config.port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-            ws_max_size=config.ws_max_message,
-        )
-    )
+    server = QuickServer(uvicorn_config(app, config))  # as `skillwire serve` configures it
     running = RunningServer(f"http://127.0.0.1:{config.port}", app, server, None)  # type: ignore[arg-type]
 
     def run() -> None:

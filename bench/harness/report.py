@@ -30,6 +30,14 @@ def progress_line(run: dict[str, Any]) -> str | None:
             f"    {run['label']:<28} {run['system']:<18} {run['calls_per_s']:>9,.0f} calls/s "
             f"p50 {fmt_ms(run.get('p50_ms'))} p99 {fmt_ms(run.get('p99_ms'))} ms  failed {run['lost']}"
         )
+    if "deltas_per_s" in run:
+        return (
+            f"    {run['label']:<28} {run['system']:<18} {run['deltas_per_s']:>9,.0f} deltas/s "
+            f"({run['events_per_s']:,.0f} words/s) p50 {fmt_ms(run.get('p50_ms'))} "
+            f"p99 {fmt_ms(run.get('p99_ms'))} ms lost {run['lost']}  "
+            f"CPU {run.get('cpu_us_per_delta')} us/delta  RSS {run.get('rss_per_stream_kib')} "
+            f"KiB/subscriber  loader CPU {run['loader_cpu_pct']}%"
+        )
     return (
         f"    {run['label']:<28} {run['system']:<18} {run['events_per_s']:>9,.0f} ev/s "
         f"p50 {fmt_ms(run.get('p50_ms'))} p99 {fmt_ms(run.get('p99_ms'))} max {fmt_ms(run.get('max_ms'))} ms "
@@ -229,6 +237,7 @@ def report(result: dict[str, Any]) -> str:
         table(runs),
         "",
         "ratio: events/s vs the naive baseline (same scenario, transport, K); A latency rows: p99 vs naive;"
+        " T rows: ev/s counts words (a delta carries one, or several merged), latency is per word;"
         " C: RSS per connection vs naive; E: p50 vs a bare Starlette endpoint (uvloop, as uvicorn picks).",
         "lost = sent - delivered (every subscriber is expected to get every event). loader CPU%: one figure"
         f" per loader process over the run; (!) marks a loader above {LOADER_BOUND:.0f}% (it may be the limit).",
@@ -244,12 +253,20 @@ def report(result: dict[str, Any]) -> str:
             out.append(f"  {r['label']} / {r['system']}: ERROR {r['error']}")
             continue
         bits = [f"  {r['label']} / {r['system']}:"]
-        if r["scenario"] in ("A", "A-lat", "B"):
+        if r["scenario"] in ("A", "A-lat", "B", "T", "T-fan"):
             bits.append(
                 f"delivered {r['delivered']}/{r['expected']} in {r['span_s']}s, dups {r['dups']}, "
                 f"gaps {r['gaps']}, reconnects {r['reconnects']}, retried ops {r.get('retries', 0)}, connect {r.get('connect_s', 0):.1f}s"
                 f" (failed {r.get('connect_failed', 0)}), samples {r.get('samples')}"
             )
+            if "deltas_per_s" in r:
+                bits.append(
+                    f"words {r['delivered']} in {r['deltas_delivered']} deltas "
+                    f"({r['deltas_per_s']:,.0f} deltas/s, {r['words_per_delta']} words each), "
+                    f"skillwire CPU {r['cpu_s']}s = {r['cpu_us_per_delta']} us/delta, "
+                    f"RSS {r['rss_before_kib']} -> peak {r['rss_peak_kib']} KiB "
+                    f"= {r['rss_per_stream_kib']} KiB/subscriber"
+                )
             if r.get("publisher"):
                 pub = r["publisher"]
                 bits.append(

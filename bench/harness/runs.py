@@ -1,6 +1,6 @@
 """One measured run each: start the system, connect the loaders, measure, stop everything.
 
-``stream_run`` (A, B: events delivered to subscribers), ``idle_run`` (C: memory per open
+``stream_run`` (A, B: events delivered to subscribers; T: words of streamed outputs), ``idle_run`` (C: memory per open
 connection), ``call_run`` (D, E: calls answered). A run that fails records its error and the
 suite goes on; whatever a run started, it stops before it returns.
 """
@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from . import pyspy
@@ -33,7 +35,10 @@ def stream_run(
     *,
     own_task: bool,
     label: str,
+    skill: str = "emit",
 ) -> dict[str, Any]:
+    """``skill`` "emit": ``n`` outputs per task; "tokens" (scenario T): one streamed output
+    grown by ``n`` words, whose deltas the loaders split into words (one latency each)."""
     args = bench.args
     run: dict[str, Any] = {
         "scenario": scenario,
@@ -54,20 +59,21 @@ def stream_run(
             backbone = system_name.split("-", 1)[1]
             concurrency = max(64, clients + 16) if own_task else 64
             system = start_skillwire(bench, backbone, concurrency=concurrency)
-            request = {
+            request: dict[str, Any] = {
                 "n": n,
                 "rate": rate,
-                "size": args.size,
                 "start_file": str(start_file),
                 "max_wait": 120,
             }
+            if skill == "emit":
+                request["size"] = args.size
             base = {
                 "system": "skillwire",
                 "transport": transport,
                 "port": system.port,
                 "key": KEY,
                 "app": "bench",
-                "skill": "emit",
+                "skill": skill,
                 "terminal": True,
             }
             if own_task:
@@ -76,7 +82,7 @@ def stream_run(
                 status, body = http_json(
                     system.port,
                     "POST",
-                    "/api/v1/apps/bench/emit",
+                    f"/api/v1/apps/bench/{skill}",
                     {"requests": [request]},
                     {"Prefer": "respond-async"},
                 )
@@ -84,6 +90,7 @@ def stream_run(
                     raise RuntimeError(f"creating the task: HTTP {status} {body[:200]!r}")
                 task_id = json.loads(body)["task_id"]
                 conns = [{"target": task_id} for _ in range(clients)]
+            rss_before = sum(p.rss_kib() for p in system.procs.values())
         else:
             assert bench.redis is not None
             if system_name == "redis-pubsub":
@@ -137,6 +144,8 @@ def stream_run(
         spy = pyspy.attach(bench.profile_hook, system.server.pid, bench.tmp)
         window = [time.time(), 0.0]
         cpu0 = {name: p.cpu_ticks() for name, p in watched.items()}
+        own_procs = list(system.procs.values())
+        peak = PeakSampler(lambda: sum(p.rss_kib() for p in own_procs))
         t0 = time.monotonic()
         for p in procs:
             p.send("go")
@@ -148,6 +157,7 @@ def stream_run(
             window[1] = time.time()
             cpu1 = {name: p.cpu_ticks() for name, p in watched.items()}
             pyspy.detach(spy)
+            peak.stop()
         run["cpu_pct"] = {
             name: round(100 * (cpu1[name] - cpu0[name]) / CLK_TCK / wall, 1) for name in watched
         }
@@ -157,6 +167,10 @@ def stream_run(
             with contextlib.suppress(Exception):
                 run["publisher"] = system.procs["publisher"].expect("", 30)
         stream_figures(run, results)
+        if skill == "tokens":
+            own = [n for n in watched if n != "redis"]  # skillwire's processes: gateway, workers
+            cpu_s = sum(cpu1[n] - cpu0[n] for n in own) / CLK_TCK
+            token_figures(run, results, cpu_s, rss_before, peak.peak, clients)
     except Exception as exc:  # one failed run must not sink the whole suite
         run["error"] = f"{type(exc).__name__}: {exc}"
         log(f"    ! {label}: {run['error']}")
@@ -178,6 +192,51 @@ def stream_run(
         with contextlib.suppress(OSError):
             start_file.unlink()
     return bench.record(run)
+
+
+class PeakSampler:
+    """The highest value of ``read()`` while a run goes on (sampled every 0.2 s in a thread)."""
+
+    def __init__(self, read: Callable[[], int]) -> None:
+        self.read = read
+        self.peak = read()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="rss-peak", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.2):
+            self.peak = max(self.peak, self.read())
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.peak = max(self.peak, self.read())
+
+
+def token_figures(
+    run: dict[str, Any],
+    results: list[dict[str, Any]],
+    cpu_s: float,
+    rss_before: int,
+    rss_peak: int,
+    clients: int,
+) -> None:
+    """Scenario T: delta events delivered (a delta carries one word, or several merged),
+    skillwire's CPU per delivered delta, and its RSS growth per subscriber (each with its
+    stream, in T-many)."""
+    deltas = sum(r.get("deltas", 0) for r in results)
+    span = run.get("span_s") or 0.0
+    run.update(
+        deltas_delivered=deltas,
+        deltas_per_s=round(deltas / span, 1) if span > 0 else 0.0,
+        words_per_delta=round(run["delivered"] / deltas, 2) if deltas else None,
+        cpu_s=round(cpu_s, 2),
+        cpu_us_per_delta=round(cpu_s * 1e6 / deltas, 1) if deltas else None,
+        rss_before_kib=rss_before,
+        rss_peak_kib=rss_peak,
+        rss_per_stream_kib=round((rss_peak - rss_before) / clients, 1) if clients else None,
+    )
 
 
 def scan_into(run: dict[str, Any], system: System, t0: float | None, t1: float | None) -> None:

@@ -1,4 +1,5 @@
-"""The scenarios of issue 8 (A to E): which runs each one makes, over which systems and sizes.
+"""The scenarios of issue 8 (A to E) and issue 14 (T): which runs each one makes, over which
+systems and sizes.
 
 docs/performance.md ("What each scenario measures") says what each measures and why.
 """
@@ -20,7 +21,7 @@ from .systems import FLOOR, http_json, start_bare, start_skillwire
 class Plan:
     """What this suite run covers, from the options."""
 
-    only: set[str]  # scenarios: A, B, C, D, E, P
+    only: set[str]  # scenarios: A, B, C, D, E, T, P
     backbones: list[str]
     transports: list[str]
     baselines: bool
@@ -133,3 +134,28 @@ def scenario_e(bench: Bench) -> None:
             call_run(bench, "E", bare, 1, args.e_seconds, "E quick call c=1")
         finally:
             bare.stop()
+
+
+def scenario_t(bench: Bench, plan: Plan) -> None:
+    """Token streaming: many demo/stream-like tasks with one reader each, then one task read
+    by many (skillwire only: the baselines have no streamed outputs)."""
+    args = bench.args
+    per_s = args.t_streams * args.t_rate
+    log(
+        f"T  token streaming: {args.t_streams} streams at {args.t_rate:g} words/s "
+        f"({per_s:,.0f} words/s), and one stream to {args.t_fanout} subscribers"
+    )
+    for transport in plan.transports:
+        for backbone in plan.backbones:
+            name = f"skillwire-{backbone}"
+            stream_run(
+                bench, "T", name, transport, args.t_streams, args.t_words, args.t_rate,
+                own_task=True, skill="tokens",
+                label=f"T streams {transport.upper()} x{args.t_streams} @{args.t_rate:g}w/s",
+            )  # fmt: skip
+            if args.t_fanout:
+                stream_run(
+                    bench, "T-fan", name, transport, args.t_fanout, args.t_words, args.t_rate,
+                    own_task=False, skill="tokens",
+                    label=f"T one stream {transport.upper()} K={args.t_fanout}",
+                )  # fmt: skip

@@ -19,7 +19,15 @@ from .processes import Proc
 from .profiling import profile_runs
 from .provenance import machine, source_hash, versions
 from .redis_server import Redis
-from .scenarios import Plan, scenario_a, scenario_b, scenario_c, scenario_d, scenario_e
+from .scenarios import (
+    Plan,
+    scenario_a,
+    scenario_b,
+    scenario_c,
+    scenario_d,
+    scenario_e,
+    scenario_t,
+)
 from .session import Bench
 
 
@@ -31,7 +39,11 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     only = plan.only
     needs_redis = "redis" in plan.backbones or plan.baselines
     started = time.monotonic()
-    if needs_redis and not ({"A", "B", "C", "D", "P"} & only):
+    if (
+        needs_redis
+        and not ({"A", "B", "C", "D", "P"} & only)
+        and not ("T" in only and "redis" in plan.backbones)
+    ):
         needs_redis = False
     if needs_redis:
         bench.redis = Redis(bench.tmp)
@@ -49,6 +61,8 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
                 scenario_d(bench, plan, first=rep == 0)
             if "E" in only:
                 scenario_e(bench)
+            if "T" in only:
+                scenario_t(bench, plan)
         bench.runs = collapse_repeats(bench.runs)
         if args.profile or "P" in only:
             profile_runs(bench, args, plan.backbones)

@@ -80,6 +80,7 @@ class Conn {
     this.dups = 0;
     this.gaps = 0; // payload i jumped (something missing in between)
     this.seqGaps = 0; // skillwire: event seq jumped
+    this.deltas = 0; // skillwire: request.delta events received
     this.lastSeq = 0;
     this.reconnects = 0;
     this.retries = 0;
@@ -195,12 +196,32 @@ function giveUp(conn, why) {
   if (nDone + nFailed >= conns.length) report('all done');
 }
 
+// bench/tokens: a streamed output whose words are "<i>:<t> " (t: seconds at the append);
+// a request.delta carries one or more words (appends merged), a snapshot the text so far
+let deltaEvents = 0;
+function onWords(conn, text, snapshot = false) {
+  let start = 0;
+  while (start < text.length) {
+    let end = text.indexOf(' ', start);
+    if (end < 0) end = text.length;
+    const colon = text.indexOf(':', start);
+    if (colon > start && colon < end) {
+      const i = +text.slice(start, colon);
+      // a snapshot repeats the words seen already: only the ones after them are new
+      if (!snapshot || i > conn.lastI) onPayload(conn, { i, t: +text.slice(colon + 1, end) });
+    }
+    start = end + 1;
+  }
+}
+
 // skillwire: events carry seq; outputs carry the payload in event.data
 function onSkillwireEvent(conn, ev) {
   if (!conn.target) conn.target = ev.task_id;
   markReady(conn);
   if (ev.type === 'task.snapshot') {
     conn.lastSeq = ev.seq;
+    const text = ev.data?.requests?.[0]?.output?.[0]?.text;
+    if (typeof text === 'string') onWords(conn, text, true);
     return;
   }
   if (ev.seq <= conn.lastSeq) {
@@ -210,7 +231,11 @@ function onSkillwireEvent(conn, ev) {
   if (ev.seq !== conn.lastSeq + 1) conn.seqGaps++;
   conn.lastSeq = ev.seq;
   if (ev.type === 'request.output' && ev.data && ev.data.t !== undefined) onPayload(conn, ev.data);
-  else if (TERMINAL.has(ev.type)) finish(conn);
+  else if (ev.type === 'request.delta' && typeof ev.data?.append === 'string') {
+    conn.deltas++;
+    deltaEvents++;
+    onWords(conn, ev.data.append);
+  } else if (TERMINAL.has(ev.type)) finish(conn);
 }
 
 function authHeaders() {
@@ -579,6 +604,7 @@ function report(why) {
     done: nDone,
     expected: expect * conns.length,
     received,
+    deltas: deltaEvents,
     dups,
     gaps,
     seq_gaps: seqGaps,

@@ -152,6 +152,29 @@ def test_subscribe_after_a_seq_starts_after_it(js: Js, transport: str) -> None:
     assert result["none"]["failure"] is None
 
 
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+def test_subscribe_past_the_end_of_a_running_task_ends_with_it(js: Js, transport: str) -> None:
+    """after beyond a running task's last seq: `done` resolves (null, no events) when it ends."""
+    result = js(
+        """
+      const c = new SkillwireClient({ baseUrl: base, apiKey: key, transports: [arg.transport] });
+      const task = await c.call('demo', 'countdown', [{ n: 4, interval: 0.2 }], { wait: 0 });
+      const r = record();
+      const sub = c.subscribe(task.task_id, { ...r, after: 1000 });
+      const timeout = new Promise((resolve) => setTimeout(() => resolve('timeout'), 10000));
+      const ended = await Promise.race([sub.done, timeout]);
+      const final = await c.task(task.task_id);
+      return { ended, status: final.status, result: await summary(r, sub) };
+    """,
+        transport=transport,
+    )
+    assert result["ended"] is None  # not 'timeout': the subscription ended
+    assert result["status"] == "completed"
+    assert result["result"]["seqs"] == []
+    assert result["result"]["failure"] is None
+    assert result["result"]["states"][-1] == "done"
+
+
 @pytest.mark.parametrize("transport", ["ws", "sse", "poll"])
 def test_snapshot_first_then_the_rest(js: Js, transport: str) -> None:
     """snapshot: true starts with one task.snapshot of the Task as of its seq."""

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.channels.helpers import seqs, sse_events, sse_frames, start_task
-from tests.conftest import HEARTBEAT, OTHER_KEY, USER_KEY, RunningServer, wait_until
+from tests.conftest import HEARTBEAT, OTHER_KEY, USER_KEY, RunningServer, scaled, wait_until
 
 
 def test_stream_frames_retry_first_and_ends_after_terminal(server: RunningServer) -> None:
@@ -60,6 +62,31 @@ def test_finished_task_resumed_past_its_end_ends_at_once(server: RunningServer) 
     last = sse_events(server, task_id)[-1]["seq"]
     assert sse_events(server, task_id, params={"after": str(last)}) == []
     assert sse_events(server, task_id, params={"after": str(last + 100)}) == []
+
+
+@pytest.mark.parametrize("accept", ["text/event-stream", "application/x-ndjson"])
+def test_running_task_resumed_past_its_end_ends_when_the_task_does(
+    server: RunningServer, accept: str
+) -> None:
+    """A stream whose after is beyond a running task's last seq ends when the task finishes."""
+    task_id = start_task(server, "countdown", [{"n": 4, "interval": 0.2}])
+    body = b""
+    with (
+        server.client() as client,
+        client.stream(
+            "GET",
+            f"/api/v1/tasks/{task_id}/events",
+            headers={"Accept": accept},
+            params={"after": "1000"},
+            timeout=scaled(10),  # heartbeats alone would keep a stream that never ends open
+        ) as response,
+    ):
+        assert response.status_code == 200
+        for chunk in response.iter_bytes():
+            body += chunk
+        task = client.get(f"/api/v1/tasks/{task_id}").json()
+    assert task["status"] == "completed"
+    assert b"data:" not in body and b'"seq"' not in body  # nothing at or before after was sent
 
 
 def test_bad_resume_values_are_400(server: RunningServer) -> None:

@@ -304,6 +304,7 @@ async def test_subscribe_past_the_end_of_a_finished_task_says_so(server: Running
             json.dumps({"op": "subscribe", "ref": "s", "task_id": task_id, "after": last})
         )
         reply = (await ws_messages(conn))[0]
+        ended = (await ws_messages(conn))[0]
     assert reply == {
         "op": "subscribed",
         "ref": "s",
@@ -311,3 +312,23 @@ async def test_subscribe_past_the_end_of_a_finished_task_says_so(server: Running
         "status": "completed",
         "last_seq": last,
     }
+    assert ended == {"op": "ended", "task_id": task_id, "last_seq": last}
+
+
+async def test_subscription_past_the_end_of_a_running_task_gets_ended(
+    server: RunningServer,
+) -> None:
+    """A subscription with after beyond a running task's last seq gets `ended` when it finishes."""
+    task_id = start_task(server, "countdown", [{"n": 4, "interval": 0.2}])
+    async with ws(server) as conn:
+        await conn.send(
+            json.dumps({"op": "subscribe", "ref": "s", "task_id": task_id, "after": 1000})
+        )
+        messages = await ws_until(conn, lambda m: m["op"] in ("ended", "event"), timeout=10)
+        assert messages[0]["op"] == "subscribed" and messages[0]["status"] != "completed"
+        await conn.send(json.dumps({"op": "ping", "ref": "p"}))  # the connection stays usable
+        assert (await ws_until(conn, lambda m: m["op"] == "pong"))[-1]["ref"] == "p"
+    with server.client() as client:
+        task = client.get(f"/api/v1/tasks/{task_id}").json()
+    assert task["status"] == "completed"
+    assert messages[-1] == {"op": "ended", "task_id": task_id, "last_seq": task["last_seq"]}

@@ -3,7 +3,7 @@
 A WebSocket on the channel's path skips the middleware stack (see http/_app); the shortcut
 must find the path below the mount point, and the rest of the API must still be routed. Every
 URL skillwire builds (``Location``, a Task's ``links``, also inside terminal events and
-snapshots) carries the prefix (http/_links).
+snapshots) carries the prefix (_links.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from websockets.asyncio.client import connect
 
 from skillwire.protocol import EncodedEvent, Event, EventType
 from skillwire.server import create_app, load_config
-from skillwire.server.http._links import rooted_event
+from skillwire.server._links import rooted_event
 from tests.channels.helpers import ws_events_until_terminal, ws_next
 from tests.conftest import ADMIN_KEY, free_port, scaled
 

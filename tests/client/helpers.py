@@ -170,3 +170,76 @@ class FakeWebSocketServer:
         assert self._server is not None
         port = next(iter(self._server.sockets)).getsockname()[1]
         return f"ws://127.0.0.1:{port}/api/v1/ws"
+
+
+class StubEventServer:
+    """A real HTTP server (uvicorn, on a free port) that streams fixed events of one task.
+
+    ``GET /api/v1/tasks/{id}/events`` answers ``events`` (JSON objects, sent as they are, made
+    up or not) as SSE or NDJSON after the ``Last-Event-ID`` / ``?after=`` the client sends;
+    ``GET /api/v1/tasks/{id}`` answers ``task`` (running, so a follower does not stop early).
+    """
+
+    def __init__(self, events: list[dict[str, Any]]) -> None:
+        self.events = events
+        self.port = 0
+        self._server: Any = None
+        self._serving: asyncio.Task[None] | None = None
+
+    def _app(self) -> Any:
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse, Response
+        from starlette.routing import Route
+
+        async def stream(request: Request) -> Response:
+            after = int(
+                request.headers.get("last-event-id") or request.query_params.get("after", 0)
+            )
+            todo = [e for e in self.events if e["seq"] > after]
+            if "text/event-stream" in request.headers.get("accept", ""):
+                body = "".join(
+                    f"id: {e['seq']}\nevent: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in todo
+                )
+                return Response(body, media_type="text/event-stream")
+            body = "".join(json.dumps(e) + "\n" for e in todo)
+            return Response(body, media_type="application/x-ndjson")
+
+        async def task(request: Request) -> Response:
+            task_id = request.path_params["task_id"]
+            return JSONResponse(task_json(task_id, self.events[-1]["seq"], "running"))
+
+        return Starlette(
+            routes=[
+                Route("/api/v1/tasks/{task_id}/events", stream),
+                Route("/api/v1/tasks/{task_id}", task),
+            ]
+        )
+
+    async def __aenter__(self) -> StubEventServer:
+        import socket
+
+        import uvicorn
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self._app(), host="127.0.0.1", port=self.port, log_config=None, lifespan="off"
+        )
+        self._server = uvicorn.Server(config)
+        self._serving = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._serving.done():
+                self._serving.result()
+            await asyncio.sleep(0.01)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._serving is not None
+        self._server.should_exit = True
+        await self._serving
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"

@@ -162,10 +162,53 @@ def test_bad_key_exits_three(shared_server: RunningServer) -> None:
 
 
 def test_unreachable_server_exits_four() -> None:
-    """No server listening exits 4 with a transport error."""
-    result = run(None, "--url", f"http://127.0.0.1:{free_port()}", "apps")
+    """No server listening exits 4 with a transport error that names the URL tried."""
+    url = f"http://127.0.0.1:{free_port()}"
+    result = run(None, "--url", url, "apps")
     assert result.returncode == 4
-    assert json.loads(result.stderr)["error"]["code"] == "TRANSPORT_ERROR"
+    error = json.loads(result.stderr)["error"]
+    assert error["code"] == "TRANSPORT_ERROR"
+    assert url in error["message"]
+    assert error["details"]["url"] == url
+
+
+@pytest.mark.parametrize(("key", "hint"), [(None, "no API key given"), ("sk_wrong", "refused")])
+def test_unauthorized_names_the_key_option_and_variable(
+    shared_server: RunningServer, key: str | None, hint: str
+) -> None:
+    """A missing or refused key says how to give one: --key or SKILLWIRE_API_KEY."""
+    result = run(shared_server, "apps", key=key)
+    assert result.returncode == 3
+    error = json.loads(result.stderr)["error"]
+    assert error["code"] == "UNAUTHORIZED"
+    assert hint in error["message"]
+    assert "--key" in error["message"] and "SKILLWIRE_API_KEY" in error["message"]
+
+
+def test_events_cut_off_by_head_exits_quietly(shared_server: RunningServer) -> None:
+    """`events ID | head -2`: the closed pipe ends the command with 141 and no traceback."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SKILLWIRE_")}
+    environ.update(SKILLWIRE_URL=shared_server.url, SKILLWIRE_API_KEY=ADMIN_KEY)
+    with shared_server.client() as client:
+        response = client.post(
+            "/api/v1/apps/demo/countdown",
+            json={"requests": [{"n": 200, "interval": 0.01}]},
+            headers={"Prefer": "respond-async"},
+        )
+    task_id = response.json()["task_id"]
+    process = subprocess.Popen(
+        [COMMAND, "events", task_id],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=environ,
+    )
+    assert process.stdout is not None
+    first = [process.stdout.readline() for _ in range(2)]
+    process.stdout.close()  # what `head -2` does once it has its two lines
+    _, err = process.communicate(timeout=scaled(30))
+    assert all(json.loads(line)["task_id"] == task_id for line in first)
+    assert b"Traceback" not in err and b"BrokenPipe" not in err
+    assert process.returncode == 141
 
 
 @pytest.mark.parametrize(
@@ -177,25 +220,14 @@ def test_bad_usage_exits_two(args: list[str]) -> None:
     assert result.returncode == 2
 
 
-def test_terminal_shows_progress_bars_on_stderr(shared_server: RunningServer) -> None:
-    """With stdout on a terminal, --stream draws progress bars on stderr and shows the Task."""
+def run_on_a_terminal(server: RunningServer, *args: str) -> tuple[int, bytes, bytes]:
+    """Run the command with stdout on a pseudo-terminal; its status, stdout and stderr."""
     controller, terminal = pty.openpty()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SKILLWIRE_")}
-    environ.update(SKILLWIRE_URL=shared_server.url, SKILLWIRE_API_KEY=ADMIN_KEY)
+    environ.update(SKILLWIRE_URL=server.url, SKILLWIRE_API_KEY=ADMIN_KEY)
     try:
         process = subprocess.Popen(
-            [
-                COMMAND,
-                "call",
-                "demo",
-                "countdown",
-                '{"n": 10, "interval": 0.02}',
-                '{"n": 5, "interval": 0.02}',
-                "--stream",
-            ],
-            stdout=terminal,
-            stderr=subprocess.PIPE,
-            env=environ,
+            [COMMAND, *args], stdout=terminal, stderr=subprocess.PIPE, env=environ
         )
         os.close(terminal)
         _, err = process.communicate(timeout=scaled(30))
@@ -210,11 +242,54 @@ def test_terminal_shows_progress_bars_on_stderr(shared_server: RunningServer) ->
             out += chunk
     finally:
         os.close(controller)
-    assert process.returncode == 0
+    return process.returncode, out, err
+
+
+def test_terminal_shows_progress_bars_on_stderr(shared_server: RunningServer) -> None:
+    """With stdout on a terminal, --stream draws progress bars on stderr and shows the Task."""
+    status, out, err = run_on_a_terminal(
+        shared_server,
+        "call",
+        "demo",
+        "countdown",
+        '{"n": 10, "interval": 0.02}',
+        '{"n": 5, "interval": 0.02}',
+        "--stream",
+    )
+    assert status == 0
     text = err.decode()
     assert "demo/countdown" in text
     assert "[0]" in text
     assert "[1]" in text
     assert "100%" in text
     assert "completed" in text
-    assert '"status": "completed"' in out.decode()
+    # A short summary on stdout, not the whole Task pretty-printed.
+    shown = out.decode().replace("\r\n", "\n").strip().splitlines()
+    assert len(shown) <= 3, shown
+    assert "demo/countdown  completed  (2 completed)" in shown[0]
+    assert "--json" in shown[-1]
+
+
+def test_terminal_prints_streamed_text_as_it_grows(shared_server: RunningServer) -> None:
+    """On a terminal, --stream of demo/stream prints the text itself on stdout (once, whole),
+    not the Task's JSON; the bars still end on stderr."""
+    text = "one two  three\tfour " * 10
+    request = json.dumps({"text": text, "words_per_second": 200})
+    status, out, err = run_on_a_terminal(
+        shared_server, "call", "demo", "stream", request, "--stream"
+    )
+    assert status == 0
+    printed = out.decode().replace("\r\n", "\n")  # the terminal turns newlines into CRLF
+    assert printed == text + "\n"
+    assert "completed" in err.decode()
+
+
+def test_piped_stream_prints_the_deltas_as_events(shared_server: RunningServer) -> None:
+    """Piped, --stream of demo/stream prints every event, request.delta included."""
+    request = json.dumps({"text": "a b c", "words_per_second": 100})
+    result = run(shared_server, "call", "demo", "stream", request, "--stream")
+    assert result.returncode == 0, result.stderr
+    events = lines(result.stdout)
+    deltas = [e["data"]["append"] for e in events if e["type"] == "request.delta"]
+    assert "".join(deltas) == "a b c"
+    assert events[-1]["data"]["requests"][0]["output"] == [{"type": "text", "text": "a b c"}]

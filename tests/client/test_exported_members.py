@@ -16,6 +16,10 @@ def test_public_names() -> None:
         "StreamTransport",
         "event_task",
         "is_terminal",
+        # streamed outputs, kept up to date from events
+        "TaskOutputs",
+        "RequestOutputs",
+        "Appended",
         # errors: the protocol's tree plus the transport branch
         "SkillwireError",
         "BadRequest",

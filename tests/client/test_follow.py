@@ -182,6 +182,21 @@ async def test_resume_after_the_connection_is_cut(
         assert b"after=%d" % afters[2] in proxy.upstream
 
 
+@pytest.mark.parametrize("transport", STREAMING)
+async def test_following_past_the_end_of_a_running_task_ends_with_it(
+    shared_server: RunningServer, monkeypatch: pytest.MonkeyPatch, transport: TransportName
+) -> None:
+    """events(after=beyond the last seq) of a running task ends, empty, when the task does."""
+    opened = record_opens(monkeypatch)
+    async with AsyncClient(shared_server.url, **client_options()) as client:
+        task = await client.call("demo", "countdown", [{"n": 4, "interval": 0.2}], wait=0)
+        events = await collect(client.events(task.task_id, after=1000, transport=transport))
+        final = await client.task(task.task_id)
+    assert events == []
+    assert final.status is TaskStatus.COMPLETED
+    assert opened == [(transport, 1000)]  # one stream, which ended: no reconnects
+
+
 async def test_stream_resumes_after_a_cut_on_websocket(shared_server: RunningServer) -> None:
     """stream() over WS (the call op) resumes with subscribe after a cut, exactly once."""
     port = int(shared_server.url.rsplit(":", 1)[1])

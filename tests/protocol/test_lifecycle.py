@@ -646,3 +646,27 @@ def test_restart_resets_outputs_dropped_and_result() -> None:
     request = run.task.requests[0]
     assert (request.output, request.outputs_dropped, request.result) == ([], 0, None)
     assert bounds.total_bytes == 0
+
+
+def test_delta_never_changes_the_output_events_data() -> None:
+    """The task keeps its own copy of an output: deltas never change the request.output
+    event's data (already handed to the log)."""
+    run = Run(1)
+    run.push(R.REQUEST_STARTED, 0)
+    [event] = run.push(R.REQUEST_OUTPUT, 0, {"type": "text", "text": "a"})
+    run.push(R.REQUEST_DELTA, 0, delta(0, "b"))
+    assert event.data == {"type": "text", "text": "a"}
+    assert run.task.requests[0].output == [{"type": "text", "text": "ab"}]
+
+
+def test_a_view_taken_between_deltas_keeps_its_text() -> None:
+    """Views taken between deltas each keep the text of their moment."""
+    run = Run(1)
+    run.push(R.REQUEST_STARTED, 0)
+    run.push(R.REQUEST_OUTPUT, 0, {"type": "text", "text": ""})
+    views = []
+    for piece in "abc":
+        run.push(R.REQUEST_DELTA, 0, delta(0, piece))
+        views.append(lifecycle.task_view(run.task))
+    assert [v.requests[0].output[0]["text"] for v in views] == ["a", "ab", "abc"]
+    assert [v.previews[0]["text"] for v in views] == ["a", "ab", "abc"]

@@ -19,6 +19,7 @@ from skillwire.protocol import (
     CallOp,
     CancelOp,
     ClientMessage,
+    Ended,
     ErrorBody,
     ErrorMessage,
     Event,
@@ -96,6 +97,7 @@ SERVER_MESSAGES: list[tuple[ServerMessage, dict[str, Any]]] = [
     ),
     (Authenticated(principal="frontend"), {"op": "authenticated", "principal": "frontend"}),
     (EventMessage(event=EVENT), {"op": "event", "event": msgspec.to_builtins(EVENT)}),
+    (Ended(task_id="tsk_1", last_seq=9), {"op": "ended", "task_id": "tsk_1", "last_seq": 9}),
     (Heartbeat(time="T"), {"op": "heartbeat", "time": "T"}),
     (
         ErrorMessage(error=ErrorBody(code="FORBIDDEN", message="no"), ref="r1"),

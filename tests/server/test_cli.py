@@ -6,10 +6,12 @@ import logging
 import os
 import queue
 import re
+import resource
+import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -27,6 +29,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without SKILLWIRE_ settings, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SKILLWIRE_")}
     env["PYTHONPATH"] = str(ROOT / "tests" / "server")
+    env["SKILLWIRE_DRAIN_PERIOD"] = "0"  # these tests do not watch the drain: stop at once
     env.update(extra)
     return env
 
@@ -34,9 +37,14 @@ def clean_env(**extra: str) -> dict[str, str]:
 class Serve:
     """A ``skillwire serve`` process and the lines it printed on stdout."""
 
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        wrapper: Sequence[str] = (),
+    ) -> None:
         self.process = subprocess.Popen(
-            [str(SKILLWIRE), "serve", "--port", "0", *args],
+            [*wrapper, str(SKILLWIRE), "serve", "--port", "0", *args],
             env=env,
             cwd=ROOT,
             stdout=subprocess.PIPE,
@@ -130,6 +138,24 @@ def test_serve_prints_a_generated_key_and_enforces_it(serve: list[Serve]) -> Non
     assert [line for line in proc.seen if key in line] == key_lines
 
 
+def test_the_dev_key_survives_a_restart(serve: list[Serve], tmp_path: Path) -> None:
+    """A restarted serve prints (and enforces) the same dev key, naming the file it is kept in."""
+    env = clean_env(XDG_STATE_HOME=str(tmp_path))
+    keys = []
+    for _ in range(2):
+        proc = Serve([], env)
+        serve.append(proc)
+        url = proc.wait_for_url()
+        [key_line] = [line for line in proc.seen if line.startswith("API key: ")]
+        keys.append(key_line.removeprefix("API key: "))
+        assert str(tmp_path / "skillwire" / "dev_key") in "\n".join(proc.seen)
+        with httpx.Client(base_url=url, timeout=scaled(10)) as client:
+            headers = {"Authorization": f"Bearer {keys[-1]}"}
+            assert client.get("/api/v1/apps", headers=headers).status_code == 200
+        proc.stop()
+    assert keys[0] == keys[1]
+
+
 def test_serve_with_env_key_prints_no_key(serve: list[Serve]) -> None:
     """With SKILLWIRE_API_KEY set, serve prints no key and that key is the admin key."""
     proc = Serve([], clean_env(SKILLWIRE_API_KEY="sk_cli_env"))
@@ -190,11 +216,81 @@ def test_missing_config_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 @pytest.mark.usefixtures("restore_logging")
-def test_bad_app_path_fails_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
-    """--apps naming something that is not an App stops the command before it serves."""
+def test_bad_app_path_fails_to_start(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--apps naming something that is not an App stops the command with one line, exit 2."""
     monkeypatch.setenv("SKILLWIRE_API_KEY", "sk_x")
-    with pytest.raises(TypeError, match="not a skillwire App"):
+    with pytest.raises(SystemExit) as exited:
         main(["serve", "--port", "0", "--apps", "tests.server.sample_apps:not_an_app"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "skillwire: cannot start: TypeError: tests.server.sample_apps:not_an_app is object,"
+        " not a skillwire App"
+    ]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_an_app_module_that_does_not_exist_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--apps nosuch:app prints one line naming the missing module (no traceback), exit 2."""
+    monkeypatch.setenv("SKILLWIRE_API_KEY", "sk_x")
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--port", "0", "--apps", "nosuch:app"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "skillwire: cannot start: ModuleNotFoundError: No module named 'nosuch'"
+    ]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_worker_whose_app_does_not_load_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """skillwire worker --apps nosuch:app prints one line and exits 2 before touching Redis."""
+    monkeypatch.setenv("SKILLWIRE_BACKBONE", "redis")
+    monkeypatch.setenv("SKILLWIRE_REDIS_URL", "redis://127.0.0.1:1/0")
+    with pytest.raises(SystemExit) as exited:
+        main(["worker", "--apps", "nosuch:app"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "skillwire: cannot start: ModuleNotFoundError: No module named 'nosuch'"
+    ]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_an_unknown_permission_in_roles_is_a_configuration_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A [roles] entry with an unknown permission is one configuration-error line, exit 2."""
+    config = tmp_path / "roles.toml"
+    config.write_text('[roles]\nops = ["read", "nosuch"]\n', encoding="utf-8")
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--port", "0", "--config", str(config)])
+    assert exited.value.code == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("skillwire: configuration error: invalid `roles.ops`:")
+    assert "'nosuch'" in line
+
+
+def test_a_port_in_use_is_one_line_and_exit_1() -> None:
+    """serve on a port that is taken prints one line saying so and exits 1, no traceback."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [str(SKILLWIRE), "serve", "--port", str(port)],
+            env=clean_env(SKILLWIRE_API_KEY="sk_x"),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=scaled(30),
+            check=False,
+        )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"skillwire: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
 
 
 def test_help_lists_the_serve_options(capsys: pytest.CaptureFixture[str]) -> None:
@@ -213,3 +309,18 @@ def test_a_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
         main([])
     assert exited.value.code == 2
     assert "usage: skillwire" in capsys.readouterr().err
+
+
+def test_serve_lifts_a_low_open_file_limit_towards_max_connections(serve: list[Serve]) -> None:
+    """Started with a soft limit of 256 open files, serve raises it to max_connections + 256."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    proc = Serve(
+        [],
+        clean_env(SKILLWIRE_API_KEY="sk_x", SKILLWIRE_MAX_CONNECTIONS="1000"),
+        wrapper=["sh", "-c", 'ulimit -Sn 256 && exec "$0" "$@"'],
+    )
+    serve.append(proc)
+    proc.wait_for_url()
+    limits = Path(f"/proc/{proc.process.pid}/limits").read_text()
+    [line] = [line for line in limits.splitlines() if line.startswith("Max open files")]
+    assert int(line.split()[3]) == min(1256, hard)

@@ -293,13 +293,10 @@ role = "admin"
         ({"role_rate_limits": {"user": "5/fortnight"}}, "role_rate_limits.user"),
         ({"provider_limits": {"acme.ask": "x"}}, "provider_limits.acme.ask"),
         ({"keys": [{"name": "k", "key": "s", "rate_limit": "often"}]}, "keys[0].rate_limit"),
-        ({"keys": [{"name": "k", "key": "s", "role": "wizard"}]}, "keys[0].role"),
     ],
 )
-def test_bad_limits_and_unknown_roles_are_configuration_errors(
-    overrides: dict[str, Any], field: str
-) -> None:
-    """Limit strings that do not parse and keys with unknown roles fail at load, naming the key."""
+def test_bad_limits_are_configuration_errors(overrides: dict[str, Any], field: str) -> None:
+    """Limit strings that do not parse fail at load, naming the key (roles: test_keys.py)."""
     with pytest.raises(ValidationError) as caught:
         load_config(environ={}, overrides=overrides)
     assert caught.value.details["field"] == field

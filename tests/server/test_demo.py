@@ -1,11 +1,14 @@
-"""The built-in demo app (echo, countdown, fail) and the skills listing, over HTTP."""
+"""The built-in demo app (echo, countdown, fail, stream) and the skills listing, over HTTP."""
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from typing import Any
 
 import pytest
 
+from skillwire.server.engine._demo import PARAGRAPH
 from tests.conftest import RunningServer
 from tests.server.conftest import assert_error
 
@@ -13,16 +16,18 @@ COUNTDOWN = "/api/v1/apps/demo/countdown"
 
 
 def test_apps_lists_the_demo_skills(shared_server: RunningServer) -> None:
-    """GET /api/v1/apps lists demo with echo (quick), countdown (long) and fail (quick)."""
+    """GET /api/v1/apps lists demo with echo (quick), countdown (long), fail (quick) and
+    stream (long)."""
     with shared_server.client() as client:
         body = client.get("/api/v1/apps").json()
     assert [a["app"] for a in body["items"]] == ["demo"]
     skills = {s["skill"]: s for s in body["items"][0]["skills"]}
-    assert set(skills) == {"echo", "countdown", "fail"}
+    assert set(skills) == {"echo", "countdown", "fail", "stream"}
     assert {name: s["mode"] for name, s in skills.items()} == {
         "echo": "quick",
         "countdown": "long",
         "fail": "quick",
+        "stream": "long",
     }
     for skill in skills.values():
         assert set(skill) == {"app", "skill", "description", "mode", "input_schema", "max_requests"}
@@ -111,3 +116,62 @@ def test_fail_requires_a_message(shared_server: RunningServer) -> None:
     with shared_server.client() as client:
         response = client.post("/api/v1/apps/demo/fail", json={"requests": [{}]})
     assert_error(response, 422, "VALIDATION_ERROR")
+
+
+STREAM = "/api/v1/apps/demo/stream"
+
+
+def test_stream_schema(shared_server: RunningServer) -> None:
+    """demo/stream takes an optional text (a paragraph) and words_per_second 1..1000 = 20."""
+    with shared_server.client() as client:
+        schema = client.get(STREAM).json()["input_schema"]
+    assert schema.get("required", []) == []
+    assert schema["properties"]["text"]["default"] == PARAGRAPH
+    assert schema["properties"]["words_per_second"] == {
+        "type": "number",
+        "minimum": 1,
+        "maximum": 1000,
+        "default": 20,
+    }
+
+
+@pytest.mark.parametrize("rate", [0, 0.5, 1001, "fast"])
+def test_stream_rate_validation(shared_server: RunningServer, rate: Any) -> None:
+    """words_per_second outside 1..1000 answers 422 naming the field."""
+    with shared_server.client() as client:
+        response = client.post(STREAM, json={"requests": [{"words_per_second": rate}]})
+    error = assert_error(response, 422, "VALIDATION_ERROR")
+    assert error["details"]["field"] == "requests[0].words_per_second"
+
+
+@pytest.mark.parametrize(
+    "text", [PARAGRAPH, "  two  spaces\tand a tab\n", "one", "", "éàü 漢字 🙂 end "]
+)
+def test_stream_types_the_text_word_by_word(shared_server: RunningServer, text: str) -> None:
+    """One streamed output grown by deltas on its text: the deltas joined and the Task's
+    output both equal the text exactly, whitespace and non-ASCII included."""
+    with shared_server.client() as client:
+        body = {"requests": [{"text": text, "words_per_second": 1000}]}
+        task = client.post(STREAM, json=body, headers={"Prefer": "wait=20"}).json()
+        assert task["status"] == "completed"
+        assert task["requests"][0]["output"] == [{"type": "text", "text": text}]
+        events = client.get(
+            f"/api/v1/tasks/{task['task_id']}/events", headers={"Accept": "application/x-ndjson"}
+        )
+    lines = [json.loads(line) for line in events.text.splitlines() if line]
+    outputs = [e["data"] for e in lines if e["type"] == "request.output"]
+    deltas = [e["data"] for e in lines if e["type"] == "request.delta"]
+    assert outputs == [{"type": "text", "text": ""}]
+    assert all(d["output"] == 0 and d["field"] == "text" for d in deltas)
+    assert "".join(d["append"] for d in deltas) == text
+
+
+def test_stream_keeps_its_rate(shared_server: RunningServer) -> None:
+    """20 words at 100 words/s take about 0.2 s, not less."""
+    with shared_server.client() as client:
+        body = {"requests": [{"text": "w " * 20, "words_per_second": 100}]}
+        task = client.post(STREAM, json=body, headers={"Prefer": "wait=20"}).json()
+    assert task["status"] == "completed"
+    started = datetime.fromisoformat(task["created_at"])
+    finished = datetime.fromisoformat(task["finished_at"])
+    assert (finished - started).total_seconds() >= 0.19

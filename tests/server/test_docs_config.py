@@ -68,6 +68,12 @@ def model_sections() -> list[Section]:
         assert isinstance(info, msgspec.inspect.StructType)
         sections.append(Section(cls, prefix, {f.name: f for f in info.fields}, env))
         for f in info.fields:
+            if isinstance(f.type, msgspec.inspect.DictType):
+                # A table of named tables ([llm.upstreams.NAME]): the environment reaches them.
+                inner = _struct_of(f.type.value_type)
+                if inner is not None:
+                    walk(inner, f"{prefix}{f.name}.<name>.", env)
+                continue
             inner = _struct_of(f.type)
             if inner is None:
                 continue

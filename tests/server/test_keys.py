@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import stat
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from skillwire.protocol import ValidationError
 from skillwire.server import load_config
-from skillwire.server.auth import DEFAULT_ROLES, KeyStore, Permission, Principal, resolve_roles
+from skillwire.server.auth import (
+    DEFAULT_ROLES,
+    KeyStore,
+    Permission,
+    Principal,
+    check_roles,
+    resolve_roles,
+)
 
 
 def store(environ: dict[str, str] | None = None, **settings: Any) -> KeyStore:
@@ -79,9 +88,10 @@ def test_api_key_is_the_admin_principal() -> None:
     assert keys.generated_key is None
 
 
-def test_no_key_configured_generates_a_dev_admin_key() -> None:
+def test_no_key_configured_generates_a_dev_admin_key(tmp_path: Path) -> None:
     """With no key at all, a random key for principal "dev" (role admin) is generated."""
-    first, second = store(), store()
+    first = store(dev_key_file=str(tmp_path / "first"))
+    second = store(dev_key_file=str(tmp_path / "second"))
     assert first.generated_key is not None
     assert second.generated_key is not None
     assert first.generated_key != second.generated_key
@@ -90,6 +100,28 @@ def test_no_key_configured_generates_a_dev_admin_key() -> None:
     assert principal is not None
     assert (principal.name, principal.role) == ("dev", "admin")
     assert first.lookup(second.generated_key) is None
+
+
+def test_the_dev_key_is_kept_in_its_file_across_restarts(tmp_path: Path) -> None:
+    """The generated key is written once (0600) and read back at the next start."""
+    path = tmp_path / "state" / "dev_key"
+    first = store(dev_key_file=str(path))
+    second = store(dev_key_file=str(path))
+    assert first.generated_key is not None
+    assert second.generated_key == first.generated_key
+    assert second.generated_key_file == path
+    assert path.read_text().strip() == first.generated_key
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_dev_key_file_that_cannot_be_written_gives_a_key_for_this_run(tmp_path: Path) -> None:
+    """When the dev key file cannot be created, a key for this run only is generated."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    keys = store(dev_key_file=str(blocker / "dev_key"))
+    assert keys.generated_key is not None
+    assert keys.generated_key_file is None
+    assert keys.lookup(keys.generated_key) is not None
 
 
 def test_wrong_key_is_none() -> None:
@@ -126,8 +158,29 @@ def test_configured_role_gets_exactly_its_permissions() -> None:
 
 def test_unknown_permission_is_an_error() -> None:
     """A role listing a permission that does not exist fails, listing the valid ones."""
-    with pytest.raises(ValueError, match=r"fly.*call, read"):
+    with pytest.raises(ValidationError, match=r"fly.*call, read") as caught:
         resolve_roles({"pilot": ["fly"]})
+    assert caught.value.details["field"] == "roles.pilot"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"keys": [{"name": "k", "key": "s", "role": "wizard"}]}, "keys[0].role"),
+        ({"roles": {"ops": ["read", "nosuch"]}}, "roles.ops"),
+    ],
+)
+def test_check_roles_names_the_field_of_an_unknown_role_or_permission(
+    overrides: dict[str, Any], field: str
+) -> None:
+    """A key's unknown role or a role's unknown permission is a ValidationError naming the
+    field, from check_roles as from KeyStore.from_config (which calls it)."""
+    config = load_config(environ={}, overrides=overrides)
+    with pytest.raises(ValidationError) as caught:
+        check_roles(config)
+    assert caught.value.details["field"] == field
+    with pytest.raises(ValidationError):
+        KeyStore.from_config(config, {})
 
 
 def test_role_override_reaches_the_key() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +12,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
-from skillwire.server import load_config
+from skillwire.server import create_app, load_config
 from skillwire.server._runtime import make_registry
 from skillwire.server.http._openapi import openapi_document
 from tests.conftest import ADMIN_KEY, READER_KEY, USER_KEY, RunningServer
@@ -59,21 +61,55 @@ def test_openapi_documents_each_skill_with_its_input_schema(server: RunningServe
     assert document["openapi"].startswith("3.1")
 
 
-def test_docs_need_the_docs_permission(server: RunningServer) -> None:
-    """/openapi.json, /asyncapi.json and /docs need `docs`; /docs is HTML with no CDN."""
+def test_documents_need_the_docs_permission(server: RunningServer) -> None:
+    """/openapi.json and /asyncapi.json need `docs` (401 without a key, 403 without it)."""
     with server.client(None) as client:
         assert client.get("/openapi.json").status_code == 401
+        assert client.get("/asyncapi.json").status_code == 401
     with server.client(READER_KEY) as client:
         assert client.get("/openapi.json").status_code == 403
     with server.client(USER_KEY) as client:
-        page = client.get("/docs")
         asyncapi = client.get("/asyncapi.json").json()
-    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert (
-        "http://" not in page.text.replace("http://127.0.0.1", "") and "https://" not in page.text
-    )
     assert asyncapi["asyncapi"] == "3.0.0"
     assert set(asyncapi["channels"]) == {"websocket", "events", "workers"}
+
+
+BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+
+
+def test_docs_page_needs_no_key_holds_no_api_data_and_uses_no_cdn(server: RunningServer) -> None:
+    """/docs answers its page to a browser without a key (no ?ticket=); it names only its own files."""
+    with server.client(None) as client:
+        page = client.get("/docs", headers=BROWSER)
+        again = client.get("/docs", headers=BROWSER)  # a reload: no ticket spent, the same page
+        assets = {name: client.get(f"/docs/{name}") for name in DOCS_ASSETS}
+        missing = [
+            client.get(f"/docs/{name}")
+            for name in ("index.html", "swagger-ui.js.map", "oauth2-redirect.html")
+        ]
+    assert page.status_code == again.status_code == 200
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert "/api/v1/apps/demo" not in page.text
+    assert "https://" not in page.text and "http://" not in page.text
+    linked = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert {f"docs/{name}" for name in DOCS_ASSETS} <= set(linked)
+    assert all(not url.startswith(("/", "http")) for url in linked), linked  # served here
+    for name, response in assets.items():
+        assert response.status_code == 200, name
+        assert response.headers["content-type"].startswith(DOCS_ASSETS[name]), name
+    assert b"SwaggerUIBundle" in assets["swagger-ui-bundle.js"].content
+    assert all(response.status_code == 404 for response in missing)
+
+
+def test_docs_page_needs_the_docs_permission_outside_a_browser(server: RunningServer) -> None:
+    """/docs without a key and not asking for HTML is 401; with a key, `docs` is checked."""
+    with server.client(None) as client:
+        assert client.get("/docs").status_code == 401
+    with server.client(READER_KEY) as client:
+        assert client.get("/docs", headers=BROWSER).status_code == 403
+    with server.client(USER_KEY) as client:
+        assert client.get("/docs").status_code == 200
 
 
 def test_schemas_describe_streamed_outputs(server: RunningServer) -> None:
@@ -110,3 +146,50 @@ def test_metrics_need_the_metrics_permission_and_count_calls(server: RunningServ
         for line in text.splitlines()
         if line
     )
+
+
+API_DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
+# Served besides the OpenAPI paths, as docs/api.md says after its path list.
+NOT_IN_OPENAPI = {
+    "/api/v1/ws",
+    "/openapi.json",
+    "/asyncapi.json",
+    "/docs",
+    "/docs/{name}",
+    "/",
+    "/skillwire.js",
+    "/v1/models",
+    "/v1/chat/completions",
+    "/v1/chat/completions/{task_id}/stream",
+}
+DOCS_ASSETS = {
+    "swagger-ui-bundle.js": "application/javascript",
+    "swagger-ui.css": "text/css",
+    "docs.js": "application/javascript",
+    "docs.css": "text/css",
+}
+
+
+def _documented_paths() -> list[str]:
+    """The path list docs/api.md shows as the output of its `openapi.json` paths command."""
+    text = API_DOC.read_text()
+    found = re.search(r'\["paths"\], sep="\\n"\)\'\n```\n```\n(.*?)\n```', text, re.DOTALL)
+    assert found is not None, "the path list of docs/api.md moved"
+    return found.group(1).splitlines()
+
+
+def test_documented_path_list_is_the_openapi_paths() -> None:
+    """docs/api.md's path list is exactly /openapi.json's paths with the demo app, in order."""
+    registry = make_registry(load_config(environ={}), [])
+    assert _documented_paths() == list(openapi_document(registry, 5)["paths"])
+
+
+def test_documented_paths_are_the_routes() -> None:
+    """The documented paths (but the per-skill ones) and the extra list are the app's routes."""
+    app = create_app(load_config(environ={}, overrides={"api_key": ADMIN_KEY}))
+    routes = {route.path for route in app.routes}  # type: ignore[attr-defined]
+    generic = {p for p in _documented_paths() if not p.startswith("/api/v1/apps/demo/")}
+    assert generic | NOT_IN_OPENAPI == routes
+    assert not generic & NOT_IN_OPENAPI
+    text = API_DOC.read_text()
+    assert all(f"`{path}`" in text for path in NOT_IN_OPENAPI)

@@ -4,52 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import ADMIN_KEY, free_port, scaled
-
-SKILLWIRE = str(Path(sys.executable).with_name("skillwire"))
-
-
-def _serve(env_extra: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SKILLWIRE_")}
-    env.update(
-        {
-            "SKILLWIRE_API_KEY": ADMIN_KEY,
-            "SKILLWIRE_HEARTBEAT_INTERVAL": "0.5",
-            "SKILLWIRE_LOG_FORMAT": "json",
-            **env_extra,
-        }
-    )
-    process = subprocess.Popen(
-        [SKILLWIRE, "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + scaled(20)
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or process.poll() is not None:
-            process.kill()
-            raise RuntimeError("server did not start")
-        time.sleep(0.1)
+from tests.conftest import ADMIN_KEY, scaled
+from tests.server.serving import serve_process as _serve
 
 
 async def test_sigterm_drains_every_channel_and_exits_zero() -> None:
@@ -139,3 +103,30 @@ def test_redis_backbone_requeues_unfinished_work(server_factory, backbone: str) 
         task = client.get(f"/api/v1/tasks/{task_id}", params={"wait": 20}).json()
     assert task["status"] == "completed"
     assert [p["i"] for p in task["previews"]] == list(range(1, 21))
+
+
+def test_sigterm_keeps_listening_for_the_drain_period_and_answers_503() -> None:
+    """After SIGTERM, open and new connections get 503 (and /readyz 503) until drain_period ends."""
+    process, url = _serve({"SKILLWIRE_DRAIN_PERIOD": "3", "SKILLWIRE_SHUTDOWN_GRACE": "0.2"})
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    try:
+        with httpx.Client(base_url=url, headers=headers, timeout=scaled(5)) as kept_alive:
+            assert kept_alive.get("/api/v1/apps").status_code == 200
+            process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + scaled(2)
+            while kept_alive.get("/readyz").status_code != 503:  # the signal is handled
+                assert time.monotonic() < deadline, "readyz never turned 503"
+                time.sleep(0.05)
+            response = kept_alive.get("/api/v1/apps")
+            assert response.status_code == 503
+            assert response.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+            with httpx.Client(base_url=url, headers=headers, timeout=scaled(5)) as new:
+                assert new.get("/readyz").status_code == 503
+                assert new.get("/api/v1/apps").status_code == 503
+        assert process.wait(scaled(20)) == 0
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/healthz", timeout=scaled(5))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -12,8 +13,9 @@ import pytest
 from skillwire.protocol import EventType, format_time, lifecycle
 from skillwire.server import App, Context
 from skillwire.server.backbone import MemoryBackbone
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, scaled, wait_until
 from tests.server.conftest import events_of, finished
+from tests.webhooks.helpers import Receiver, hooks
 
 WORDS = [f"w{i} " for i in range(50)]
 
@@ -40,6 +42,13 @@ def streaming_app() -> App:
         pad = "x" * size
         for i in range(n):
             await ctx.output({"i": i, "pad": pad})
+
+    @app.skill(mode="long")
+    async def hold(ctx: Context, n: int) -> None:
+        """``n`` outputs, then wait to be cancelled."""
+        for i in range(n):
+            await ctx.output({"i": i})
+        await asyncio.sleep(scaled(60))
 
     @app.skill(mode="long")
     async def misuse(ctx: Context, how: str) -> None:
@@ -277,3 +286,46 @@ async def test_append_to_an_output_not_emitted_raises() -> None:
         await ctx.append(0, "text", 3)  # type: ignore[arg-type]
     log = await backbone.read_events("tsk_append", 0, 100)
     assert log is not None and all(e.type != "request.delta" for e in log.events)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on 127.0.0.1 (as in tests/webhooks)."""
+    running = Receiver()
+    running.start()
+    yield running
+    running.stop()
+
+
+def test_webhook_payload_replay_and_cancel_answer_stay_bounded(
+    server_factory: Callable[..., RunningServer], receiver: Receiver
+) -> None:
+    """With max_outputs 100 and 5,000 outputs: the webhook payload, an idempotent replay and
+    the DELETE answer of a running task each hold 100 outputs and count the rest."""
+    server = server_factory({"task": {"max_outputs": 100}, **hooks()}, apps=[streaming_app()])
+    body = {"requests": [{"n": 5_000}], "webhook_url": receiver.url + "/hook"}
+    with server.client() as client:
+        first = client.post(
+            "/api/v1/apps/streams/many", json=body, headers={"Idempotency-Key": "bounded-1"}
+        )
+        task_id = first.json()["task_id"]
+        finished(client, task_id, wait=60)
+        replay = client.post(
+            "/api/v1/apps/streams/many", json=body, headers={"Idempotency-Key": "bounded-1"}
+        )
+        assert replay.status_code == 200, replay.text
+        held = client.post("/api/v1/apps/streams/hold", json={"requests": [{"n": 5_000}]})
+        held_id = held.json()["task_id"]
+        wait_until(lambda: finished_outputs(client, held_id) >= 5_000, timeout=60, interval=0.1)
+        cancelled = client.delete(f"/api/v1/tasks/{held_id}")
+    receipt = receiver.wait(lambda seen: len(seen) >= 1, timeout=30)[0]
+    for task in (receipt.json()["data"], replay.json(), cancelled.json()):
+        request = task["requests"][0]
+        assert (len(request["output"]), request["outputs_dropped"]) == (100, 4_900), task["status"]
+        assert len(task["previews"]) == 100
+
+
+def finished_outputs(client: Any, task_id: str) -> int:
+    """Outputs a task has emitted so far (held and dropped)."""
+    request = client.get(f"/api/v1/tasks/{task_id}").json()["requests"][0]
+    return int(request["outputs_dropped"] + len(request["output"]))

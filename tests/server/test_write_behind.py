@@ -28,7 +28,7 @@ from skillwire.server import App, Context
 from skillwire.server.backbone import MemoryBackbone, WorkItem
 from skillwire.server.backbone.redis import RedisBackbone
 from skillwire.server.engine import Registry, WorkerPool
-from skillwire.server.engine._context import Discarded
+from skillwire.server.engine._context import MERGE_LIMIT, WRITE_BEHIND_LIMIT, Discarded
 from tests.conftest import RedisServer, eventually, scaled
 
 burst = App("burst")
@@ -223,3 +223,22 @@ async def test_consecutive_appends_to_one_output_merge_never_reorder() -> None:
         {"type": "text", "text": "Hello!"},
         {"type": "tool_call", "arguments": "{}"},
     ]
+
+
+async def test_merged_appends_stay_bounded_while_the_store_lags() -> None:
+    """A skill appending far faster than the store keeps up: merged deltas stop growing at
+    MERGE_LIMIT characters, the skill waits once WRITE_BEHIND_LIMIT are on their way, and the
+    text arrives whole and in order."""
+    backbone = FailingBackbone()
+    ctx = await _started(backbone, "tsk_lag")
+    answer = await ctx.output({"type": "text", "text": ""})
+    token = "abcdefgh"
+    for _ in range(40_000):  # 320,000 characters, never awaiting anything but the appends
+        await ctx.append(answer, "text", token)
+        queued = ctx._behind._queued  # type: ignore[union-attr]
+        assert len(queued) <= WRITE_BEHIND_LIMIT
+        assert all(len(data["append"]) <= MERGE_LIMIT for _, data in queued if "append" in data)
+    await ctx.flush()
+    stored = await backbone.get_task("tsk_lag")
+    assert stored is not None
+    assert stored.task.requests[0].output == [{"type": "text", "text": token * 40_000}]

@@ -15,6 +15,7 @@ an envelope back onto the same class::
     ├── Expired                    410 EXPIRED
     ├── PayloadTooLarge            413 PAYLOAD_TOO_LARGE     (WS close 1009)
     ├── ValidationError            422 VALIDATION_ERROR
+    ├── HeadersTooLarge            431 HEADERS_TOO_LARGE
     ├── RateLimited                429 RATE_LIMITED          (temporary)
     ├── InternalError              500 INTERNAL_ERROR
     ├── ServiceUnavailable         503 SERVICE_UNAVAILABLE   (temporary, WS close 1012)
@@ -26,10 +27,11 @@ an envelope back onto the same class::
 A class with no status above answers 500 (and its ``code`` is ``INTERNAL_ERROR`` unless named);
 one with no close code above closes a WebSocket with 1013 (try again later).
 
-Two codes have no class: the worker fails a request with them (``requests[i].error``), they
+Three codes have no class: the worker fails a request with them (``requests[i].error``), they
 never come in an error envelope. ``SHUTDOWN``: the memory-backbone server stopped before the
 request finished. ``WORKER_LOST``: its work item was delivered ``work_max_deliveries`` times,
-the worker lost each time.
+the worker lost each time. ``UPSTREAM_ERROR``: an LLM upstream or an HTTP skill's endpoint
+failed (the OpenAI-compatible routes answer it with 502 in their own error shape).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ __all__ = [
     "ErrorCode",
     "Expired",
     "Forbidden",
+    "HeadersTooLarge",
     "IllegalTransition",
     "InternalError",
     "MethodNotAllowed",
@@ -74,12 +77,14 @@ class ErrorCode(StrEnum):
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     VALIDATION_ERROR = "VALIDATION_ERROR"
     RATE_LIMITED = "RATE_LIMITED"
+    HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
     INTERNAL_ERROR = "INTERNAL_ERROR"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     SKILL_ERROR = "SKILL_ERROR"
     TIMEOUT = "TIMEOUT"
     SHUTDOWN = "SHUTDOWN"
     WORKER_LOST = "WORKER_LOST"
+    UPSTREAM_ERROR = "UPSTREAM_ERROR"
 
 
 class CloseCode(IntEnum):
@@ -186,6 +191,12 @@ class ValidationError(SkillwireError):
     default_message = "validation error"
 
 
+class HeadersTooLarge(SkillwireError):
+    code = ErrorCode.HEADERS_TOO_LARGE
+    status = 431
+    default_message = "request headers too large"
+
+
 class RateLimited(SkillwireError):
     code = ErrorCode.RATE_LIMITED
     status = 429
@@ -249,6 +260,7 @@ _BY_CODE: dict[str, type[SkillwireError]] = {
         Expired,
         PayloadTooLarge,
         ValidationError,
+        HeadersTooLarge,
         RateLimited,
         InternalError,
         ServiceUnavailable,

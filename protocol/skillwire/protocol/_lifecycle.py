@@ -104,15 +104,17 @@ def new_task(
 
 
 def task_view(task: Task) -> Task:
-    """The task as clients see it: ``previews`` filled from the requests' outputs in order."""
+    """The task as clients see it: ``previews`` filled from the requests' outputs in order.
+
+    Each output dict is copied (shallowly), once, shared by ``output`` and ``previews``: deltas
+    grow the task's own dicts in place, never a view's."""
     previews: list[Any] = []
+    requests: list[RequestState] = []
     for request in task.requests:
-        previews.extend(request.output)
-    return msgspec.structs.replace(
-        task,
-        requests=[msgspec.structs.replace(r, output=list(r.output)) for r in task.requests],
-        previews=previews,
-    )
+        output = [dict(o) if type(o) is dict else o for o in request.output]
+        previews.extend(output)
+        requests.append(msgspec.structs.replace(request, output=output))
+    return msgspec.structs.replace(task, requests=requests, previews=previews)
 
 
 def _event(task: Task, type_: EventType, now: str, data: Any, index: int | None) -> Event:
@@ -225,7 +227,8 @@ def append(
     elif type_ is EventType.REQUEST_PROGRESS:
         request.progress = float(data.get("progress", request.progress))
     elif type_ is EventType.REQUEST_OUTPUT:
-        request.output.append(data)
+        # The task's own copy: a delta grows it in place, never the event's data.
+        request.output.append(dict(data) if type(data) is dict else data)
         if bounds is not None:
             bounds.added(task, index, len(encode(data)))
     elif delta is not None:
@@ -248,11 +251,14 @@ def _apply_delta(
 ) -> None:
     if position is None or not delta.append:
         return  # that output left the task: the delta is only in the log
-    request = task.requests[index]
-    item = request.output[position]
-    # A new dict, never the old one changed in place: a Task already handed out (a snapshot
-    # being encoded, a view) keeps the value it had.
-    request.output[position] = {**item, delta.field: item[delta.field] + delta.append}
+    item = task.requests[index].output[position]
+    # In place, in amortised O(len(append)): with the dict's reference dropped, ``text`` is the
+    # string's only reference and CPython grows it where it lies (a view shares the old string
+    # only after task_view copied the dict, and then the concatenation copies instead).
+    text = item[delta.field]
+    item[delta.field] = None
+    text += delta.append
+    item[delta.field] = text
     if bounds is not None:
         bounds.grew(task, index, position, len(encode(delta.append)) - 2)
 

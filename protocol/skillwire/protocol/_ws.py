@@ -22,6 +22,7 @@ __all__ = [
     "CallOp",
     "CancelOp",
     "ClientMessage",
+    "Ended",
     "ErrorMessage",
     "EventMessage",
     "Heartbeat",
@@ -113,6 +114,14 @@ class EventMessage(msgspec.Struct, tag_field="op", tag="event"):
     event: Event
 
 
+class Ended(msgspec.Struct, tag_field="op", tag="ended"):
+    """A subscription ended without sending its task's terminal event, because its ``after``
+    was at or past it: the task finished, ``last_seq`` is its terminal event's seq."""
+
+    task_id: str
+    last_seq: int
+
+
 class Heartbeat(msgspec.Struct, tag_field="op", tag="heartbeat"):
     time: str
 
@@ -123,7 +132,15 @@ class ErrorMessage(msgspec.Struct, tag_field="op", tag="error"):
 
 
 ServerMessage = (
-    Accepted | Subscribed | Ok | Pong | Authenticated | EventMessage | Heartbeat | ErrorMessage
+    Accepted
+    | Subscribed
+    | Ok
+    | Pong
+    | Authenticated
+    | EventMessage
+    | Ended
+    | Heartbeat
+    | ErrorMessage
 )
 
 _CLIENT_OPS = {"auth", "call", "subscribe", "unsubscribe", "cancel", "ping"}

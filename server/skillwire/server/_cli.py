@@ -3,14 +3,49 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import gc
 import logging
+import os
+import signal
+import socket
 import sys
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
 
 from ._config import Config, load_config
 
 __all__ = ["main"]
+
+T = TypeVar("T")
+log = logging.getLogger("skillwire")
+
+
+class StartupError(Exception):
+    """The process cannot start: ``main`` prints the message on one line and exits."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _building(build: Callable[[], T]) -> T:
+    """Build the app or the workers; a failure (an app that does not load) is one line."""
+    try:
+        return build()
+    except Exception as exc:
+        log.debug("start-up failed", exc_info=True)  # the traceback, at log_level = "debug"
+        raise StartupError(f"cannot start: {type(exc).__name__}: {exc}", 2) from None
+
+
+def _listen(host: str, port: int) -> Any:
+    """The listening socket, bound here so that a port in use is one clear line (exit 1)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise StartupError(f"cannot listen on {host}:{port}: {reason}", 1) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,48 +92,108 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _configure_logging(config: Config) -> None:
+    # The server's modules load when a command runs: `--help` and a config error stay quick.
     from ._logging import configure_logging
 
     configure_logging(config.log_level, config.log_format)
 
 
-def serve(config: Config, apps: Sequence[str]) -> None:
-    import asyncio
-    import signal
+def uvicorn_config(app: Any, config: Config) -> Any:
+    """The uvicorn settings of a skillwire server, with its connection limits (tests reuse it)."""
+    # The server's modules load when a command runs: `--help` and a config error stay quick.
+    import uvicorn
 
+    from ._http_protocol import ConnectionLimits, limited_http_protocol
+
+    limits = ConnectionLimits(
+        header_timeout=config.header_timeout,
+        keepalive_timeout=config.keepalive_timeout,
+        max_header_bytes=config.max_header_bytes,
+        max_connections=config.max_connections,
+    )
+    return uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        http=limited_http_protocol(limits),
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        ws_max_size=config.ws_max_message,
+        # Each compressed connection holds zlib state (hundreds of KiB, outside Python's
+        # heap), freed only when the GC finds its cycle: off unless configured (bench/tools/
+        # churn_rss.py: 51 -> 151 MiB over 10,000 connect/close cycles with it, 84 without).
+        ws_per_message_deflate=config.ws_compression,
+    )
+
+
+def _raise_fd_limit(max_connections: int) -> None:
+    """Lift the soft open-file limit towards max_connections (plus room for Redis, logs...).
+
+    A soft limit of 1024 (many distributions' default) would end accept() with EMFILE long
+    before max_connections, and the server would go silent instead of answering 503.
+    """
+    import resource  # POSIX only: imported where it is used, on the platforms that have it
+
+    wanted = max_connections + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    reachable = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < reachable:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (reachable, hard))
+    if reachable < wanted:
+        log.warning(
+            "the open-file limit (%d) is below max_connections + 256 (%d): raise it "
+            "(ulimit -n, nofile) or lower max_connections",
+            reachable,
+            wanted,
+        )
+
+
+def serve(config: Config, apps: Sequence[str]) -> None:
+    # The server's modules load when a command runs: `--help` and a config error stay quick.
     import uvicorn
 
     from .http import create_app
 
-    app = create_app(config, apps)
+    app = _building(lambda: create_app(config, apps))
     runtime = app.state.skillwire
     if runtime.keys.generated_key:
-        print(f"API key: {runtime.keys.generated_key}", flush=True)
-        runtime.key_announced = True
+        runtime.announce_key()
 
     class Server(uvicorn.Server):
+        loop: asyncio.AbstractEventLoop | None = None
+        draining_since: float | None = None
+
         def handle_exit(self, sig: int, frame: Any) -> None:
             # Before uvicorn waits for open connections: end streams, close sockets (1012).
             runtime.begin_drain()
+            first_sigterm = sig == signal.SIGTERM and self.draining_since is None
+            if first_sigterm and config.drain_period > 0 and self.loop is not None:
+                # Keep listening a while, answering 503 (and /readyz 503), so a balancer's
+                # probe sees the drain instead of refused connections; then stop.
+                self.draining_since = self.loop.time()
+                self.loop.call_soon_threadsafe(
+                    self.loop.call_later, config.drain_period, self._stop, sig, frame
+                )
+                return
+            self._stop(sig, frame)
+
+        def _stop(self, sig: int, frame: Any) -> None:
             super().handle_exit(sig, frame)
             if sig == signal.SIGTERM:
                 # A drained SIGTERM is a clean exit (0); uvicorn would re-raise it (143).
                 self._captured_signals.remove(sig)
 
-    server = Server(
-        uvicorn.Config(
-            app,
-            host=config.host,
-            port=config.port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-            ws_max_size=config.ws_max_message,
-        )
-    )
+    _raise_fd_limit(config.max_connections)
+    listener = _listen(config.host, config.port)
+    server = Server(uvicorn_config(app, config))
 
     async def run() -> None:
-        startup = asyncio.create_task(server.serve())
+        server.loop = asyncio.get_running_loop()
+        startup = asyncio.create_task(server.serve(sockets=[listener]))
+        # uvicorn ends a failed start-up with SystemExit, which leaves this task's exception
+        # unretrieved (a second, confusing traceback): retrieve it.
+        startup.add_done_callback(lambda task: task.cancelled() or task.exception())
         # uvicorn signals readiness only through this flag; poll it briefly.
         while not server.started and not startup.done():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
@@ -116,22 +211,25 @@ def serve(config: Config, apps: Sequence[str]) -> None:
 
 def work(config: Config, apps: Sequence[str], metrics_port: int = 0) -> None:
     """Run a worker process until SIGTERM or SIGINT, then finish or requeue its work."""
-    import asyncio
-    import signal
-
+    # The server's modules load when a command runs: `--help` and a config error stay quick.
     from prometheus_client import start_http_server
 
     from ._metrics import Metrics
     from ._ratelimit import RateLimits
-    from ._runtime import make_backbone, make_registry, make_remote, make_workers
+    from ._runtime import make_backbone, make_llm, make_registry, make_remote, make_workers
 
     log = logging.getLogger("skillwire.worker")
 
+    # Apps that do not load stop here, in one line (the LLM bridge's registry is built below,
+    # inside the loop its upstream client needs).
+    _building(lambda: make_registry(config, apps))
+
     async def run() -> None:
         backbone = make_backbone(config)
-        registry = make_registry(config, apps)
-        limits = RateLimits(config)
+        limits = RateLimits(config, windows=backbone.windows)
         metrics = Metrics()
+        llm = make_llm(config, limits, metrics)
+        registry = make_registry(config, apps, llm)
         if metrics_port:
             start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
         # Remote skills' work claimed here goes to a process with a worker for it.
@@ -149,7 +247,8 @@ def work(config: Config, apps: Sequence[str], metrics_port: int = 0) -> None:
         await stop.wait()
         log.info("worker %s stopping", pool.consumer)
         await pool.stop(grace=config.shutdown_grace)
-        await limits.close()
+        if llm is not None:
+            await llm.aclose()
         await backbone.close()
 
     _run(run())
@@ -164,8 +263,6 @@ def _tune_gc() -> None:
     into the older generations whose collections (tens of ms with thousands of connections)
     stall every connection at once.
     """
-    import gc
-
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 50, 100)
@@ -173,10 +270,8 @@ def _tune_gc() -> None:
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
     """Run on uvloop when it is installed (uvicorn[standard] brings it), as uvicorn would."""
-    import asyncio
-
     try:
-        import uvloop
+        import uvloop  # optional: only where it is installed
     except ImportError:
         factory = None
     else:
@@ -189,21 +284,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     try:
         config = load_config(args.config, overrides=_overrides(args))
+        # auth (Starlette with it) loads once a command runs: `--help` stays quick.
+        from .auth import check_roles
+
+        check_roles(config)  # the key store's check of roles, at start as any config error
     except Exception as exc:  # a bad config file or variable: say which, exit 2
         print(f"skillwire: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     _configure_logging(config)
-    if args.command == "serve":
-        serve(config, args.apps)
-    elif args.command == "worker":
-        if config.backbone != "redis":
-            print(
-                "skillwire: `worker` needs the redis backbone "
-                "(SKILLWIRE_BACKBONE=redis and SKILLWIRE_REDIS_URL)",
-                file=sys.stderr,
-            )
-            raise SystemExit(2)
-        work(config, args.apps, args.metrics_port)
+    try:
+        if args.command == "serve":
+            serve(config, args.apps)
+        elif args.command == "worker":
+            if config.backbone != "redis":
+                raise StartupError(
+                    "`worker` needs the redis backbone "
+                    "(SKILLWIRE_BACKBONE=redis and SKILLWIRE_REDIS_URL)",
+                    2,
+                )
+            work(config, args.apps, args.metrics_port)
+    except StartupError as exc:
+        print(f"skillwire: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
 
 
 if __name__ == "__main__":

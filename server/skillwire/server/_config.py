@@ -8,10 +8,12 @@ secret``). Lists in the environment are comma-separated.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 from limits import parse as parse_limit
@@ -23,7 +25,16 @@ from skillwire.protocol import (
     validate,
 )
 
-__all__ = ["Config", "CorsConfig", "KeyConfig", "TaskConfig", "WebhooksConfig", "load_config"]
+__all__ = [
+    "Config",
+    "CorsConfig",
+    "KeyConfig",
+    "LlmConfig",
+    "TaskConfig",
+    "UpstreamConfig",
+    "WebhooksConfig",
+    "load_config",
+]
 
 ENV_PREFIX = "SKILLWIRE_"
 
@@ -87,10 +98,29 @@ class HttpSkillConfig(msgspec.Struct, forbid_unknown_fields=True):
     allow_private: bool = False
 
 
+class UpstreamConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """``[llm.upstreams.NAME]``: one OpenAI-compatible Chat Completions server."""
+
+    base_url: str  # up to and including /v1: http://127.0.0.1:11434/v1
+    models: list[str] = msgspec.field(default_factory=lambda: ["*"])  # ["*"]: what /models lists
+    api_key_env: str | None = None  # the environment variable holding its key (none: no key)
+    timeout: PositiveSeconds = 600.0  # the longest wait for the upstream's next bytes
+    max_retries: Annotated[int, msgspec.Meta(ge=0, le=100)] = 3  # on 429 and 503
+    connect_timeout: PositiveSeconds = 10.0
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] = 1000  # pooled, kept alive
+
+
+class LlmConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """``[llm]``: the LLM bridge (app ``llm``), on when at least one upstream is configured."""
+
+    upstreams: dict[str, UpstreamConfig] = {}
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: int = 8000
     api_key: str | None = None
+    dev_key_file: str | None = None  # unset: $XDG_STATE_HOME/skillwire/dev_key
     backbone: Literal["memory", "redis"] = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
     heartbeat_interval: float = 15.0
@@ -107,17 +137,23 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     work_lease: float = 30.0
     work_max_deliveries: int = 5
     shutdown_grace: float = 10.0
+    drain_period: Seconds = 3.0  # on SIGTERM: keep listening, answering 503, this long
+    header_timeout: PositiveSeconds = 10.0  # a request's headers must arrive within this
+    keepalive_timeout: PositiveSeconds = 5.0  # an idle kept-alive connection closes after this
+    max_header_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 64 * 1024  # more: 431
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] = 10_000  # per process; more: 503
     skill_timeout: float = 300.0
     max_events: int = 10_000
     max_log_bytes: Annotated[int, msgspec.Meta(ge=1)] = 16 * 1024 * 1024  # memory backbone
     send_queue: int = 1024
     ws_max_message: int = 1024 * 1024
     ws_auth_timeout: float = 10.0
+    ws_compression: bool = False  # permessage-deflate: costs zlib state per connection
     demo: bool = True
     workers: bool = True
     apps: list[str] = []
     log_level: str = "info"
-    log_format: Literal["json", "text"] = "json"
+    log_format: Literal["auto", "json", "text"] = "auto"  # auto: text on a terminal
     keys: list[KeyConfig] = []
     roles: dict[str, list[str]] = {}
     skill_timeouts: dict[str, float] = {}
@@ -125,6 +161,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     task: TaskConfig = msgspec.field(default_factory=TaskConfig)
     cors: CorsConfig = msgspec.field(default_factory=CorsConfig)
     http_skills: list[HttpSkillConfig] = []
+    llm: LlmConfig = msgspec.field(default_factory=LlmConfig)
 
 
 def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
@@ -193,12 +230,15 @@ def load_config(
     if path is not None:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
-    data = _merge(data, _env_overrides(os.environ if environ is None else environ))
+    environ = os.environ if environ is None else environ
+    data = _merge(data, _env_overrides(environ))
     if overrides:
         data = _merge(data, overrides)
+    _check_upstream_types(data)
     # Non-strict: environment values arrive as strings ("15", "true").
     config = validate(data, Config, strict=False)
     _check_semantics(config)
+    _check_llm_keys(config.llm, environ)
     return config
 
 
@@ -215,19 +255,59 @@ def _check_limit(field: str, text: str | None) -> None:
 
 
 def _check_semantics(config: Config) -> None:
-    """What the types cannot say: limit strings parse, keys name roles that exist."""
-    from .auth import DEFAULT_ROLES
-
+    """What the types cannot say: limit strings parse. (That roles list known permissions and
+    keys name known roles is the key store's to check: ``auth.check_roles``.)"""
     _check_limit("rate_limit", config.rate_limit)
     for role, text in config.role_rate_limits.items():
         _check_limit(f"role_rate_limits.{role}", text)
     for name, text in config.provider_limits.items():
         _check_limit(f"provider_limits.{name}", text)
-    roles = set(DEFAULT_ROLES) | set(config.roles)
+    _check_llm(config.llm)
     for i, key in enumerate(config.keys):
         _check_limit(f"keys[{i}].rate_limit", key.rate_limit)
-        if key.role not in roles:
-            raise ValidationError(
-                f"invalid `keys[{i}].role`: unknown role {key.role!r}",
-                details={"field": f"keys[{i}].role", "constraint": f"one of {sorted(roles)}"},
+
+
+_UPSTREAM_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _bad_upstream(field: str, message: str) -> ValidationError:
+    return ValidationError(
+        f"invalid `llm.upstreams.{field}`: {message}",
+        details={"field": f"llm.upstreams.{field}", "constraint": message},
+    )
+
+
+def _check_llm(llm: LlmConfig) -> None:
+    """Each upstream: a name usable in ``<upstream>/<model>``, an http(s) URL, models."""
+    for name, upstream in llm.upstreams.items():
+        if not _UPSTREAM_NAME.match(name):
+            raise _bad_upstream(name, "the name must match [A-Za-z0-9_.-]{1,64} (no '/')")
+        url = urlsplit(upstream.base_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise _bad_upstream(
+                f"{name}.base_url", f"{upstream.base_url!r} is not an http(s) URL with a host"
             )
+        if not upstream.models or any(not m.strip() for m in upstream.models):
+            raise _bad_upstream(f"{name}.models", 'list model names, or ["*"]')
+        if "*" in upstream.models and len(upstream.models) > 1:
+            raise _bad_upstream(f"{name}.models", '"*" stands alone: it means every model')
+
+
+def _check_llm_keys(llm: LlmConfig, environ: Mapping[str, str]) -> None:
+    """An upstream whose key variable is unset would answer 401 to every call: say so now."""
+    for name, upstream in llm.upstreams.items():
+        if upstream.api_key_env is not None and not environ.get(upstream.api_key_env):
+            raise _bad_upstream(
+                f"{name}.api_key_env",
+                f"the environment variable {upstream.api_key_env} is not set",
+            )
+
+
+def _check_upstream_types(data: dict[str, Any]) -> None:
+    """Each upstream on its own first, so that an error names it (``llm.upstreams.local``)."""
+    llm = data.get("llm")
+    upstreams = llm.get("upstreams") if isinstance(llm, dict) else None
+    if not isinstance(upstreams, dict):
+        return
+    for name, entry in upstreams.items():
+        validate(entry, UpstreamConfig, prefix=f"llm.upstreams.{name}", strict=False)

@@ -7,7 +7,9 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+from starlette.requests import HTTPConnection
 
 from skillwire.protocol import ValidationError
 
@@ -29,7 +31,10 @@ from .engine import (
 from .httpskills import HttpSkills
 from .webhooks import UnsafeUrl, UrlGuard, WebhookDispatcher
 
-__all__ = ["Runtime"]
+if TYPE_CHECKING:
+    from .llm import LlmBridge
+
+__all__ = ["Runtime", "runtime_of"]
 
 log = logging.getLogger("skillwire")
 
@@ -37,7 +42,7 @@ log = logging.getLogger("skillwire")
 def make_backbone(config: Config) -> Backbone:
     backbone: Backbone
     if config.backbone == "redis":
-        from .backbone.redis import RedisBackbone
+        from .backbone.redis import RedisBackbone  # redis-py loads only for this backbone
 
         backbone = RedisBackbone(
             config.redis_url,
@@ -79,10 +84,32 @@ def make_url_guard(config: Config) -> UrlGuard:
     return guard
 
 
+def make_llm(
+    config: Config, limits: RateLimits | None, metrics: Metrics | None
+) -> LlmBridge | None:
+    """The LLM bridge when at least one upstream is configured (its app is ``llm``)."""
+    if not config.llm.upstreams:
+        return None
+    from .llm import LlmBridge, LlmMetrics  # the bridge (httpx-sse...) loads only when configured
+
+    return LlmBridge(
+        config.llm,
+        limits=limits,
+        metrics=LlmMetrics(metrics.registry) if metrics is not None else None,
+    )
+
+
 def make_registry(
-    config: Config, apps: Sequence[App | str], http_skills: HttpSkills | None = None
+    config: Config,
+    apps: Sequence[App | str],
+    llm: LlmBridge | None = None,
+    http_skills: HttpSkills | None = None,
 ) -> Registry:
     sources: list[App | str] = [demo] if config.demo else []
+    if llm is not None:
+        from .llm import build_app  # as make_llm: only with an upstream configured
+
+        sources.append(build_app(llm))
     sources.extend(apps)
     sources.extend(config.apps)
     if http_skills is None:
@@ -177,6 +204,7 @@ class Runtime:
     metrics: Metrics
     remote: RemoteSkills
     webhooks: WebhookDispatcher | None = None
+    llm: LlmBridge | None = None
     remote_pool: RemotePool | None = None
     http_skills: HttpSkills | None = None
     draining: bool = False
@@ -189,9 +217,12 @@ class Runtime:
 
     @classmethod
     def build(cls, config: Config, apps: Sequence[App | str]) -> Runtime:
-        http_skills = HttpSkills(config.http_skills, default_timeout=config.skill_timeout)
-        registry = make_registry(config, apps, http_skills)
+        metrics = Metrics()
         backbone = make_backbone(config)
+        limits = RateLimits(config, metrics, backbone.windows)
+        llm = make_llm(config, limits, metrics)
+        http_skills = HttpSkills(config.http_skills, default_timeout=config.skill_timeout)
+        registry = make_registry(config, apps, llm, http_skills)
         guard = make_url_guard(config)
         remote = make_remote(config, backbone, registry)
         tasks = TaskService(
@@ -199,11 +230,10 @@ class Runtime:
             registry,
             retention=config.retention,
             max_parallel=config.max_parallel,
+            metrics=metrics,
             check_webhook_url=guard.check_call,
             remote=remote,
         )
-        limits = RateLimits(config)
-        metrics = Metrics()
         webhooks = WebhookDispatcher(backbone, config.webhooks, guard, metrics=metrics)
         workers = (
             make_workers(config, backbone, registry, limits, metrics, remote)
@@ -221,6 +251,7 @@ class Runtime:
             metrics=metrics,
             remote=remote,
             webhooks=webhooks,
+            llm=llm,
             remote_pool=make_remote_pool(config, backbone, registry, limits, metrics, remote),
             http_skills=http_skills,
         )
@@ -235,9 +266,18 @@ class Runtime:
         if self.webhooks is not None:
             await self.webhooks.start()
         if self.keys.generated_key and not self.key_announced:
-            log.warning("no API key configured; generated one for this run")
-            print(f"API key: {self.keys.generated_key}", flush=True)
-            self.key_announced = True
+            log.warning("no API key configured; using the generated dev key")
+            self.announce_key()
+
+    def announce_key(self) -> None:
+        """Print the generated dev key on stdout (never in a log line), and where it is kept."""
+        key, kept_in = self.keys.generated_key, self.keys.generated_key_file
+        print(f"API key: {key}", flush=True)
+        if kept_in is not None:
+            print(f"(a dev key, kept in {kept_in} for the next start too)", flush=True)
+        else:
+            print("(a dev key for this run only: it could not be saved)", flush=True)
+        self.key_announced = True
 
     def begin_drain(self) -> None:
         """Stop taking new work: streams end, WebSockets close with 1012, new requests 503."""
@@ -284,5 +324,12 @@ class Runtime:
         await self.remote.stop()
         if self.http_skills is not None:
             await self.http_skills.close()
-        await self.limits.close()
+        if self.llm is not None:
+            await self.llm.aclose()
         await self.backbone.close()
+
+
+def runtime_of(conn: HTTPConnection) -> Runtime:
+    """The runtime of the app serving ``conn`` (``create_app`` keeps it on the app's state)."""
+    runtime: Runtime = conn.app.state.skillwire
+    return runtime

@@ -2,9 +2,11 @@
 
 Piped, every command prints JSON lines on stdout (one object per line: a skill, a task, an
 event); in a terminal it prints readable tables and pretty JSON, and following a task
-draws live progress bars on stderr. Exit status: 0 success; 1 the task ended ``failed``,
+draws live progress bars on stderr, or, for a task that streams text (an LLM's answer),
+prints that text on stdout as it grows. Exit status: 0 success; 1 the task ended ``failed``,
 ``partial`` or ``cancelled``; 2 bad usage; 3 an error from the server; 4 the server could not
-be reached; 130 interrupted.
+be reached; 130 interrupted; 141 the reader of stdout went away (``| head``), as for any
+command killed by SIGPIPE, without a traceback.
 """
 
 from __future__ import annotations
@@ -15,14 +17,23 @@ import contextlib
 import json
 import os
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, TextIO
 
-from skillwire.protocol import Event, SkillwireError, Task, TaskStatus, to_builtins
+from skillwire.protocol import (
+    Event,
+    SkillwireError,
+    Task,
+    TaskStatus,
+    Unauthorized,
+    to_builtins,
+)
 
 from ._client import AsyncClient
 from ._errors import TransportError
 from ._events import event_task, is_terminal
+from ._livetext import LiveText
 from ._progress import ProgressBars
 from ._settings import DEFAULT_TRANSPORTS
 
@@ -30,6 +41,8 @@ __all__ = ["main"]
 
 EXIT_OK, EXIT_TASK_FAILED, EXIT_USAGE, EXIT_API_ERROR, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a command cut off by `| head`
+MAX_SUMMARY_ERRORS = 5
 FAILED_STATUSES = {TaskStatus.FAILED, TaskStatus.PARTIAL, TaskStatus.CANCELLED}
 TRANSPORTS = ["auto", *DEFAULT_TRANSPORTS]
 
@@ -60,18 +73,40 @@ class Output:
             cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
             self.out.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
 
-    def error(self, exc: SkillwireError) -> None:
+    def summary(self, task: Task) -> None:
+        """The end of a followed task, in a few lines (the whole Task is ``--json``'s)."""
+        self.out.write(_summary(task))
+
+    def error(self, exc: SkillwireError, message: str | None = None, **details: Any) -> None:
+        """``exc`` on stderr; ``message`` and ``details`` say more than the error itself."""
+        message = message or exc.message
         if self.json:
             body = {
                 "code": exc.code,
-                "message": exc.message,
-                "details": exc.details,
+                "message": message,
+                "details": {**exc.details, **details},
                 "request_id": exc.request_id,
             }
             self.err.write(json.dumps({"error": body}, default=str) + "\n")
         else:
             suffix = f" (request_id {exc.request_id})" if exc.request_id else ""
-            self.err.write(f"error: {exc.code}: {exc.message}{suffix}\n")
+            self.err.write(f"error: {exc.code}: {message}{suffix}\n")
+
+
+def _summary(task: Task) -> str:
+    counts = Counter(request.status.value for request in task.requests)
+    tally = ", ".join(f"{count} {status}" for status, count in counts.items())
+    lines = [f"{task.task_id}  {task.app}/{task.skill}  {task.status.value}  ({tally})"]
+    failed = [r for r in task.requests if r.error is not None]
+    for request in failed[:MAX_SUMMARY_ERRORS]:
+        assert request.error is not None
+        lines.append(f"  [{request.index}] {request.error.code}: {request.error.message}")
+    if len(failed) > MAX_SUMMARY_ERRORS:
+        lines.append(f"  … and {len(failed) - MAX_SUMMARY_ERRORS} more failed")
+    if task.error is not None:
+        lines.append(f"  {task.error.code}: {task.error.message}")
+    lines.append(f"the whole task: skillwire-client task {task.task_id}  (--json for JSON)")
+    return "\n".join(lines) + "\n"
 
 
 def _request_object(text: str) -> dict[str, Any]:
@@ -150,18 +185,28 @@ def _exit_for(task: Task) -> int:
 
 async def _follow(out: Output, events: AsyncIterator[Event], title: str, *, bars: bool) -> int:
     progress = ProgressBars(out.err, title) if bars else None
+    # In a terminal, streamed text is printed as it grows, and stands for the Task's JSON.
+    text = LiveText(out.out) if bars else None
     final: Task | None = None
     async for event in events:
-        if progress is not None:
-            progress.update(event)
+        terminal = is_terminal(event)
+        if text is not None and progress is not None:
+            streaming = text.started
+            text.update(event)
+            if text.started and not streaming:
+                progress.forget()  # the text went below the bars: draw them afresh at the end
+            if terminal:
+                text.finish()
+            if terminal or not text.started:
+                progress.update(event)
         else:
             out.line(event)
-        if is_terminal(event):
+        if terminal:
             final = event_task(event)
     if final is None:
         return EXIT_OK
-    if progress is not None:  # the bars were drawn for the terminal event already
-        out.show(final)
+    if progress is not None and not (text is not None and text.started):
+        out.summary(final)  # the bars were drawn for the terminal event already
     return _exit_for(final)
 
 
@@ -245,14 +290,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Output(sys.stdout, sys.stderr, as_json=args.json or not sys.stdout.isatty())
     try:
         return asyncio.run(run(args, out))
+    except BrokenPipeError:
+        _drop_stdout()
+        return EXIT_BROKEN_PIPE
     except TransportError as exc:
-        out.error(exc)
+        out.error(exc, f"{args.url}: {exc.message}", url=args.url)
         return EXIT_UNREACHABLE
+    except Unauthorized as exc:
+        if args.key:
+            hint = "the server refused the key given by --key or SKILLWIRE_API_KEY"
+        else:
+            hint = "no API key given: pass --key KEY or set SKILLWIRE_API_KEY"
+        out.error(exc, f"{exc.message} ({hint})")
+        return EXIT_API_ERROR
     except SkillwireError as exc:
         out.error(exc)
         return EXIT_API_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null: the interpreter's last flush at exit must not fail again on
+    the closed pipe (Python's documented recipe for SIGPIPE)."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def entry_point() -> None:

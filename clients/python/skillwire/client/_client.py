@@ -16,6 +16,7 @@ from skillwire.protocol import (
     CallBody,
     CallOp,
     Event,
+    EventType,
     Skill,
     Task,
     TaskList,
@@ -25,15 +26,17 @@ from skillwire.protocol import (
 
 from ._backoff import Backoff
 from ._errors import TransportError, TransportUnavailable
-from ._events import task_path
+from ._events import is_terminal, task_path
 from ._follow import Follower
 from ._http import HttpTransport, decode
+from ._outputs import TaskOutputs, TextCursor
 from ._settings import DEFAULT_TRANSPORTS, Settings, StreamTransport, TransportName
 from ._ws import WebSocketSession
 
 __all__ = ["AsyncClient"]
 
 Requests = Sequence[Mapping[str, Any]]
+_REQUEST_ENDS = frozenset({EventType.REQUEST_COMPLETED, EventType.REQUEST_FAILED})
 
 
 def _slug(value: str) -> str:
@@ -297,3 +300,41 @@ class AsyncClient:
         async with contextlib.aclosing(follow):
             async for event in follow:
                 yield event
+
+    async def stream_text(
+        self,
+        task: str | Task,
+        *,
+        index: int = 0,
+        output: int | None = None,
+        field: str = "text",
+        transport: TransportName = "auto",
+    ) -> AsyncGenerator[str, None]:
+        """The text of a streamed output as it grows: each chunk once, in order.
+
+        Follows output ``output`` of request ``index`` (default: the first output of that
+        request whose ``field`` is a string, e.g. ``{"type": "text", "text": ""}``) until the
+        request ends or the task does; the chunks joined are the output's final ``field``.
+        With a task id, the stream starts with a snapshot (the text so far in one chunk);
+        with a ``Task`` (e.g. from ``call(..., wait=0)``), from that Task on. A dropped
+        connection resumes after the last event seen, and a snapshot met on the way (a
+        resume past what the log keeps, a re-run of the request) yields only the characters
+        not yielded yet, so no character is lost or repeated. How the request ended is the
+        Task's to tell (``task()``).
+        """
+        if isinstance(task, Task):
+            task_id, after, snapshot = task.task_id, task.last_seq, False
+            outputs = TaskOutputs(task)
+        else:
+            task_id, after, snapshot = task, 0, True
+            outputs = TaskOutputs()
+        cursor = TextCursor(outputs, index, output, field)
+        if chunk := cursor.advance():
+            yield chunk
+        follow = self.events(task_id, after=after, transport=transport, snapshot=snapshot)
+        async with contextlib.aclosing(follow):
+            async for event in follow:
+                if chunk := cursor.advance(outputs.apply(event)):
+                    yield chunk
+                if is_terminal(event) or (event.index == index and event.type in _REQUEST_ENDS):
+                    return

@@ -6,13 +6,15 @@ from urllib.parse import quote
 
 import msgspec
 
-from skillwire.protocol import Event, EventType, Task, lifecycle, to_builtins
+from skillwire.protocol import Event, EventType, Task, decode_event, lifecycle, to_builtins
 
 __all__ = [
     "TERMINAL_EVENT_TYPES",
+    "decode_known_event",
     "event_task",
     "events_path",
     "is_terminal",
+    "is_unknown_event",
     "snapshot_event",
     "task_path",
     "terminal_event",
@@ -20,6 +22,8 @@ __all__ = [
 
 TERMINAL_EVENT_TYPES = frozenset(lifecycle.TASK_TERMINAL_EVENTS.values())
 _TASK_EVENT_TYPES = TERMINAL_EVENT_TYPES | {EventType.TASK_SNAPSHOT}
+_KNOWN_EVENT_TYPES = frozenset(EventType)
+_any_decoder = msgspec.json.Decoder()
 
 
 def task_path(task_id: str) -> str:
@@ -28,6 +32,28 @@ def task_path(task_id: str) -> str:
 
 def events_path(task_id: str) -> str:
     return task_path(task_id) + "/events"
+
+
+def is_unknown_event(raw: object) -> bool:
+    """True for a decoded JSON event whose ``type`` this client does not know (a newer
+    server's): API.md asks clients to skip those, as the contract grows."""
+    if not isinstance(raw, dict):
+        return False
+    kind = raw.get("type")
+    return isinstance(kind, str) and kind not in _KNOWN_EVENT_TYPES
+
+
+def decode_known_event(data: bytes | str) -> Event | None:
+    """One event from its JSON; None for an event type this client does not know.
+
+    Anything else that does not decode raises msgspec's error, as ``decode_event`` does.
+    """
+    try:
+        return decode_event(data)
+    except msgspec.ValidationError:
+        if is_unknown_event(_any_decoder.decode(data)):
+            return None
+        raise
 
 
 def _snapshot_status(event: Event) -> str | None:

@@ -30,7 +30,7 @@ from ._ndjson import ndjson_events
 from ._poll import poll_events
 from ._settings import StreamTransport
 from ._sse import sse_events
-from ._ws import ws_events
+from ._ws import SubscriptionEnded, ws_events
 
 __all__ = ["Follower"]
 
@@ -66,6 +66,14 @@ class Follower:
         """
         task = await self.http.get(Task, task_path(task_id))
         return task.status in lifecycle.TERMINAL_TASK_STATUSES and task.last_seq <= after
+
+    async def _ended_quietly(self, task_id: str, after: int) -> bool:
+        """After an HTTP stream ended without the terminal event: did the task end at or
+        before ``after`` (SSE and NDJSON then simply end)? False when it cannot be told."""
+        try:
+            return await self._ended_by(task_id, after)
+        except SkillwireError:
+            return False  # reconnect as for any dropped stream
 
     def _delay(self, exc: SkillwireError, failures: int) -> float:
         retry_after = exc.details.get("retry_after") if isinstance(exc, RateLimited) else None
@@ -113,10 +121,14 @@ class Follower:
                         yield event
                         if is_terminal(event):
                             return
+                if name != "ws" and await self._ended_quietly(task_id, last):
+                    return  # resumed past the end: the stream ended without the terminal event
                 raise TransportError(
                     "the stream ended before the task's terminal event",
                     details={"transport": name},
                 )
+            except SubscriptionEnded:
+                return  # the WebSocket's ``ended``: the task finished at or before ``last``
             except TransportUnavailable as exc:
                 if index + 1 >= len(self.transports):
                     raise

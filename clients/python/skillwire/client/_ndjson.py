@@ -6,10 +6,10 @@ from collections.abc import AsyncGenerator
 
 import msgspec
 
-from skillwire.protocol import Event, decode_event
+from skillwire.protocol import Event
 
 from ._errors import TransportUnavailable, map_httpx_exceptions, undecodable
-from ._events import events_path
+from ._events import decode_known_event, events_path
 from ._http import HttpTransport
 
 __all__ = ["ndjson_events"]
@@ -40,7 +40,8 @@ async def ndjson_events(
                 if not line.strip():
                     continue  # heartbeat
                 try:
-                    event = decode_event(line)
+                    event = decode_known_event(line)
                 except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                     raise undecodable("an NDJSON event", exc) from exc
-                yield event
+                if event is not None:  # None: a type this client does not know
+                    yield event

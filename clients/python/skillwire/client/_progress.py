@@ -114,6 +114,10 @@ class ProgressBars:
             )
         return lines
 
+    def forget(self) -> None:
+        """Forget what was drawn (other output went below it): the next draw starts afresh."""
+        self._drawn = 0
+
     def draw(self) -> None:
         columns = shutil.get_terminal_size((100, 24)).columns
         parts = [_UP_AND_CLEAR.format(n=self._drawn)] if self._drawn else []

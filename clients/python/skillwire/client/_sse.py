@@ -7,10 +7,10 @@ from collections.abc import AsyncGenerator
 import msgspec
 from httpx_sse import EventSource, SSEError
 
-from skillwire.protocol import Event, decode_event
+from skillwire.protocol import Event
 
 from ._errors import TransportUnavailable, map_httpx_exceptions, undecodable
-from ._events import events_path
+from ._events import decode_known_event, events_path
 from ._http import HttpTransport
 
 __all__ = ["sse_events"]
@@ -42,9 +42,10 @@ async def sse_events(
                     if not message.data:
                         continue  # e.g. the opening `retry:` field
                     try:
-                        event = decode_event(message.data)
+                        event = decode_known_event(message.data)
                     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                         raise undecodable("an SSE event", exc) from exc
-                    yield event
+                    if event is not None:  # None: a type this client does not know
+                        yield event
             except SSEError as exc:  # not an event stream: a proxy or an old server
                 raise TransportUnavailable(str(exc), details={"reason": "content-type"}) from exc

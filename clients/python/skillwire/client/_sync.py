@@ -223,3 +223,19 @@ class Client:
                 metadata=metadata,
             )
         )
+
+    def stream_text(
+        self,
+        task: str | Task,
+        *,
+        index: int = 0,
+        output: int | None = None,
+        field: str = "text",
+        transport: TransportName = "auto",
+    ) -> Generator[str, None, None]:
+        """``AsyncClient.stream_text`` as a blocking iterator."""
+        return self._portal.iterate(
+            self._async.stream_text(
+                task, index=index, output=output, field=field, transport=transport
+            )
+        )

@@ -24,6 +24,7 @@ from skillwire.protocol import (
     Accepted,
     CallOp,
     ClientMessage,
+    Ended,
     ErrorMessage,
     Event,
     EventMessage,
@@ -35,18 +36,40 @@ from skillwire.protocol import (
 )
 
 from ._errors import TransportUnavailable, error_from_body, map_ws_exceptions, undecodable
+from ._events import is_unknown_event
 from ._settings import Settings
 
-__all__ = ["WebSocketSession", "ws_events"]
+__all__ = ["SubscriptionEnded", "WebSocketSession", "ws_events"]
 
 
 _KNOWN_OPS = frozenset(
-    {"accepted", "subscribed", "ok", "pong", "authenticated", "event", "heartbeat", "error"}
+    {
+        "accepted",
+        "subscribed",
+        "ok",
+        "pong",
+        "authenticated",
+        "event",
+        "ended",
+        "heartbeat",
+        "error",
+    }
 )
 
 
+class SubscriptionEnded(Exception):
+    """The server's ``ended``: the task finished at or before the seq subscribed after, so its
+    terminal event will not come; nothing more will."""
+
+    def __init__(self, task_id: str, last_seq: int) -> None:
+        super().__init__(f"task {task_id} ended at seq {last_seq}")
+        self.task_id = task_id
+        self.last_seq = last_seq
+
+
 def _decode(line: str | bytes) -> ServerMessage | None:
-    """One server message; None for an op this client does not know (a newer server's)."""
+    """One server message; None for an op, or an event type, this client does not know (a
+    newer server's)."""
     try:
         return decode_server_message(line)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -54,8 +77,12 @@ def _decode(line: str | bytes) -> ServerMessage | None:
             raw = msgspec.json.decode(line)
         except msgspec.DecodeError:
             raw = None
-        if isinstance(raw, dict) and isinstance(raw.get("op"), str) and raw["op"] not in _KNOWN_OPS:
-            return None
+        if isinstance(raw, dict):
+            op = raw.get("op")
+            if isinstance(op, str) and op not in _KNOWN_OPS:
+                return None
+            if op == "event" and is_unknown_event(raw.get("event")):
+                return None
         raise undecodable("a WebSocket message", exc) from exc
 
 
@@ -159,7 +186,8 @@ class WebSocketSession:
             raise undecodable("the reply to subscribe", TypeError(type(reply).__name__))
 
     async def events(self, task_id: str) -> AsyncGenerator[Event, None]:
-        """The events of ``task_id`` as they arrive; a subscription error (no ref) raises."""
+        """The events of ``task_id`` as they arrive; a subscription error (no ref) raises,
+        and so does ``ended`` (SubscriptionEnded)."""
         while True:
             message = await self.receive()
             if isinstance(message, EventMessage):
@@ -167,6 +195,8 @@ class WebSocketSession:
                     yield message.event
             elif isinstance(message, ErrorMessage) and message.ref is None:
                 raise error_from_body(message.error)
+            elif isinstance(message, Ended) and message.task_id == task_id:
+                raise SubscriptionEnded(message.task_id, message.last_seq)
 
 
 async def ws_events(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ._keys import KeyStore, digest
+from ._credentials import Tickets, authenticate, credentials_of, offers_credentials, require
+from ._keys import KeyStore, check_roles, digest
 from ._permissions import DEFAULT_ROLES, Permission, resolve_roles
 from ._principal import Principal
 
@@ -11,6 +12,12 @@ __all__ = [
     "KeyStore",
     "Permission",
     "Principal",
+    "Tickets",
+    "authenticate",
+    "check_roles",
+    "credentials_of",
     "digest",
+    "offers_credentials",
+    "require",
     "resolve_roles",
 ]

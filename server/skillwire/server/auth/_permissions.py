@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import StrEnum
 
+from skillwire.protocol import ValidationError
+
 __all__ = ["DEFAULT_ROLES", "Permission", "resolve_roles"]
 
 
@@ -26,12 +28,17 @@ DEFAULT_ROLES: dict[str, frozenset[Permission]] = {
 
 
 def resolve_roles(configured: Mapping[str, list[str]]) -> dict[str, frozenset[Permission]]:
-    """Defaults, with each role named in the config getting exactly the permissions listed."""
+    """Defaults, with each role named in the config getting exactly the permissions listed;
+    a permission that does not exist is a ValidationError naming ``roles.<name>``."""
+    allowed = [p.value for p in Permission]
     roles = dict(DEFAULT_ROLES)
     for name, permissions in configured.items():
-        try:
-            roles[name] = frozenset(Permission(p) for p in permissions)
-        except ValueError as exc:
-            allowed = ", ".join(p.value for p in Permission)
-            raise ValueError(f"role {name!r}: {exc}; permissions are: {allowed}") from exc
+        unknown = sorted(set(permissions) - set(allowed))
+        if unknown:
+            raise ValidationError(
+                f"invalid `roles.{name}`: unknown permission {unknown[0]!r}; "
+                f"permissions are: {', '.join(allowed)}",
+                details={"field": f"roles.{name}", "constraint": f"each one of {allowed}"},
+            )
+        roles[name] = frozenset(Permission(p) for p in permissions)
     return roles

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
+from skillwire.protocol import Forbidden
+
 from ._permissions import Permission
 
 __all__ = ["Principal"]
@@ -24,6 +26,15 @@ class Principal:
 
     def has(self, permission: Permission) -> bool:
         return permission in self.permissions
+
+    def require(self, permission: Permission) -> Principal:
+        """This principal, if it has ``permission``; else Forbidden (403) naming it."""
+        if permission not in self.permissions:
+            raise Forbidden(
+                f"role {self.role!r} lacks the {permission.value!r} permission",
+                details={"permission": permission.value},
+            )
+        return self
 
     def may_call(self, app: str, skill: str) -> bool:
         """True when the key's scopes (``web.*``, ``videos.get_transcript``) allow the skill."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -44,6 +44,8 @@ __all__ = [
     "DeliveryListener",
     "DeliveryRecord",
     "EventListener",
+    "FixedWindows",
+    "Idempotency",
     "LogSlice",
     "StoredTask",
     "WorkItem",
@@ -52,6 +54,18 @@ __all__ = [
 EventListener = Callable[[EncodedEvent], None]
 CancelListener = Callable[[str], None]
 DeliveryListener = Callable[[], None]
+
+
+class Idempotency(msgspec.Struct, frozen=True):
+    """An Idempotency-Key to take together with the task a call creates.
+
+    ``key`` is the principal's name and the header's value; ``fingerprint`` identifies the
+    request (a replay with another body is a conflict); the key is kept ``ttl`` seconds.
+    """
+
+    key: str
+    fingerprint: str
+    ttl: float
 
 
 class WorkItem(msgspec.Struct):
@@ -115,12 +129,24 @@ class LogSlice(msgspec.Struct):
     finished: bool
 
 
+class FixedWindows(Protocol):
+    """Rate-limit counters in fixed windows (a backbone's: shared by every process on it)."""
+
+    async def hit(self, name: str, window: float) -> tuple[int, float]:
+        """Count one hit in ``name``'s window (``window`` seconds long, opened by its first
+        hit): the hits counted in it so far, and the seconds until it ends."""
+        ...
+
+
 class Backbone(abc.ABC):
     """Task records, event logs, live fan-out, the work queue and control signals."""
 
     name: str = "abstract"
     # Configured receivers of every finished task (``webhooks.urls``), besides its own URL.
     webhook_urls: tuple[str, ...] = ()
+    # The rate limiter's counters, on the backbone's own connections; None when each process
+    # counts alone (the memory backbone: the limiter keeps them in its memory).
+    windows: FixedWindows | None = None
 
     # -- life ----------------------------------------------------------------------------
     @abc.abstractmethod
@@ -147,8 +173,15 @@ class Backbone(abc.ABC):
         owner: str,
         webhook_url: str | None,
         work: list[WorkItem],
-    ) -> None:
-        """Store a new task with its first event, then queue its work."""
+        idempotency: Idempotency | None = None,
+    ) -> tuple[str, str] | None:
+        """Store a new task with its first event, then queue its work.
+
+        With ``idempotency``, the key is taken for this task in the same atomic step, so a
+        creation that fails leaves no key behind and a key never names a task that does not
+        exist. If the key was taken already, nothing is stored and the earlier
+        ``(task_id, fingerprint)`` is returned; otherwise None.
+        """
 
     @abc.abstractmethod
     async def get_task(self, task_id: str) -> StoredTask | None:
@@ -241,12 +274,6 @@ class Backbone(abc.ABC):
     @abc.abstractmethod
     async def take_ticket(self, ticket: str) -> str | None:
         """The principal's name, once: a ticket is spent by its first use."""
-
-    @abc.abstractmethod
-    async def remember_idempotency(
-        self, key: str, fingerprint: str, task_id: str, ttl: float
-    ) -> tuple[str, str] | None:
-        """Store key -> (task_id, fingerprint) unless present; return the earlier pair if so."""
 
     # -- remote workers' skill declarations ------------------------------------------------
     @abc.abstractmethod

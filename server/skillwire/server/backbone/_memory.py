@@ -46,6 +46,7 @@ from ._base import (
     DeliveryListener,
     DeliveryRecord,
     EventListener,
+    Idempotency,
     LogSlice,
     StoredTask,
     WorkItem,
@@ -92,6 +93,9 @@ class MemoryBackbone(Backbone):
         self._retention = retention
         self._sweep_interval = sweep_interval
         self._records: dict[str, _Record] = {}
+        # Each principal's task ids, oldest first (a dict keeps its insertion order): a list of
+        # one principal's tasks reads them, not every task.
+        self._by_owner: dict[str, dict[str, None]] = {}
         self._queue: asyncio.Queue[WorkItem] = asyncio.Queue()
         self._enqueued: dict[int, float] = {}  # id(item) -> when it was queued
         self._cancel_listeners: list[CancelListener] = []
@@ -129,8 +133,17 @@ class MemoryBackbone(Backbone):
         owner: str,
         webhook_url: str | None,
         work: list[WorkItem],
-    ) -> None:
+        idempotency: Idempotency | None = None,
+    ) -> tuple[str, str] | None:
+        # No await from here to the end: the key and the task are stored in one step.
+        if idempotency is not None:
+            deadline = time.monotonic() + idempotency.ttl
+            existing = self._idempotency.get(idempotency.key)
+            if existing is not None and existing[2] > time.monotonic():
+                return existing[0], existing[1]
+            self._idempotency[idempotency.key] = (task.task_id, idempotency.fingerprint, deadline)
         first = EncodedEvent.of(first_event)
+        self._by_owner.setdefault(owner, {})[task.task_id] = None
         self._records[task.task_id] = _Record(
             task=task,
             owner=owner,
@@ -148,6 +161,7 @@ class MemoryBackbone(Backbone):
                 continue
             self._enqueued[id(item)] = now
             self._queue.put_nowait(item)
+        return None
 
     def hand_work_to(self, taker: Callable[[Claim], bool]) -> None:
         self._taker = taker
@@ -168,11 +182,14 @@ class MemoryBackbone(Backbone):
         limit: int,
         offset: int,
     ) -> tuple[list[Task], int]:
+        if owner is None:
+            records = reversed(self._records.values())
+        else:
+            records = (self._records[i] for i in reversed(self._by_owner.get(owner, {})))
         matches = [
             r
-            for r in reversed(self._records.values())
-            if (owner is None or r.owner == owner)
-            and (status is None or r.task.status == status)
+            for r in records
+            if (status is None or r.task.status == status)
             and (app is None or r.task.app == app)
             and (skill is None or r.task.skill == skill)
         ]
@@ -327,16 +344,6 @@ class MemoryBackbone(Backbone):
             return None
         return entry[0]
 
-    async def remember_idempotency(
-        self, key: str, fingerprint: str, task_id: str, ttl: float
-    ) -> tuple[str, str] | None:
-        now = time.monotonic()
-        existing = self._idempotency.get(key)
-        if existing is not None and existing[2] > now:
-            return existing[0], existing[1]
-        self._idempotency[key] = (task_id, fingerprint, now + ttl)
-        return None
-
     # -- retention -----------------------------------------------------------------------
     async def _sweep_forever(self) -> None:
         while True:
@@ -351,7 +358,11 @@ class MemoryBackbone(Backbone):
             for t, r in self._records.items()
             if r.task.finished_at is not None and parse_time(r.task.finished_at) < cutoff
         ]:
-            del self._records[task_id]
+            record = self._records.pop(task_id)
+            owned = self._by_owner[record.owner]
+            del owned[task_id]
+            if not owned:
+                del self._by_owner[record.owner]
         mono = time.monotonic()
         for ticket in [t for t, (_, exp) in self._tickets.items() if exp < mono]:
             del self._tickets[ticket]

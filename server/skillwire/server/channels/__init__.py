@@ -5,7 +5,7 @@ from __future__ import annotations
 from ._routes import channel_routes
 from ._streams import EventStreamResponse, stream_response
 from ._subscription import SlowConsumer, Subscription
-from ._websocket import WS_PATH, websocket_endpoint
+from ._websocket import WS_PATH, websocket_endpoint, websocket_refused
 from ._workers import WORKERS_WS_PATH, workers_endpoint
 
 __all__ = [
@@ -17,5 +17,6 @@ __all__ = [
     "channel_routes",
     "stream_response",
     "websocket_endpoint",
+    "websocket_refused",
     "workers_endpoint",
 ]

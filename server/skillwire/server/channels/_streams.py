@@ -26,12 +26,11 @@ from skillwire.protocol import (
     sse_retry,
 )
 
+from .._links import root_of, rooted_frame
 from .._metrics import Tally
-from .._runtime import Runtime
-from ..auth import Permission, Principal
-from ..http._auth import require, runtime_of
-from ..http._links import root_of, rooted_frame
-from ..http._params import is_ascii_digits
+from .._params import is_ascii_digits
+from .._runtime import Runtime, runtime_of
+from ..auth import Permission, Principal, require
 from ._outbox import Outbox, OutboxClosed
 from ._subscription import SlowConsumer, Subscription
 
@@ -199,7 +198,8 @@ async def stream_response(
 
 
 async def events_endpoint(request: Request) -> Response:
-    principal = await require(request, Permission.READ, allow_ticket=True)
+    runtime = runtime_of(request)
+    principal = await require(request, runtime.keys, Permission.READ, tickets=runtime.backbone)
     after = parse_after(request)
     snapshot = request.query_params.get("snapshot", "false").lower()
     if snapshot not in ("true", "false", "1", "0"):

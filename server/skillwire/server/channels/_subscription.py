@@ -9,6 +9,11 @@ A gap in live events (a seq more than one past the last sent, e.g. pub/sub lost 
 sends the subscription back to the log for the missing part. When ``after`` is older than
 the oldest event the log keeps, or a snapshot is asked for, a ``task.snapshot`` event
 carrying the task as of seq N comes first, then the events after N.
+
+A subscription whose ``after`` is at or past the task's terminal event (a client resuming
+beyond the end) never sends that event; it still ends when the task does, queueing the
+``ended`` frame its channel gives (the WebSocket's ``{"op": "ended"}``; SSE and NDJSON just
+end the stream).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from ._outbox import Outbox
 __all__ = ["SlowConsumer", "Subscription"]
 
 Frame = Callable[[EncodedEvent], Any]
+EndedFrame = Callable[[str, int], Any]  # (task_id, the terminal event's seq) -> a frame
 PAGE = 500
 
 
@@ -46,6 +52,7 @@ class Subscription:
         "_backbone",
         "_buffer_limit",
         "_direct",
+        "_ended_frame",
         "_failed",
         "_frame",
         "_outbox",
@@ -67,12 +74,14 @@ class Subscription:
         frame: Frame,
         snapshot: bool = False,
         buffer_limit: int = 1024,
+        ended: EndedFrame | None = None,
     ) -> None:
         self._backbone = backbone
         self.task_id = task_id
         self.last = after
         self._outbox = outbox
         self._frame = frame
+        self._ended_frame = ended
         self._snapshot = snapshot
         self._buffer_limit = buffer_limit
         # Both made only when needed: most subscriptions go live with nothing buffered, and
@@ -88,7 +97,7 @@ class Subscription:
         if self.finished or self._failed:
             return
         if self._direct:
-            if event.seq <= self.last:
+            if event.seq <= self.last and not event.terminal:
                 return
             if event.seq == self.last + 1:
                 if not self._outbox.push(self._frame(event)):
@@ -98,7 +107,9 @@ class Subscription:
                 if event.terminal:
                     self._finish()
                 return
-            self._direct = False  # a gap: the run loop fills it from the log
+            # A gap (the run loop fills it from the log), or a terminal event at or before
+            # ``after`` (the run loop ends the subscription): either way, not sent from here.
+            self._direct = False
         if self._pending is None:
             self._pending = deque()
         if len(self._pending) >= self._buffer_limit:
@@ -154,6 +165,8 @@ class Subscription:
         while self._pending and not self.finished:
             event = self._pending.popleft()
             if event.seq <= self.last:
+                if event.terminal:
+                    await self._end_unsent(event.seq)
                 continue
             if event.seq > self.last + 1:
                 self._pending.appendleft(event)
@@ -180,8 +193,14 @@ class Subscription:
                         return
             if not page.events or self.last >= page.last_seq:
                 if page.finished and self.last >= page.last_seq:
-                    self.finished = True
+                    await self._end_unsent(page.last_seq)
                 return
+
+    async def _end_unsent(self, last_seq: int) -> None:
+        """The task finished at ``last_seq``, at or before ``after``: end without its event."""
+        if self._ended_frame is not None:
+            await self._outbox.put(self._ended_frame(self.task_id, last_seq))
+        self.finished = True
 
     async def _send_snapshot(self) -> bool:
         """Queue a ``task.snapshot``; True when the task was finished (nothing follows)."""

@@ -1,9 +1,11 @@
-"""The WebSocket channel (``/api/v1/ws``, subprotocol ``skillwire.v1``): multiplexed ops.
+"""The WebSocket channel (``/api/v1/ws``, subprotocol ``skillwire.v1``): the pump.
 
-A connection reads ops in the task the server gave it; each followed task has a subscription
-task, and a writer task exists only while there is something to send: everything queued goes
-out as one frame of newline-separated messages. Heartbeats come from the runtime's one timer
-for all connections, so an idle connection holds no timer (bench scenario C: memory per idle
+The op rules are the sans-I/O session's (``_ws_session.py``); this pump moves frames between
+it and Starlette's WebSocket and carries out its actions against the runtime. A connection
+reads ops in the task the server gave it; each followed task has a subscription task, and a
+writer task exists only while there is something to send: everything queued goes out as one
+frame of newline-separated messages. Heartbeats come from the runtime's one timer for all
+connections, so an idle connection holds no timer (bench scenario C: memory per idle
 WebSocket). An op error never closes the connection; only failed authentication (4401), a
 frame over the limit (1009), a client too slow to keep up (1013) and a server shutdown
 (1012) do.
@@ -24,47 +26,42 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from skillwire.protocol import (
     SUBPROTOCOL,
     Accepted,
-    Authenticated,
-    AuthOp,
-    BadRequest,
     CallBody,
-    CallOp,
-    CancelOp,
     CloseCode,
     EncodedEvent,
-    ErrorBody,
-    ErrorMessage,
-    Forbidden,
-    InternalError,
-    InvalidClientMessage,
+    Ended,
     Ok,
-    PingOp,
-    Pong,
     ServerMessage,
     SkillwireError,
     Subscribed,
-    SubscribeOp,
     Unauthorized,
-    UnsubscribeOp,
     encode_server_message,
     format_time,
     ws_heartbeat,
 )
-from skillwire.protocol import (
-    decode_client_message as decode,
-)
 
-from .._logging import audit
+from .._links import root_of, rooted_frame
 from .._metrics import Tally
 from .._runtime import Runtime
-from ..auth import Permission, Principal
-from ..http._auth import authenticate
-from ..http._links import root_of, rooted_frame
-from ..http._ratelimit import websocket_refused
-from ._outbox import Outbox, OutboxClosed
-from ._subscription import SlowConsumer, Subscription
+from ..auth import authenticate, offers_credentials
+from ._outbox import Outbox
+from ._subscription import Subscription
+from ._ws_session import (
+    AUTH_TIMED_OUT,
+    RESTARTING,
+    TOO_SLOW,
+    Action,
+    Call,
+    Cancel,
+    Close,
+    Reply,
+    Subscribe,
+    Unsubscribe,
+    WebSocketSession,
+    error_reply,
+)
 
-__all__ = ["WS_PATH", "websocket_endpoint"]
+__all__ = ["WS_PATH", "websocket_endpoint", "websocket_refused"]
 
 WS_PATH = "/api/v1/ws"
 
@@ -78,14 +75,25 @@ def _ws_text(event: EncodedEvent) -> str:
     return event.ws_text
 
 
-class _Close(Exception):
-    def __init__(self, code: int, reason: str = "") -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
+def _ws_ended(task_id: str, last_seq: int) -> str:
+    return encode_server_message(Ended(task_id=task_id, last_seq=last_seq)).decode("utf-8")
 
 
-class WebSocketSession:
+async def websocket_refused(runtime: Runtime, websocket: WebSocket) -> bool:
+    """True when a WebSocket is over its client's limit: it has been accepted and closed with
+    1013 (a browser cannot read a refused handshake's status)."""
+    decision = await runtime.limits.check_request(websocket.scope, runtime.keys)
+    if decision is None or decision.allowed:
+        return False
+    await websocket.accept()
+    await websocket.close(CloseCode.TRY_AGAIN_LATER, "rate limited")
+    return True
+
+
+class WebSocketPump(WebSocketSession):
+    """A session on a Starlette WebSocket: reads frames into the session's rules, carries out
+    what they decide, and writes what is queued."""
+
     # Thousands of these sit idle: no per-instance dict.
     __slots__ = (
         "_delivered",
@@ -98,17 +106,16 @@ class WebSocketSession:
         "close_reason",
         "last_sent",
         "outbox",
-        "principal",
         "runtime",
         "subscriptions",
         "ws",
     )
 
     def __init__(self, websocket: WebSocket, runtime: Runtime) -> None:
+        super().__init__()
         self.ws = websocket
         self.runtime = runtime
         self.outbox: Outbox[str] = Outbox(runtime.config.send_queue, on_ready=self._start_writer)
-        self.principal: Principal | None = None
         self.subscriptions: dict[str, asyncio.Task[None]] = {}
         self.close_code: int = CloseCode.NORMAL
         self.close_reason = ""
@@ -140,20 +147,17 @@ class WebSocketSession:
             self.outbox.push(ws_heartbeat(format_time(time.time())).decode("ascii"))
 
     def drain(self) -> None:
-        self.end(CloseCode.SERVICE_RESTART, "server restarting")
+        self.end(*RESTARTING)
 
     # -- sending -------------------------------------------------------------------------
     def reply(self, message: ServerMessage) -> None:
         if not self.outbox.push(encode_server_message(message).decode("utf-8")):
-            self._too_slow()
+            self._close(TOO_SLOW)
 
-    def reply_error(self, ref: str | None, error: SkillwireError) -> None:
-        body = ErrorBody(code=error.code, message=error.message, details=error.details)
-        self.reply(ErrorMessage(error=body, ref=ref))
-
-    def _too_slow(self) -> None:
-        self.outbox.close()
-        self.end(CloseCode.TRY_AGAIN_LATER, "client too slow")
+    def _close(self, close: Close) -> None:
+        if close == TOO_SLOW:
+            self.outbox.close()  # nothing more is queued for a client that does not read
+        self.end(close.code, close.reason)
 
     def _start_writer(self) -> None:
         if self._writer is None and not self._ended:
@@ -180,7 +184,7 @@ class WebSocketSession:
 
     # -- receiving -----------------------------------------------------------------------
     async def reader(self) -> None:
-        limit = self.runtime.config.ws_max_message
+        limit, keys = self.runtime.config.ws_max_message, self.runtime.keys
         deadline = time.monotonic() + self.runtime.config.ws_auth_timeout
         while not self._ended:
             if self.principal is not None:
@@ -190,96 +194,54 @@ class WebSocketSession:
                     async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
                         message = await self.ws.receive()
                 except TimeoutError:
-                    raise _Close(CloseCode.UNAUTHENTICATED, "authentication timed out") from None
+                    self._close(AUTH_TIMED_OUT)
+                    return
             if message["type"] == "websocket.disconnect":
                 return
-            text, data = message.get("text"), message.get("bytes")
-            size = len(text.encode("utf-8")) if text is not None else len(data or b"")
-            if size > limit:
-                raise _Close(CloseCode.MESSAGE_TOO_BIG, "message too big")
-            if text is None:
-                self.reply_error(None, BadRequest("binary frames are not accepted; send JSON text"))
-                continue
-            await self.handle(text)
+            action = self.receive_frame(
+                message.get("text"), message.get("bytes"), limit=limit, keys=keys
+            )
+            await self.act(action)
 
-    async def handle(self, text: str) -> None:
-        try:
-            op = decode(text)
-        except InvalidClientMessage as exc:
-            if self.principal is None:
-                raise _Close(CloseCode.UNAUTHENTICATED, "authenticate first") from None
-            self.reply_error(exc.ref, exc.error)
-            return
-        if self.principal is None and not isinstance(op, (AuthOp, PingOp)):
-            raise _Close(CloseCode.UNAUTHENTICATED, "authenticate first")
-        try:
-            await self.dispatch(op)
-        except SkillwireError as exc:
-            self.reply_error(op.ref, exc)
+    async def act(self, action: Action) -> None:
+        """Carry out what the session decided."""
+        if isinstance(action, Reply):
+            self.reply(action.message)
+        elif isinstance(action, Close):
+            self._close(action)
+        else:
+            try:
+                await self._run(action)
+            except SkillwireError as exc:
+                self.reply(error_reply(action.op.ref, exc).message)
 
-    async def dispatch(self, op: Any) -> None:
-        if isinstance(op, PingOp):
-            self.reply(Pong(ref=op.ref))
-        elif isinstance(op, AuthOp):
-            principal = self.runtime.keys.lookup(op.token)
-            if principal is None:
-                raise _Close(CloseCode.UNAUTHENTICATED, "invalid token")
-            self.principal = principal
-            self.reply(Authenticated(principal=principal.name, ref=op.ref))
-        elif isinstance(op, CallOp):
-            await self.call(op)
-        elif isinstance(op, SubscribeOp):
-            await self.subscribe(op)
-        elif isinstance(op, UnsubscribeOp):
-            self._require(Permission.READ)
-            job = self.subscriptions.pop(op.task_id, None)
+    async def _run(self, action: Call | Subscribe | Unsubscribe | Cancel) -> None:
+        runtime = self.runtime
+        if isinstance(action, Call):
+            op, principal = action.op, action.principal
+            await runtime.limits.count_op(principal)  # every call op counts, as every request
+            spec = await runtime.tasks.callable_skill(principal, op.app, op.skill)
+            body = CallBody(requests=op.requests, webhook_url=op.webhook_url, metadata=op.metadata)
+            result = await runtime.tasks.call(principal, spec, body, channel="ws")
+            self.reply(Accepted(task_id=result.task.task_id, ref=op.ref))
+            self._follow(result.task.task_id, 0, snapshot=False)
+        elif isinstance(action, Subscribe):
+            sub = action.op
+            task = (await runtime.tasks.get(action.principal, sub.task_id)).task
+            self.reply(
+                Subscribed(
+                    task_id=sub.task_id, ref=sub.ref, status=task.status, last_seq=task.last_seq
+                )
+            )
+            self._follow(sub.task_id, sub.after, snapshot=sub.snapshot)
+        elif isinstance(action, Unsubscribe):
+            job = self.subscriptions.pop(action.op.task_id, None)
             if job is not None:
                 job.cancel()
-            self.reply(Ok(ref=op.ref))
-        elif isinstance(op, CancelOp):
-            principal = self._require(Permission.CANCEL)
-            task = await self.runtime.tasks.cancel(principal, op.task_id)
-            self.runtime.metrics.tasks_finished.labels(task.app, task.skill, "cancelled").inc()
-            audit("cancel", principal.name, task_id=op.task_id, channel="ws")
-            self.reply(Ok(ref=op.ref))
-
-    def _require(self, permission: Permission) -> Principal:
-        assert self.principal is not None
-        if not self.principal.has(permission):
-            raise Forbidden(
-                f"role {self.principal.role!r} lacks the {permission.value!r} permission",
-                details={"permission": permission.value},
-            )
-        return self.principal
-
-    async def call(self, op: CallOp) -> None:
-        principal = self._require(Permission.CALL)
-        spec = await self.runtime.tasks.skill(op.app, op.skill)
-        if not principal.may_call(op.app, op.skill):
-            raise Forbidden(f"this key may not call {op.app}/{op.skill}")
-        body = CallBody(requests=op.requests, webhook_url=op.webhook_url, metadata=op.metadata)
-        result = await self.runtime.tasks.call(principal, spec, body)
-        self.runtime.metrics.calls.labels(op.app, op.skill, "ws").inc()
-        audit(
-            "call",
-            principal.name,
-            task_id=result.task.task_id,
-            app=op.app,
-            skill=op.skill,
-            requests=len(op.requests),
-            channel="ws",
-        )
-        self.reply(Accepted(task_id=result.task.task_id, ref=op.ref))
-        self._follow(result.task.task_id, 0, snapshot=False)
-
-    async def subscribe(self, op: SubscribeOp) -> None:
-        principal = self._require(Permission.READ)
-        stored = await self.runtime.tasks.get(principal, op.task_id)
-        task = stored.task
-        self.reply(
-            Subscribed(task_id=op.task_id, ref=op.ref, status=task.status, last_seq=task.last_seq)
-        )
-        self._follow(op.task_id, op.after, snapshot=op.snapshot)
+            self.reply(Ok(ref=action.op.ref))
+        else:
+            await runtime.tasks.cancel(action.principal, action.op.task_id, channel="ws")
+            self.reply(Ok(ref=action.op.ref))
 
     def _follow(self, task_id: str, after: int, *, snapshot: bool) -> None:
         previous = self.subscriptions.pop(task_id, None)
@@ -293,6 +255,7 @@ class WebSocketSession:
             frame=rooted_frame(_ws_text, root_of(self.ws.scope)),
             snapshot=snapshot,
             buffer_limit=self.runtime.config.send_queue,
+            ended=_ws_ended,
         )
         # The task runs the subscription itself and a callback handles its ending (no wrapper
         # coroutine, whose frame every idle subscription would hold); the job is named after
@@ -307,16 +270,11 @@ class WebSocketSession:
             del self.subscriptions[task_id]
         if job.cancelled():
             return
-        exc = job.exception()
-        if exc is None or isinstance(exc, OutboxClosed):
-            return
-        if isinstance(exc, SlowConsumer):
-            self._too_slow()
-        elif isinstance(exc, SkillwireError):
-            self.reply_error(None, exc)
-        else:
-            log.error("subscription to %s failed", task_id, exc_info=exc)
-            self.reply_error(None, InternalError("the subscription failed; subscribe again"))
+        action = self.subscription_failed(task_id, job.exception())
+        if isinstance(action, Reply):
+            self.reply(action.message)
+        elif isinstance(action, Close):
+            self._close(action)
 
     # -- the connection ------------------------------------------------------------------
     async def _open(self, *, rate_limit: bool) -> bool:
@@ -328,19 +286,16 @@ class WebSocketSession:
         offered = websocket.scope.get("subprotocols", [])
         await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
         if runtime.draining:
-            await websocket.close(CloseCode.SERVICE_RESTART, "server restarting")
+            await websocket.close(*RESTARTING)
             return False
         # Read from a connection object of its own: the headers and query it parses are
         # garbage once the key is checked, not kept on the WebSocket for the connection's life.
         handshake = HTTPConnection(websocket.scope)
-        has_credentials = (
-            handshake.headers.get("authorization")
-            or handshake.headers.get("x-api-key")
-            or handshake.query_params.get("ticket")
-        )
-        if has_credentials:
+        if offers_credentials(handshake):
             try:
-                self.principal = await authenticate(handshake, allow_ticket=True)
+                self.principal = await authenticate(
+                    handshake, runtime.keys, tickets=runtime.backbone
+                )
             except Unauthorized as exc:
                 await websocket.close(CloseCode.UNAUTHENTICATED, exc.message[:120])
                 return False
@@ -368,8 +323,6 @@ class WebSocketSession:
                     self._ended = True  # nothing may cancel the clean-up below
                     raise  # not ours: whoever cancelled the connection's task stops it
                 task.uncancel()
-            except _Close as exc:
-                self.end(exc.code, exc.reason)
             except WebSocketDisconnect:
                 self.end(-1)
             except Exception as exc:
@@ -425,4 +378,4 @@ def websocket_endpoint(
     connection that skipped the middleware stack (http/_app); of that stack only the limit
     applies to a WebSocket.
     """
-    return WebSocketSession(websocket, websocket.app.state.skillwire).serve(rate_limit=rate_limit)
+    return WebSocketPump(websocket, websocket.app.state.skillwire).serve(rate_limit=rate_limit)

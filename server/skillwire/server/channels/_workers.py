@@ -30,9 +30,9 @@ from skillwire.protocol import (
 )
 
 from .._runtime import Runtime
-from ..http._auth import authenticate
-from ..http._ratelimit import websocket_refused
+from ..auth import authenticate, credentials_of
 from ._outbox import Outbox
+from ._websocket import websocket_refused
 from ._worker_session import CloseWorker, WorkerSession
 
 __all__ = ["WORKERS_WS_PATH", "workers_endpoint"]
@@ -174,9 +174,9 @@ class WorkerConnection:
             return None
         session = WorkerSession(runtime.remote, runtime.keys.lookup, self.send)
         handshake = HTTPConnection(websocket.scope)
-        if handshake.headers.get("authorization") or handshake.headers.get("x-api-key"):
+        if credentials_of(handshake.headers) is not None:  # a key only: workers take no ticket
             try:
-                session.authenticate(await authenticate(handshake))
+                session.authenticate(await authenticate(handshake, runtime.keys))
             except Unauthorized as exc:
                 await websocket.close(CloseCode.UNAUTHENTICATED, exc.message[:120])
                 return None

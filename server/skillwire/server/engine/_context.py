@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from skillwire.protocol import BackboneUnavailable, EventType, to_builtins
+from skillwire.protocol import BackboneUnavailable, EventType, format_time, to_builtins
 
 if TYPE_CHECKING:
     from ..backbone import Backbone
@@ -15,6 +17,9 @@ __all__ = ["Context", "Discarded", "StreamedOutput"]
 
 YIELD_EVERY = 16  # well under any send queue (default 1024): a healthy reader never overflows
 WRITE_BEHIND_LIMIT = 256  # events a skill may have on their way before an emit waits
+# Characters one merged delta may reach: past it appends queue as a new delta, so that the
+# events on their way stay bounded (WRITE_BEHIND_LIMIT of them) when the store falls behind.
+MERGE_LIMIT = 16 * 1024
 
 
 class Discarded(Exception):
@@ -50,6 +55,7 @@ class _WriteBehind:
                 last_type is EventType.REQUEST_DELTA
                 and last["output"] == data["output"]
                 and last["field"] == data["field"]
+                and len(last["append"]) + len(data["append"]) <= MERGE_LIMIT
             ):
                 # Consecutive appends to one output, not yet sent: one event (a flush of 50
                 # tokens is one delta, one PUBLISH). Only the newest queued entry is merged,
@@ -252,3 +258,18 @@ class Context:
         self._appended += 1
         if self._appended % YIELD_EVERY == 0:
             await asyncio.sleep(0)
+
+    async def requeue(self, reason: str, retry_at: datetime) -> None:
+        """Put this request back in the queue until ``retry_at`` (``request.queued`` with
+        ``reason``), then start it afresh (``request.started``: its outputs start over).
+
+        For a skill that must wait for a limit it learns of while running (an upstream's
+        429 with ``Retry-After``); the slot it holds stays taken while it waits.
+        """
+        at = retry_at.timestamp()
+        queued = {"reason": reason, "retry_at": format_time(at)}
+        await self._append(EventType.REQUEST_QUEUED, queued)
+        await asyncio.sleep(max(at - time.time(), 0.0))
+        await self._append(EventType.REQUEST_STARTED, {})
+        self._outputs = 0  # the new run numbers its outputs from 0, as request.started says
+        self._result = {}

@@ -1,6 +1,8 @@
 """Task operations shared by every channel: call, get, wait, list and cancel.
 
-Visibility and retention live here, once: a task is shown only to its owner and admins
+Who may call what, and the metrics and audit line of each call and cancel, live here once,
+so that no channel (REST, a stream, a WebSocket op) can forget one. Visibility and retention
+too: a task is shown only to its owner and admins
 (404 to anyone else), and an id past the retention window answers 410, told apart from an
 id never issued (404) by the time and signature the id carries.
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from skillwire.protocol import (
@@ -20,6 +22,7 @@ from skillwire.protocol import (
     CallBody,
     Conflict,
     Expired,
+    Forbidden,
     NotFound,
     Task,
     TaskStatus,
@@ -32,8 +35,10 @@ from skillwire.protocol import (
     validate,
 )
 
-from ..auth import Principal
-from ..backbone import Backbone, StoredTask, WorkItem
+from .._logging import audit
+from .._metrics import Metrics
+from ..auth import Permission, Principal
+from ..backbone import Backbone, Idempotency, StoredTask, WorkItem
 from ._app import SkillSpec
 from ._registry import Registry
 
@@ -69,6 +74,7 @@ class TaskService:
         *,
         retention: float,
         max_parallel: int,
+        metrics: Metrics,
         check_webhook_url: Callable[[str], Awaitable[None]] | None = None,
         remote: RemoteSkills | None = None,
     ) -> None:
@@ -77,6 +83,7 @@ class TaskService:
         self.registry = registry
         self.retention = retention
         self.max_parallel = max_parallel
+        self.metrics = metrics
         # The SSRF guard: raises ValidationError (422 naming webhook_url) for a refused URL.
         self.check_webhook_url = check_webhook_url
 
@@ -104,6 +111,17 @@ class TaskService:
             by_app[skill.app].skills.append(skill)
         return listing
 
+    async def callable_skill(self, principal: Principal, app: str, skill: str) -> SkillSpec:
+        """The skill, if ``principal`` may call it: 403 without the call permission or out
+        of the key's scopes, 404 for a skill that does not exist (in-process nor declared)."""
+        principal.require(Permission.CALL)
+        spec = await self.skill(app, skill)
+        if not principal.may_call(app, skill):
+            raise Forbidden(
+                f"this key may not call {app}/{skill}", details={"skill": f"{app}.{skill}"}
+            )
+        return spec
+
     def validate_requests(self, spec: SkillSpec, requests: list[dict[str, Any]]) -> list[Any]:
         """Check each request against the skill's input schema (422 naming the item)."""
         limit = self.registry.max_requests(spec)
@@ -125,23 +143,19 @@ class TaskService:
         spec: SkillSpec,
         body: CallBody,
         *,
+        channel: str,
         idempotency_key: str | None = None,
+        audit_fields: Mapping[str, Any] | None = None,
     ) -> CallResult:
+        """Create a task (or find the one an idempotency key already made); ``channel``
+        (rest, sse, ndjson, ws, openai...) labels its metric and audit line, which
+        ``audit_fields`` completes (the front door's model)."""
         inputs = self.validate_requests(spec, body.requests)
         if body.webhook_url is not None and self.check_webhook_url is not None:
             await self.check_webhook_url(body.webhook_url)
         secret = await self.backbone.id_secret()
         now = time.time()
         task_id = new_task_id(secret, now)
-        if idempotency_key is not None:
-            fingerprint = hashlib.sha256(
-                encode([spec.app, spec.name, body.requests, body.webhook_url, body.metadata])
-            ).hexdigest()
-            earlier = await self.backbone.remember_idempotency(
-                f"{principal.name}:{idempotency_key}", fingerprint, task_id, self.retention
-            )
-            if earlier is not None:
-                return await self._replay(principal, earlier, fingerprint)
         task, first = lifecycle.new_task(
             task_id, spec.app, spec.name, len(inputs), body.metadata, format_time(now)
         )
@@ -151,8 +165,36 @@ class TaskService:
                 list(range(len(inputs))), inputs, self.max_parallel
             )
         ]
-        await self.backbone.create_task(
-            task, first, owner=principal.name, webhook_url=body.webhook_url, work=work
+        idempotency = None
+        if idempotency_key is not None:
+            fingerprint = hashlib.sha256(
+                encode([spec.app, spec.name, body.requests, body.webhook_url, body.metadata])
+            ).hexdigest()
+            idempotency = Idempotency(
+                f"{principal.name}:{idempotency_key}", fingerprint, self.retention
+            )
+        # The key is taken with the task, atomically: a creation that fails (a 503) leaves no
+        # key behind, so the client's retry with the same key creates the task, once.
+        earlier = await self.backbone.create_task(
+            task,
+            first,
+            owner=principal.name,
+            webhook_url=body.webhook_url,
+            work=work,
+            idempotency=idempotency,
+        )
+        if earlier is not None and idempotency is not None:
+            return await self._replay(principal, earlier, idempotency.fingerprint)
+        self.metrics.calls.labels(spec.app, spec.name, channel).inc()
+        audit(
+            "call",
+            principal.name,
+            task_id=task_id,
+            app=spec.app,
+            skill=spec.name,
+            requests=len(inputs),
+            channel=channel,
+            **(audit_fields or {}),
         )
         return CallResult(lifecycle.task_view(task), replayed=False)
 
@@ -165,12 +207,8 @@ class TaskService:
                 "this Idempotency-Key was used with another request body",
                 details={"task_id": task_id},
             )
-        deadline = time.monotonic() + 2.0
-        while True:  # the first call may still be storing its task
-            stored = await self.backbone.get_task(task_id)
-            if stored is not None or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.02)
+        # Stored with its key in one step: a key names a task that exists (until retention).
+        stored = await self.backbone.get_task(task_id)
         return CallResult(self._visible(principal, task_id, stored).task, replayed=True)
 
     # -- reading -------------------------------------------------------------------------
@@ -254,6 +292,10 @@ class TaskService:
             offset=offset,
         )
 
-    async def cancel(self, principal: Principal, task_id: str) -> Task:
+    async def cancel(self, principal: Principal, task_id: str, *, channel: str) -> Task:
+        """Cancel a task the principal may see; ``channel`` labels its audit line."""
         await self.get(principal, task_id)
-        return await self.backbone.cancel(task_id)
+        task = await self.backbone.cancel(task_id)
+        self.metrics.tasks_finished.labels(task.app, task.skill, "cancelled").inc()
+        audit("cancel", principal.name, task_id=task_id, channel=channel)
+        return task

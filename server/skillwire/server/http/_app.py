@@ -26,17 +26,28 @@ from skillwire.protocol import (
 
 from .._config import Config, load_config
 from .._runtime import Runtime
+from ..channels import (
+    WORKERS_WS_PATH,
+    WS_PATH,
+    channel_routes,
+    websocket_endpoint,
+    workers_endpoint,
+)
 from ..engine import App
 from ._auth import authenticate
+from ._docs_page import docs_asset, docs_page
 from ._middleware import RequestContextMiddleware, request_id_of
 from ._ratelimit import RateLimitMiddleware
-from ._responses import error_response
+from ._responses import error_response, is_openai_path
 from ._routes_health import health, ready
-from ._routes_ops import asyncapi, docs, metrics, openapi
+from ._routes_openai import openai_routes
+from ._routes_ops import asyncapi, metrics, openapi
 from ._routes_skills import call_skill, get_skill, list_apps
 from ._routes_tasks import cancel_task, get_task, list_tasks
+from ._routes_tickets import issue_ticket
 from ._routes_webhooks import list_deliveries, retry_delivery
 from ._routes_workers import list_workers
+from ._static import client_module, demo_page
 
 __all__ = ["create_app"]
 
@@ -48,12 +59,13 @@ async def _skillwire_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SkillwireError)
     if isinstance(exc, BackboneUnavailable):
         request.app.state.skillwire.metrics.backbone_errors.labels("http").inc()
-    return error_response(exc, request_id_of(request.scope))
+    return error_response(exc, request_id_of(request.scope), openai=is_openai_path(request.scope))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     request_id = request_id_of(request.scope)
+    openai = is_openai_path(request.scope)
     if exc.status_code in (404, 405) and _under_api(request.scope):
         # Credentials first, as on every /api/v1 route: else a 404 or 405 without a key
         # would tell a stranger which routes and methods exist.
@@ -62,17 +74,20 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         except Unauthorized as refused:
             return error_response(refused, request_id)
     if exc.status_code == 404:
-        return error_response(NotFound(f"no route for {request.url.path}"), request_id)
+        return error_response(
+            NotFound(f"no route for {request.url.path}"), request_id, openai=openai
+        )
     if exc.status_code == 405:
         allow = dict(exc.headers or {})
         return error_response(
             MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}"),
             request_id,
             headers=allow,
+            openai=openai,
         )
     error = SkillwireError(exc.detail)
     error.status = exc.status_code  # type: ignore[misc]
-    return error_response(error, request_id)
+    return error_response(error, request_id, openai=openai)
 
 
 def _by_method(**handlers: Endpoint) -> Endpoint:
@@ -85,9 +100,6 @@ def _by_method(**handlers: Endpoint) -> Endpoint:
 
 
 def _routes() -> list[BaseRoute]:
-    from ..channels import channel_routes
-    from ._static import client_module, demo_page
-
     # Starlette tries routes in order: the API's own (calls, tasks, streams) come first, so a
     # call is matched at the first try rather than after the ops and docs pages.
     return [
@@ -102,6 +114,8 @@ def _routes() -> list[BaseRoute]:
             methods=["GET", "DELETE"],
         ),
         *channel_routes(),
+        Route("/api/v1/tickets", issue_ticket, methods=["POST"]),
+        *openai_routes(),
         Route("/api/v1/apps", list_apps, methods=["GET"]),
         Route("/api/v1/tasks", list_tasks, methods=["GET"]),
         Route("/api/v1/workers", list_workers, methods=["GET"]),
@@ -113,7 +127,8 @@ def _routes() -> list[BaseRoute]:
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/asyncapi.json", asyncapi, methods=["GET"]),
-        Route("/docs", docs, methods=["GET"]),
+        Route("/docs", docs_page, methods=["GET"]),
+        Route("/docs/{name}", docs_asset, methods=["GET"]),
         Route("/", demo_page, methods=["GET"]),
         Route("/skillwire.js", client_module, methods=["GET"]),
     ]
@@ -140,6 +155,7 @@ def _cors(origins: Sequence[str]) -> Middleware:
             "X-RateLimit-Limit",
             "X-RateLimit-Remaining",
             "X-RateLimit-Reset",
+            "Skillwire-Task-Id",
         ],
         max_age=600,
     )
@@ -154,8 +170,6 @@ class _Gateway(Starlette):
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        from ..channels import WORKERS_WS_PATH, WS_PATH, websocket_endpoint, workers_endpoint
-
         super().__init__(**kwargs)
         self._ws_path = WS_PATH
         self._ws_endpoint = websocket_endpoint

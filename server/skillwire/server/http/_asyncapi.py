@@ -14,6 +14,7 @@ from skillwire.protocol import (
     CancelOp,
     CancelWork,
     Delta,
+    Ended,
     ErrorMessage,
     Event,
     EventMessage,
@@ -53,6 +54,7 @@ SERVER = {
     "pong": Pong,
     "authenticated": Authenticated,
     "event": EventMessage,
+    "ended": Ended,
     "heartbeat": Heartbeat,
     "error": ErrorMessage,
 }

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from skillwire.protocol import InternalError, ServiceUnavailable
 
 from .._metrics import Metrics
-from ._responses import error_response
+from ._responses import error_response, is_openai_path
 
 __all__ = ["RequestContextMiddleware", "request_id_of"]
 
@@ -67,8 +67,16 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            if self.draining() and scope["type"] == "http" and scope["path"].startswith("/api/"):
-                response = error_response(ServiceUnavailable("server is shutting down"), request_id)
+            if (
+                self.draining()
+                and scope["type"] == "http"
+                and (scope["path"].startswith("/api/") or is_openai_path(scope))
+            ):
+                response = error_response(
+                    ServiceUnavailable("server is shutting down"),
+                    request_id,
+                    openai=is_openai_path(scope),
+                )
                 await response(scope, receive, send_with_id)
                 return
             # WebSocket frames skip the wrapper: it only adds a header to HTTP responses.
@@ -76,7 +84,9 @@ class RequestContextMiddleware:
         except Exception:
             errors.exception("unhandled error; request_id=%s", request_id)
             if scope["type"] == "http" and not response_started:
-                response = error_response(InternalError("internal error"), request_id)
+                response = error_response(
+                    InternalError("internal error"), request_id, openai=is_openai_path(scope)
+                )
                 await response(scope, receive, send_with_id)
         finally:
             if scope["type"] == "http":

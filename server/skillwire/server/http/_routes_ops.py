@@ -1,11 +1,12 @@
-"""Operations endpoints that need credentials: Prometheus metrics."""
+"""Operations endpoints that need credentials: Prometheus metrics, the OpenAPI and AsyncAPI
+documents (``/docs``, the page that shows them, is http/_docs_page)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 
 from skillwire.protocol import BackboneUnavailable
 
@@ -13,11 +14,10 @@ from .._metrics import CONTENT_TYPE_LATEST
 from ..auth import Permission
 from ._asyncapi import asyncapi_document
 from ._auth import require, runtime_of
-from ._docs_page import render_docs
 from ._openapi import openapi_document
 from ._responses import JSONResponse
 
-__all__ = ["asyncapi", "docs", "metrics", "openapi"]
+__all__ = ["asyncapi", "metrics", "openapi"]
 
 
 async def metrics(request: Request) -> Response:
@@ -45,11 +45,6 @@ async def openapi(request: Request) -> Response:
 async def asyncapi(request: Request) -> Response:
     await require(request, Permission.DOCS)
     return JSONResponse(asyncapi_document())
-
-
-async def docs(request: Request) -> Response:
-    await require(request, Permission.DOCS, allow_ticket=True)
-    return HTMLResponse(render_docs(_openapi_of(request)))
 
 
 def _openapi_of(request: Request) -> dict[str, Any]:

@@ -9,19 +9,18 @@ from starlette.responses import Response
 
 from skillwire.protocol import (
     CallBody,
-    Forbidden,
     SkillMode,
     UnsupportedVersion,
     lifecycle,
     validate,
 )
 
-from .._logging import audit
+from .._links import root_of, rooted_task
+from .._params import idempotency_key, parse_prefer
 from ..auth import Permission
-from ._auth import require, runtime_of
+from ..channels import stream_response
+from ._auth import authenticate, require, runtime_of
 from ._body import read_json
-from ._links import root_of, rooted_task
-from ._params import idempotency_key, parse_prefer
 from ._responses import JSONResponse
 
 __all__ = ["call_skill", "get_skill", "list_apps"]
@@ -48,12 +47,11 @@ def _check_version(raw: Any) -> None:
 
 
 async def call_skill(request: Request) -> Response:
-    principal = await require(request, Permission.CALL)
+    principal = await authenticate(request)
     runtime = runtime_of(request)
-    app, skill = request.path_params["app"], request.path_params["skill"]
-    spec = await runtime.tasks.skill(app, skill)
-    if not principal.may_call(app, skill):
-        raise Forbidden(f"this key may not call {app}/{skill}", details={"skill": f"{app}.{skill}"})
+    spec = await runtime.tasks.callable_skill(
+        principal, request.path_params["app"], request.path_params["skill"]
+    )
     prefer = parse_prefer(request.headers.get("prefer"))
     key = idempotency_key(request.headers.get("idempotency-key"))
     raw = await read_json(request, runtime.config.max_body)
@@ -61,22 +59,11 @@ async def call_skill(request: Request) -> Response:
     body = validate(raw, CallBody)
 
     stream = _stream_format(request)
-    result = await runtime.tasks.call(principal, spec, body, idempotency_key=key)
+    result = await runtime.tasks.call(
+        principal, spec, body, channel=stream or "rest", idempotency_key=key
+    )
     task = result.task
-    if not result.replayed:
-        runtime.metrics.calls.labels(app, skill, stream or "rest").inc()
-        audit(
-            "call",
-            principal.name,
-            task_id=task.task_id,
-            app=app,
-            skill=skill,
-            requests=len(body.requests),
-            channel=stream or "rest",
-        )
     if stream is not None:
-        from ..channels import stream_response
-
         return await stream_response(request, principal, task.task_id, stream, after=0)
     if result.replayed or prefer.respond_async:
         wait = 0.0

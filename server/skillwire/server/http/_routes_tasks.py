@@ -7,11 +7,10 @@ from starlette.responses import Response
 
 from skillwire.protocol import TaskList, TaskStatus
 
-from .._logging import audit
+from .._links import root_of, rooted_task
+from .._params import enum_param, float_param, int_param
 from ..auth import Permission
 from ._auth import require, runtime_of
-from ._links import root_of, rooted_task
-from ._params import enum_param, float_param, int_param
 from ._responses import JSONResponse
 
 __all__ = ["cancel_task", "get_task", "list_tasks"]
@@ -52,7 +51,5 @@ async def list_tasks(request: Request) -> Response:
 async def cancel_task(request: Request) -> Response:
     principal = await require(request, Permission.CANCEL)
     runtime = runtime_of(request)
-    task = await runtime.tasks.cancel(principal, request.path_params["task_id"])
-    runtime.metrics.tasks_finished.labels(task.app, task.skill, "cancelled").inc()
-    audit("cancel", principal.name, task_id=task.task_id, channel="rest")
+    task = await runtime.tasks.cancel(principal, request.path_params["task_id"], channel="rest")
     return JSONResponse(rooted_task(task, root_of(request.scope)))

@@ -8,10 +8,10 @@ from starlette.responses import Response
 from skillwire.protocol import DeliveryList, DeliveryStatus
 
 from .._logging import audit
+from .._params import enum_param, int_param
 from ..auth import Permission
 from ..webhooks import delivery_view
 from ._auth import require, runtime_of
-from ._params import enum_param, int_param
 from ._responses import JSONResponse
 
 __all__ = ["list_deliveries", "retry_delivery"]

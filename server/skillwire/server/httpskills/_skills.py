@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from skillwire.protocol import (
+    ErrorCode,
     InvalidWorkerMessage,
     SkillDeclaration,
     SkillError,
@@ -31,14 +32,13 @@ from ._messages import ndjson_lines, sse_data
 
 __all__ = ["HttpSkills"]
 
-UPSTREAM_ERROR = "UPSTREAM_ERROR"
 CONNECT_TIMEOUT = 5.0
 ERROR_BODY_LIMIT = 500  # characters of a failed answer kept in the error's details
 
 
 def _failure(entry: HttpSkillConfig, message: str, status: int | None) -> SkillError:
     details = {"url": entry.url, "status": status}
-    return SkillError(message, code=UPSTREAM_ERROR, details=details)
+    return SkillError(message, code=ErrorCode.UPSTREAM_ERROR, details=details)
 
 
 class _HttpSkill:

@@ -18,6 +18,12 @@
  * EventSource cannot send headers), and from there to polling. Each subscription delivers
  * every event exactly once, in seq order, whatever the transport does underneath.
  *
+ * Streamed outputs (an LLM's answer: one output grown by `request.delta` events) are kept up
+ * to date in `subscription.outputs` (a `TaskOutputs`), and `client.streamText()` hands out the
+ * text of one as it grows, each character once, across resumes and snapshots:
+ *
+ *     for await (const chunk of client.streamText(taskId)) element.textContent += chunk;
+ *
  * Credentials never go into a URL: REST calls send `Authorization: Bearer <key>`, the
  * WebSocket sends the key in its first message (`auth` op), and EventSource URLs carry only a
  * single-use ticket. With `getTicket` instead of `apiKey` (a page whose own backend issues
@@ -56,6 +62,10 @@ const EVENT_TYPES = [
   "request.failed",
   ...TERMINAL_TYPES,
 ];
+/** Types this client knows; API.md asks clients to skip the others (the contract grows). */
+const KNOWN_TYPES = new Set(EVENT_TYPES);
+const RESET_TYPES = new Set(["task.snapshot", ...TERMINAL_TYPES]);
+const REQUEST_ENDS = new Set(["request.completed", "request.failed"]);
 
 const ALL_TRANSPORTS = ["ws", "sse", "poll"];
 const CLOSE_UNAUTHENTICATED = 4401;
@@ -105,6 +115,9 @@ const TEMPORARY_CODES = new Set([
  * @property {"queued"|"running"|"completed"|"failed"|"cancelled"} status
  * @property {number} progress
  * @property {any[]} output
+ * @property {number} [outputs_dropped]  outputs that left the Task (output n is at
+ *   output[n - outputs_dropped])
+ * @property {any} [result]   the data of the request's `request.completed`
  * @property {{code: string, message: string, details: Object}|null} error
  *
  * @typedef {Object} Task
@@ -140,6 +153,8 @@ const TEMPORARY_CODES = new Set([
  * @typedef {Object} SubscribeOptions
  * @property {number} [after]      deliver events with seq > after (default 0: all of them)
  * @property {boolean} [snapshot]  start with one `task.snapshot` event (the Task as of seq N)
+ * @property {Task} [task]  a Task to start from: it seeds `subscription.outputs`, and `after`
+ *   defaults to its `last_seq`
  * @property {(event: SkillwireEvent) => void} [onEvent]
  * @property {(error: SkillwireError) => void} [onError]   the subscription failed for good
  * @property {(status: Status) => void} [onStatus]
@@ -227,7 +242,9 @@ export class Subscription {
     });
     this.done.catch(() => {});
     this._client = client;
-    this._last = options.after ?? 0;
+    this._last = options.after ?? options.task?.last_seq ?? 0;
+    /** @type {TaskOutputs} each request's outputs, kept up to date as events arrive */
+    this.outputs = new TaskOutputs(options.task);
     this._snapshot = Boolean(options.snapshot);
     this._options = options;
     this._delivered = 0;
@@ -256,11 +273,13 @@ export class Subscription {
   /** @param {SkillwireEvent} event */
   _deliver(event) {
     if (this._closed || typeof event?.seq !== "number") return;
+    if (!KNOWN_TYPES.has(event.type)) return; // a newer server's type: skipped, as API.md asks
     const asked =
       event.type === "task.snapshot" && this._snapshot && this._delivered === 0;
     if (event.seq < this._last || (event.seq === this._last && !asked)) return;
     this._last = event.seq;
     this._delivered += 1;
+    this._appended = this.outputs.apply(event);
     safely(this._options.onEvent, event);
     const finished =
       TERMINAL.has(event.type) ||
@@ -299,6 +318,252 @@ export class Subscription {
     this._closed = true;
     this._client._subs.delete(this);
     feed?.close(reason);
+  }
+}
+
+/**
+ * What one applied `request.delta` did: `append` went onto `field` of output `n` of request
+ * `index`, whose value was `before` characters long.
+ * @typedef {{index: number, n: number, field: string, before: number, append: string}} Appended
+ */
+
+/**
+ * The outputs of each request of one task, kept up to date from its events (API.md,
+ * "Streamed outputs"): `request.output` adds an output, `request.delta` grows a string field
+ * of one, `request.started` starts a request afresh, and a `task.snapshot` or terminal event
+ * replaces everything with the Task it carries. Output `n` of a request counts from 0 since
+ * its latest `request.started`, including outputs the Task no longer holds: it sits at
+ * `output[n - outputsDropped]`. Events at or below the last seq applied are ignored.
+ */
+export class TaskOutputs {
+  /** @param {Task} [task] the Task to start from */
+  constructor(task) {
+    /** @type {Map<number, {output: any[], outputsDropped: number}>} */
+    this.requests = new Map();
+    this.lastSeq = 0;
+    if (task) this.reset(task);
+  }
+
+  /** Start again from `task`. @param {Task} task */
+  reset(task) {
+    this.requests = new Map();
+    for (const request of task?.requests ?? []) {
+      this.requests.set(request.index, {
+        // copies: outputs are grown in place, never the event's own objects
+        output: (request.output ?? []).map(copyItem),
+        outputsDropped: request.outputs_dropped ?? 0,
+      });
+    }
+    if (typeof task?.last_seq === "number") this.lastSeq = task.last_seq;
+  }
+
+  /** The outputs of request `index` (created empty). */
+  request(index = 0) {
+    let held = this.requests.get(index);
+    if (!held) this.requests.set(index, (held = { output: [], outputsDropped: 0 }));
+    return held;
+  }
+
+  /**
+   * Apply one event; returns the append when it was a delta that applied, else null.
+   * @param {SkillwireEvent} event @returns {Appended|null}
+   */
+  apply(event) {
+    if (event.seq < this.lastSeq || (event.seq === this.lastSeq && !RESET_TYPES.has(event.type))) {
+      return null; // applied already
+    }
+    this.lastSeq = event.seq;
+    if (RESET_TYPES.has(event.type)) {
+      if (event.data && typeof event.data === "object") this.reset(event.data);
+      return null;
+    }
+    if (typeof event.index !== "number") return null;
+    if (event.type === "request.started") {
+      this.requests.set(event.index, { output: [], outputsDropped: 0 });
+    } else if (event.type === "request.output") {
+      this.request(event.index).output.push(copyItem(event.data));
+    } else if (event.type === "request.delta") {
+      const { output: n, field, append } = event.data ?? {};
+      if (typeof append !== "string" || typeof field !== "string") return null;
+      const item = this.get(event.index, n);
+      if (!item || typeof item !== "object" || typeof item[field] !== "string") return null;
+      const before = item[field].length;
+      item[field] += append;
+      return { index: event.index, n, field, before, append };
+    }
+    return null;
+  }
+
+  /** The outputs request `index` holds now. */
+  output(index = 0) {
+    return this.request(index).output;
+  }
+
+  /** Output number `n` of request `index`, or undefined when the Task does not hold it. */
+  get(index, n) {
+    const held = this.request(index);
+    return Number.isInteger(n) ? held.output[n - held.outputsDropped] : undefined;
+  }
+
+  /** The number of the first output of request `index` whose `field` is a string, or null. */
+  streamed(index = 0, field = "text") {
+    const held = this.request(index);
+    const position = held.output.findIndex(
+      (item) => item && typeof item === "object" && typeof item[field] === "string",
+    );
+    return position < 0 ? null : held.outputsDropped + position;
+  }
+
+  /**
+   * String `field` of output `output` of request `index` (default: the first output that
+   * has it); "" when there is none.
+   */
+  text({ index = 0, output = null, field = "text" } = {}) {
+    const n = output ?? this.streamed(index, field);
+    const value = n === null ? undefined : this.get(index, n)?.[field];
+    return typeof value === "string" ? value : "";
+  }
+}
+
+function copyItem(item) {
+  return item && typeof item === "object" && !Array.isArray(item) ? { ...item } : item;
+}
+
+/**
+ * What of one streamed text was handed out already: `advance()` after each event returns
+ * the characters not handed out yet (the delta's own text, or after a snapshot or a re-run
+ * the part beyond what was handed out), so each character comes out exactly once.
+ */
+class TextCursor {
+  constructor(outputs, { index = 0, output = null, field = "text" } = {}) {
+    this.outputs = outputs;
+    this.index = index;
+    this.n = output;
+    this.field = field;
+    this.sent = 0;
+  }
+
+  /** @param {Appended|null} [appended] */
+  advance(appended = null) {
+    this.n ??= this.outputs.streamed(this.index, this.field);
+    if (this.n === null) return "";
+    if (
+      appended &&
+      appended.before === this.sent &&
+      appended.index === this.index &&
+      appended.n === this.n &&
+      appended.field === this.field
+    ) {
+      this.sent += appended.append.length;
+      return appended.append;
+    }
+    const text = this.outputs.text({ index: this.index, output: this.n, field: this.field });
+    if (text.length <= this.sent) return "";
+    const chunk = text.slice(this.sent);
+    this.sent = text.length;
+    return chunk;
+  }
+}
+
+/**
+ * The text of one streamed output as it grows, from `client.streamText()`: an async iterable
+ * of chunks (each character once, in order), with `text` (everything so far), `done` (the
+ * whole text once the request or task ended) and the underlying `subscription`.
+ */
+export class TextStream {
+  /**
+   * @param {SkillwireClient} client @param {string|Task} task
+   * @param {{index?: number, output?: number, field?: string, onText?: (chunk: string,
+   *   text: string) => void, onStatus?: (status: Status) => void,
+   *   onError?: (error: SkillwireError) => void}} options
+   */
+  constructor(client, task, options) {
+    const { index = 0, output = null, field = "text" } = options;
+    this.text = "";
+    this._chunks = [];
+    this._wake = null;
+    this._ended = false;
+    this._error = null;
+    this.done = new Promise((resolve, reject) => {
+      this._resolve = resolve;
+      this._reject = reject;
+    });
+    this.done.catch(() => {});
+    const byTask = typeof task === "object" && task !== null;
+    const handOut = (chunk) => {
+      if (!chunk) return;
+      this.text += chunk;
+      this._chunks.push(chunk);
+      safely(options.onText?.bind(null, chunk), this.text);
+      this._wakeUp();
+    };
+    const onEvent = (event) => {
+      const sub = this.subscription;
+      handOut(cursor.advance(sub._appended));
+      if (event.index === index && REQUEST_ENDS.has(event.type)) {
+        sub.unsubscribe();
+        this._end();
+      }
+    };
+    if (byTask && TERMINAL_STATUSES.has(task.status)) {
+      // A finished Task holds the whole text: nothing to follow.
+      /** @type {Subscription|null} null when given a finished Task */
+      this.subscription = null;
+      handOut(new TextCursor(new TaskOutputs(task), { index, output, field }).advance());
+      this._end();
+      return;
+    }
+    this.subscription = client.subscribe(byTask ? task.task_id : task, {
+      task: byTask ? task : undefined,
+      snapshot: !byTask,
+      onEvent,
+      onStatus: options.onStatus,
+      onError: options.onError,
+    });
+    const cursor = new TextCursor(this.subscription.outputs, { index, output, field });
+    handOut(cursor.advance());
+    this.subscription.done.then(
+      () => this._end(),
+      (error) => this._end(error),
+    );
+  }
+
+  _wakeUp() {
+    const wake = this._wake;
+    this._wake = null;
+    wake?.();
+  }
+
+  _end(error = null) {
+    if (this._ended) return;
+    this._ended = true;
+    this._error = error;
+    if (error) this._reject(error);
+    else this._resolve(this.text);
+    this._wakeUp();
+  }
+
+  /** Stop following (the task goes on). */
+  close() {
+    this.subscription?.unsubscribe();
+    this._end();
+  }
+
+  async *[Symbol.asyncIterator]() {
+    try {
+      while (true) {
+        if (this._chunks.length) {
+          yield this._chunks.shift();
+        } else if (this._ended) {
+          if (this._error) throw this._error;
+          return;
+        } else {
+          await new Promise((resolve) => (this._wake = resolve));
+        }
+      }
+    } finally {
+      if (!this._ended) this.close();
+    }
   }
 }
 
@@ -428,6 +693,22 @@ export class SkillwireClient {
     this._attach(sub);
     if (sub._last > 0 && this._apiKey) this._endIfPast(sub);
     return sub;
+  }
+
+  /**
+   * The text of a streamed output as it grows: `for await (const chunk of
+   * client.streamText(taskId)) ...`. Follows output `output` of request `index` (default:
+   * the first output of that request whose `field`, default "text", is a string) until the
+   * request or the task ends. With a task id the subscription starts with a snapshot (the
+   * text so far in one chunk); with a Task, from that Task on. Resumes hand out only the
+   * characters not handed out yet.
+   * @param {string|Task} task
+   * @param {{index?: number, output?: number, field?: string, onText?: Function,
+   *   onStatus?: Function, onError?: Function}} [options]
+   * @returns {TextStream}
+   */
+  streamText(task, options = {}) {
+    return new TextStream(this, task, options);
   }
 
   /**
@@ -775,6 +1056,17 @@ class WsLink {
       return;
     }
     if (message.op === "heartbeat") return;
+    if (message.op === "ended") {
+      // The task finished at or before the seq subscribed after: its terminal event will
+      // not come, so the subscriptions past it end here.
+      const group = this.subs.get(message.task_id);
+      if (group) {
+        for (const sub of [...group]) {
+          if (sub._last >= message.last_seq) sub._finishQuietly();
+        }
+      }
+      return;
+    }
     const entry = message.ref != null ? this.pending.get(message.ref) : undefined;
     if (entry) {
       this.pending.delete(message.ref);
@@ -965,6 +1257,9 @@ class SseFeed {
 
   async lost(opened) {
     if (opened) {
+      // A stream that ended without the terminal event may have been resumed past the end
+      // of the task: the server ends such a stream when the task finishes.
+      await this.client._endIfPast(this.sub);
       this.retry();
       return;
     }

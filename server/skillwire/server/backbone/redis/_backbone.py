@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,7 +20,7 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError, ResponseError, WatchError
 
 from skillwire.protocol import (
     DEFAULT_MAX_OUTPUT_BYTES,
@@ -51,6 +52,7 @@ from .._base import (
     DeliveryListener,
     DeliveryRecord,
     EventListener,
+    Idempotency,
     LogSlice,
     StoredTask,
     WorkItem,
@@ -58,15 +60,19 @@ from .._base import (
 from . import _keys as keys
 from . import _scripts as scripts
 from ._batching import CommandBatcher
+from ._connections import pool_options
 from ._deliveries import RedisDeliveries, creation_args, creation_keys
 from ._fanout import Fanout
 from ._outputs import group_args
+from ._prune import prune, sweep
 from ._remote_work import RemoteWork
+from ._windows import RedisWindows
 
 __all__ = ["RedisBackbone"]
 
+log = logging.getLogger("skillwire.redis")
+
 _work_decoder = msgspec.json.Decoder(WorkItem)
-LIST_SCAN_LIMIT = 10_000
 
 
 @contextlib.asynccontextmanager
@@ -88,6 +94,15 @@ async def _translated() -> AsyncIterator[None]:
         raise BackboneUnavailable(f"redis error: {exc}") from exc
     except (RedisError, OSError) as exc:
         raise BackboneUnavailable(f"redis unavailable: {exc}") from exc
+    except RuntimeError as exc:
+        # uvloop refuses a write on a transport Redis has just closed (a CLIENT KILL during
+        # the connection's handshake) with a RuntimeError, not an OSError: it was a 500.
+        if _CLOSED_TRANSPORT not in str(exc):
+            raise
+        raise BackboneUnavailable(f"redis unavailable: {exc}") from exc
+
+
+_CLOSED_TRANSPORT = "the handler is closed"
 
 
 class RedisBackbone(Backbone):
@@ -104,6 +119,7 @@ class RedisBackbone(Backbone):
         lease: float = 30.0,
         max_connections: int = 256,
         pool_timeout: float = 10.0,
+        sweep_interval: float = 60.0,
     ) -> None:
         self._url = url
         self._max_events = max_events
@@ -123,9 +139,12 @@ class RedisBackbone(Backbone):
             socket_timeout=5,
             socket_connect_timeout=2,
             health_check_interval=10,
+            **pool_options(),
         )
         self._client: Any = aioredis.Redis.from_pool(pool)  # owns the pool: aclose() closes it
-        self._blocking: Any = aioredis.Redis.from_url(url, socket_connect_timeout=2)
+        self._blocking: Any = aioredis.Redis.from_url(
+            url, socket_connect_timeout=2, **pool_options()
+        )
         self._cancel_listeners: list[CancelListener] = []
         self._fanout = Fanout(self._client, self._on_control, self._newest_event)
         self._secret: bytes | None = None
@@ -133,14 +152,18 @@ class RedisBackbone(Backbone):
         # Every script call and ack of this process shares round trips with the others.
         self._batcher = CommandBatcher(self._client)
         self._deliveries = RedisDeliveries(self._client, self._batcher.script, self._retention)
+        self.windows = RedisWindows(self._batcher.script)  # the rate limiter's counters
         self._delivery_listeners: list[DeliveryListener] = []
         self._remote = RemoteWork(self._client, self._blocking, self._lease_ms)
+        self._sweep_interval = sweep_interval
+        self._sweeper: asyncio.Task[None] | None = None
 
     # -- life ----------------------------------------------------------------------------
     async def start(self) -> None:
         with contextlib.suppress(BackboneUnavailable):
             await self._ensure_group()
         await self._fanout.start()
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="skillwire-redis-sweeper")
 
     async def _ensure_group(self) -> None:
         async with _translated():
@@ -150,15 +173,51 @@ class RedisBackbone(Backbone):
                 if "BUSYGROUP" not in str(exc):
                     raise
 
+    async def _recreate_group(self, noticed_by: str) -> None:
+        """The work stream's consumer group is gone: Redis restarted without persistence or
+        was flushed. Recreated from the stream's start, so work queued since is delivered."""
+        log.warning(
+            "redis lost its data (the work queue's consumer group is gone, noticed by %s): "
+            "recreating it; tasks stored before the loss are gone",
+            noticed_by,
+        )
+        await self._ensure_group()
+        if self._secret is not None:
+            # The id secret went too: put back the one this process (and every process that
+            # ran before the loss) signs with, so they keep agreeing on old and new ids.
+            async with _translated():
+                await self._client.set(keys.SECRET, self._secret.hex(), nx=True)
+
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         await self._fanout.close()
         await self._batcher.close()
         await self._client.aclose()
         await self._blocking.aclose()
 
     async def check(self) -> None:
+        """Redis answers, the work group exists (recreated here if Redis lost it), and live
+        events flow: right after Redis returns, the pub/sub connection may still be waiting
+        out its backoff, and a subscribe would fail meanwhile."""
         async with _translated():
-            await self._client.ping()
+            if await self._work_group() is None:
+                await self._recreate_group("the readiness check")
+        if not self._fanout.connected:
+            raise BackboneUnavailable("redis pub/sub is reconnecting")
+
+    async def _work_group(self) -> dict[Any, Any] | None:
+        """The work stream's consumer group as XINFO GROUPS tells it, or None when missing."""
+        try:
+            groups = await self._client.xinfo_groups(keys.WORK)
+        except ResponseError as exc:
+            if "no such key" not in str(exc):
+                raise
+            return None
+        return next((g for g in groups if g["name"] == keys.WORK_GROUP.encode()), None)
 
     async def id_secret(self) -> bytes:
         if self._secret is None:
@@ -177,8 +236,10 @@ class RedisBackbone(Backbone):
         owner: str,
         webhook_url: str | None,
         work: list[WorkItem],
-    ) -> None:
+        idempotency: Idempotency | None = None,
+    ) -> tuple[str, str] | None:
         task_id = task.task_id
+        created_ms = int(time.time() * 1000)
         head = encode({"task_id": task_id, "app": task.app, "skill": task.skill})[1:-1]
         mapping: dict[str, Any] = {
             "head": head,
@@ -196,6 +257,8 @@ class RedisBackbone(Backbone):
             "done": 0,
             "ob": 0,  # bytes of every output held
             "oc": 0,  # outputs emitted: the next one's emission order
+            "ix": keys.index_prefix(owner),  # the owner's filter indexes (see _keys)
+            "cms": created_ms,  # the score of its id in every index
         }
         for i in range(len(task.requests)):
             mapping[f"s:{i}"] = "queued"
@@ -203,27 +266,45 @@ class RedisBackbone(Backbone):
             mapping[f"e:{i}"] = b"null"
             mapping[f"d:{i}"] = 0  # outputs dropped (see _outputs)
             mapping[f"r:{i}"] = b"null"  # the result (request.completed's data)
-        created_ms = int(time.time() * 1000)
-        async with _translated():
-            pipe = self._client.pipeline(transaction=True)
-            pipe.hset(keys.task(task_id), mapping=mapping)
-            pipe.expire(keys.task(task_id), self._retention)
-            pipe.xadd(
-                keys.events(task_id),
-                {"t": first_event.type.value, "e": encode(first_event)},
-                id=f"{first_event.seq}-0",
-            )
-            pipe.expire(keys.events(task_id), self._retention)
-            pipe.zadd(keys.TASKS, {task_id: created_ms})
-            pipe.zadd(keys.owner_tasks(owner), {task_id: created_ms})
-            for item in work:
-                pipe.xadd(keys.WORK, {"w": encode(item)})
-            await pipe.execute()
+        async with _translated(), self._client.pipeline(transaction=True) as pipe:
+            while True:
+                if idempotency is not None:
+                    # WATCH, then one MULTI/EXEC for the key and the task: both or neither.
+                    idem_key = keys.idempotency(idempotency.key)
+                    await pipe.watch(idem_key)
+                    earlier = await pipe.get(idem_key)
+                    if earlier is not None:
+                        await pipe.reset()
+                        earlier_id, _, earlier_fingerprint = earlier.decode().partition(" ")
+                        return earlier_id, earlier_fingerprint
+                    pipe.multi()
+                    pipe.set(
+                        idem_key,
+                        f"{task_id} {idempotency.fingerprint}",
+                        ex=max(int(idempotency.ttl), 1),
+                    )
+                pipe.hset(keys.task(task_id), mapping=mapping)
+                pipe.expire(keys.task(task_id), self._retention)
+                pipe.xadd(
+                    keys.events(task_id),
+                    {"t": first_event.type.value, "e": encode(first_event)},
+                    id=f"{first_event.seq}-0",
+                )
+                pipe.expire(keys.events(task_id), self._retention)
+                indexes = [keys.INDEXES, *_indexes(owner, task)]
+                pipe.eval(scripts.INDEX, len(indexes), *indexes, created_ms, task_id)
+                for item in work:
+                    pipe.xadd(keys.WORK, {"w": encode(item)})
+                try:
+                    await pipe.execute()
+                except WatchError:
+                    continue  # another call took the key meanwhile: read what it stored
+                return None
 
     async def get_task(self, task_id: str) -> StoredTask | None:
         async with _translated():
             found = await self._batcher.script(
-                scripts.VIEW, [keys.task(task_id)], [keys.output_prefix(task_id)]
+                scripts.VIEW, [keys.task(task_id)], [keys.output_prefix(task_id)], repeatable=True
             )
         if found is None:
             return None
@@ -240,50 +321,49 @@ class RedisBackbone(Backbone):
         limit: int,
         offset: int,
     ) -> tuple[list[Task], int]:
-        index = keys.TASKS if owner is None else keys.owner_tasks(owner)
+        if status is None and app is None and skill is None:
+            indexes = [keys.TASKS if owner is None else keys.owner_tasks(owner)]
+        else:
+            indexes = _filters(owner, status, app, skill)
         async with _translated():
-            await self._prune(index)
-            if status is None and app is None and skill is None:
-                total = await self._client.zcard(index)
-                ids = await self._client.zrevrange(index, offset, offset + limit - 1)
-                tasks = await self._views([i.decode() for i in ids], index)
-                return tasks, total
-            ids = await self._client.zrevrange(index, 0, LIST_SCAN_LIMIT - 1)
-            everything = await self._views([i.decode() for i in ids], index)
-        matches = [
-            t
-            for t in everything
-            if (status is None or t.status == status)
-            and (app is None or t.app == app)
-            and (skill is None or t.skill == skill)
-        ]
-        return matches[offset : offset + limit], len(matches)
-
-    async def _prune(self, index: str) -> None:
-        """Drop ids whose task expired: only ids older than the retention window may have."""
-        cutoff = (time.time() - self._retention) * 1000
-        old = await self._client.zrangebyscore(index, "-inf", cutoff)
-        if not old:
-            return
-        pipe = self._client.pipeline(transaction=False)
-        for task_id in old:
-            pipe.exists(keys.task(task_id.decode()))
-        alive = await pipe.execute()
-        gone = [task_id for task_id, exists in zip(old, alive, strict=True) if not exists]
-        if gone:
-            await self._client.zrem(index, *gone)
-
-    async def _views(self, task_ids: list[str], index: str) -> list[Task]:
-        tasks: list[Task] = []
-        gone: list[str] = []
-        for task_id in task_ids:
-            stored = await self.get_task(task_id)
-            if stored is None:
-                gone.append(task_id)
+            await prune(self._client, indexes, keys.task, self._retention)
+            if len(indexes) == 1:
+                # One index: its count, and the page straight from it (one MULTI, so the
+                # total and the page are the same moment's).
+                pipe = self._client.pipeline(transaction=True)
+                pipe.zcard(indexes[0])
+                pipe.zrevrange(indexes[0], offset, offset + limit - 1)
+                total, ids = await pipe.execute()
             else:
-                tasks.append(stored.task)
+                # Several filters: their indexes' intersection, counted and paged in one MULTI.
+                scratch = keys.scratch(secrets.token_hex(8))
+                pipe = self._client.pipeline(transaction=True)
+                pipe.zinterstore(scratch, indexes, aggregate="MAX")
+                pipe.zrevrange(scratch, offset, offset + limit - 1)
+                pipe.delete(scratch)
+                total, ids, _ = await pipe.execute()
+            # An id whose task expired since the prune drops out of the page (not the total).
+            tasks = await self._views([i.decode() for i in ids], indexes)
+        return tasks, total
+
+    async def _sweep_forever(self) -> None:
+        """Prune the task indexes every sweep interval (one process of the deployment does)."""
+        while True:
+            await asyncio.sleep(self._sweep_interval)
+            try:
+                async with _translated():
+                    await sweep(self._client, self._retention, self._sweep_interval)
+            except BackboneUnavailable as exc:
+                log.debug("task index sweep skipped: %s", exc)
+
+    async def _views(self, task_ids: list[str], indexes: list[str]) -> list[Task]:
+        # Together, so that the batcher sends the page's scripts in one round trip.
+        found = await asyncio.gather(*(self.get_task(task_id) for task_id in task_ids))
+        tasks = [stored.task for stored in found if stored is not None]
+        gone = [task_id for task_id, stored in zip(task_ids, found, strict=True) if stored is None]
         if gone:
-            await self._client.zrem(index, *gone)
+            for index in indexes:
+                await self._client.zrem(index, *gone)
         return tasks
 
     async def append(
@@ -358,7 +438,10 @@ class RedisBackbone(Backbone):
     async def read_events(self, task_id: str, after: int, limit: int) -> LogSlice | None:
         async with _translated():
             found = await self._batcher.script(
-                scripts.READ, [keys.task(task_id), keys.events(task_id)], [after, limit]
+                scripts.READ,
+                [keys.task(task_id), keys.events(task_id)],
+                [after, limit],
+                repeatable=True,
             )
         if found is None:
             return None
@@ -383,29 +466,36 @@ class RedisBackbone(Backbone):
     # -- work ----------------------------------------------------------------------------
     async def claim(self, consumer: str, count: int, timeout: float) -> list[Claim]:
         async with _translated():
-            now = time.monotonic()
-            if now - self._last_reclaim > self._lease_ms / 2000:
-                self._last_reclaim = now
-                _, reclaimed, _ = await self._client.xautoclaim(
-                    keys.WORK, keys.WORK_GROUP, consumer, self._lease_ms, "0-0", count=count
-                )
-                live = [(entry_id, fields) for entry_id, fields in reclaimed if fields]
-                if live:
-                    counts = await self._delivery_counts([entry_id for entry_id, _ in live])
-                    return [_claim(i, fields, counts.get(i, 2)) for i, fields in live]
             try:
-                found = await self._blocking.xreadgroup(
-                    keys.WORK_GROUP,
-                    consumer,
-                    {keys.WORK: ">"},
-                    count=count,
-                    block=max(int(timeout * 1000), 1),
-                )
+                return await self._claim(consumer, count, timeout)
             except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
+                # Both the reclaim and the read: a worker whose backoff grew past half the
+                # lease (Redis was down a while) reclaims on every call and never reads, so a
+                # reclaim that does not recover leaves it failing forever.
+                if not _group_gone(exc):
                     raise
-                await self._ensure_group()
+                await self._recreate_group(f"the worker {consumer}")
                 return []
+
+    async def _claim(self, consumer: str, count: int, timeout: float) -> list[Claim]:
+        """Items whose lease lapsed (checked every half lease), else new work (blocking)."""
+        now = time.monotonic()
+        if now - self._last_reclaim > self._lease_ms / 2000:
+            self._last_reclaim = now
+            _, reclaimed, _ = await self._client.xautoclaim(
+                keys.WORK, keys.WORK_GROUP, consumer, self._lease_ms, "0-0", count=count
+            )
+            live = [(entry_id, fields) for entry_id, fields in reclaimed if fields]
+            if live:
+                counts = await self._delivery_counts([entry_id for entry_id, _ in live])
+                return [_claim(i, fields, counts.get(i, 2)) for i, fields in live]
+        found = await self._blocking.xreadgroup(
+            keys.WORK_GROUP,
+            consumer,
+            {keys.WORK: ">"},
+            count=count,
+            block=max(int(timeout * 1000), 1),
+        )
         if not found:
             return []
         return [_claim(entry_id, fields, 1) for entry_id, fields in found[0][1]]
@@ -425,14 +515,19 @@ class RedisBackbone(Backbone):
         if not claims:
             return
         async with _translated():
-            await self._client.xclaim(
-                keys.WORK,
-                keys.WORK_GROUP,
-                consumer,
-                0,
-                [c.token for c in claims],
-                justid=True,
-            )
+            try:
+                await self._client.xclaim(
+                    keys.WORK,
+                    keys.WORK_GROUP,
+                    consumer,
+                    0,
+                    [c.token for c in claims],
+                    justid=True,
+                )
+            except ResponseError as exc:
+                if not _group_gone(exc):
+                    raise
+                await self._recreate_group(f"the worker {consumer}")
 
     async def ack(self, claim: Claim) -> None:
         # Two commands in the shared batch rather than a MULTI on a connection of its own: a
@@ -440,8 +535,10 @@ class RedisBackbone(Backbone):
         # an entry whose XDEL was lost with the connection is history, never delivered again.
         async with _translated():
             await asyncio.gather(
-                self._batcher.command("XACK", keys.WORK, keys.WORK_GROUP, claim.token),
-                self._batcher.command("XDEL", keys.WORK, claim.token),
+                self._batcher.command(
+                    "XACK", keys.WORK, keys.WORK_GROUP, claim.token, repeatable=True
+                ),
+                self._batcher.command("XDEL", keys.WORK, claim.token, repeatable=True),
             )
 
     async def requeue(self, claim: Claim) -> None:
@@ -455,16 +552,16 @@ class RedisBackbone(Backbone):
     async def queue_stats(self) -> tuple[int, float]:
         """Work items waiting (not yet claimed), and the age in seconds of the oldest one."""
         async with _translated():
-            groups = await self._client.xinfo_groups(keys.WORK)
-            lag = next(
-                (g.get("lag") or 0 for g in groups if g["name"] == keys.WORK_GROUP.encode()), 0
-            )
+            group = await self._work_group()
+            if group is None:
+                # Redis lost its data and the group is not back yet: whatever the stream
+                # holds waits (none of it was delivered), rather than a reassuring 0.
+                lag, start = await self._client.xlen(keys.WORK), "-"
+            else:
+                lag, start = group.get("lag") or 0, f"({group['last-delivered-id'].decode()}"
             oldest = 0.0
             if lag:
-                last = next(
-                    g["last-delivered-id"] for g in groups if g["name"] == keys.WORK_GROUP.encode()
-                )
-                entries = await self._client.xrange(keys.WORK, f"({last.decode()}", "+", count=1)
+                entries = await self._client.xrange(keys.WORK, start, "+", count=1)
                 if entries:
                     oldest = max(time.time() - int(entries[0][0].split(b"-")[0]) / 1000, 0.0)
         return int(lag), oldest
@@ -488,21 +585,6 @@ class RedisBackbone(Backbone):
         async with _translated():
             value = await self._client.getdel(keys.ticket(ticket))
         return value.decode() if value is not None else None
-
-    async def remember_idempotency(
-        self, key: str, fingerprint: str, task_id: str, ttl: float
-    ) -> tuple[str, str] | None:
-        async with _translated():
-            stored = await self._client.set(
-                keys.idempotency(key), f"{task_id} {fingerprint}", nx=True, ex=max(int(ttl), 1)
-            )
-            if stored:
-                return None
-            value = await self._client.get(keys.idempotency(key))
-        if value is None:
-            return await self.remember_idempotency(key, fingerprint, task_id, ttl)
-        earlier_id, _, earlier_fingerprint = value.decode().partition(" ")
-        return earlier_id, earlier_fingerprint
 
     # -- remote work ---------------------------------------------------------------------
     shares_remote_work = True
@@ -636,6 +718,41 @@ class RedisBackbone(Backbone):
         """This process finished a task: its dispatcher may claim the deliveries at once."""
         for listener in list(self._delivery_listeners):
             listener()
+
+
+def _indexes(owner: str, task: Task) -> list[str]:
+    """The indexes a new task enters: every task's list and its owner's, and the filter
+    indexes of each."""
+    filters = [
+        index
+        for scope in (None, owner)
+        for index in (
+            keys.status_tasks(scope, task.status.value),
+            keys.app_tasks(scope, task.app),
+            keys.skill_tasks(scope, task.skill),
+        )
+    ]
+    return [keys.TASKS, keys.owner_tasks(owner), *filters]
+
+
+def _filters(
+    owner: str | None, status: TaskStatus | None, app: str | None, skill: str | None
+) -> list[str]:
+    """The indexes whose intersection is the tasks a filtered list holds."""
+    indexes = []
+    if status is not None:
+        indexes.append(keys.status_tasks(owner, status.value))
+    if app is not None:
+        indexes.append(keys.app_tasks(owner, app))
+    if skill is not None:
+        indexes.append(keys.skill_tasks(owner, skill))
+    return indexes
+
+
+def _group_gone(exc: ResponseError) -> bool:
+    """The work group (or its stream) is missing: NOGROUP, or UNBLOCKED when the stream was
+    deleted under a worker blocked reading it."""
+    return str(exc).startswith(("NOGROUP", "UNBLOCKED"))
 
 
 def _events(flat: list[Any]) -> list[EncodedEvent]:

@@ -26,12 +26,19 @@ __all__ = ["CommandBatcher"]
 
 
 class _Call:
-    __slots__ = ("args", "future", "script")
+    __slots__ = ("args", "future", "repeatable", "script")
 
-    def __init__(self, args: tuple[Any, ...], future: asyncio.Future[Any], script: str | None):
+    def __init__(
+        self,
+        args: tuple[Any, ...],
+        future: asyncio.Future[Any],
+        script: str | None,
+        repeatable: bool,
+    ):
         self.args = args
         self.future = future
         self.script = script  # the Lua source, for an EVALSHA that Redis may have forgotten
+        self.repeatable = repeatable  # running it twice changes nothing (a read, an ack)
 
 
 class CommandBatcher:
@@ -51,23 +58,38 @@ class CommandBatcher:
         self._flushers: set[asyncio.Task[None]] = set()
         self._shas: dict[str, str] = {}
 
-    async def command(self, *args: Any) -> Any:
-        return await self._queue(args, None)
+    async def command(self, *args: Any, repeatable: bool = False) -> Any:
+        return await self._queue(args, None, repeatable)
 
-    async def script(self, source: str, keys: list[str], args: list[Any]) -> Any:
+    async def script(
+        self, source: str, keys: list[str], args: list[Any], *, repeatable: bool = False
+    ) -> Any:
+        """EVALSHA of ``source``; ``repeatable`` when running it twice changes nothing, so
+        that it may be sent again when its connection turns out dead."""
         sha = self._shas.get(source)
         if sha is None:
-            sha = self._shas[source] = await self._client.script_load(source)
-        return await self._queue(("EVALSHA", sha, len(keys), *keys, *args), source)
+            sha = self._shas[source] = await self._load(source)
+        return await self._queue(("EVALSHA", sha, len(keys), *keys, *args), source, repeatable)
+
+    async def _load(self, source: str) -> str:
+        """SCRIPT LOAD, which is safe to repeat: once more if the pooled connection died with
+        a restarted Redis (the failed one is dropped; the pool checks the next before use)."""
+        try:
+            sha: str = await self._client.script_load(source)
+        except RedisConnectionError:
+            sha = await self._client.script_load(source)
+        return sha
 
     async def close(self) -> None:
         for flusher in list(self._flushers):
             flusher.cancel()
         await asyncio.gather(*self._flushers, return_exceptions=True)
 
-    def _queue(self, args: tuple[Any, ...], script: str | None) -> asyncio.Future[Any]:
+    def _queue(
+        self, args: tuple[Any, ...], script: str | None, repeatable: bool
+    ) -> asyncio.Future[Any]:
         future = asyncio.get_running_loop().create_future()
-        self._pending.append(_Call(args, future, script))
+        self._pending.append(_Call(args, future, script, repeatable))
         if len(self._flushers) < self._max_in_flight:
             # Started, not run: it takes what is queued when it first runs, so every command
             # issued in this turn of the loop shares its round trip.
@@ -102,9 +124,24 @@ class CommandBatcher:
             except Exception as exc:  # reloading a script failed: the connection is gone
                 _fail(batch, exc)
 
-    async def _send(self, batch: list[_Call], *, retry_unknown_scripts: bool) -> None:
+    async def _send(
+        self, batch: list[_Call], *, retry_unknown_scripts: bool, retry_dead: bool = True
+    ) -> None:
         try:
             replies = await self._round_trip(batch)
+        except RedisConnectionError as exc:
+            # A pooled connection that died with a restarted Redis, its close not yet seen
+            # (_round_trip dropped it; the pool checks the next one before use): what is safe
+            # to repeat goes once more; the rest may have run, so their callers hear it.
+            # (Not the pool's disconnect() of idle connections: it races with checkouts and
+            # cut connections in use.)
+            again = [call for call in batch if call.repeatable] if retry_dead else []
+            _fail([call for call in batch if not (retry_dead and call.repeatable)], exc)
+            if again:
+                await self._send(
+                    again, retry_unknown_scripts=retry_unknown_scripts, retry_dead=False
+                )
+            return
         except Exception as exc:  # the connection failed: every caller hears it
             _fail(batch, exc)
             return
@@ -120,7 +157,7 @@ class CommandBatcher:
                 call.future.set_result(reply)
         if forgotten:  # Redis restarted and lost its scripts: load them again, send once more
             for call in forgotten:
-                sha = await self._client.script_load(call.script)
+                sha = await self._load(call.script or "")
                 self._shas[call.script or ""] = sha
                 call.args = ("EVALSHA", sha, *call.args[2:])
             await self._send(forgotten, retry_unknown_scripts=False)

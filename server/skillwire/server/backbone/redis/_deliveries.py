@@ -22,6 +22,7 @@ from .._base import DeliveryRecord
 from .._deliveries import delivery_id_prefix
 from . import _keys as keys
 from . import _scripts as scripts
+from ._prune import prune
 
 __all__ = ["RedisDeliveries", "creation_args", "creation_keys"]
 
@@ -133,27 +134,13 @@ class RedisDeliveries:
         found: Any = await self._client.hgetall(keys.delivery(delivery_id))
         return _record(found) if found else None
 
-    async def _prune(self, index: str) -> None:
-        """Drop ids whose delivery expired: only those older than the retention window may have."""
-        cutoff = (time.time() - self._retention) * 1000
-        old: Any = await self._client.zrangebyscore(index, "-inf", cutoff)
-        if not old:
-            return
-        pipe = self._client.pipeline(transaction=False)
-        for delivery_id in old:
-            pipe.exists(keys.delivery(delivery_id.decode()))
-        alive = await pipe.execute()
-        gone = [i for i, exists in zip(old, alive, strict=True) if not exists]
-        if gone:
-            await self._client.zrem(index, *gone)
-
     async def list(
         self, status: DeliveryStatus | None, limit: int, offset: int
     ) -> tuple[list[DeliveryRecord], int]:
         statuses = list(DeliveryStatus) if status is None else [status]
-        for one in statuses:
-            if one is not DeliveryStatus.PENDING:
-                await self._prune(index=keys.deliveries(one))
+        # A pending delivery's hash never expires: only the finished ones' indexes are pruned.
+        finished = [keys.deliveries(s) for s in statuses if s is not DeliveryStatus.PENDING]
+        await prune(self._client, finished, keys.delivery, self._retention)
         # One MULTI across the status indexes: a delivery that moves from pending to delivered
         # meanwhile is seen in exactly one of them, never counted twice.
         pipe = self._client.pipeline(transaction=True)

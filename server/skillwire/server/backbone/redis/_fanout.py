@@ -19,7 +19,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from skillwire.protocol import EncodedEvent
+from skillwire.protocol import BackboneUnavailable, EncodedEvent
 
 from .. import EventListener
 from . import _keys as keys
@@ -86,6 +86,11 @@ class Fanout:
     def listener_count(self) -> int:
         return sum(len(v) for v in self._listeners.values())
 
+    @property
+    def connected(self) -> bool:
+        """The pub/sub connection is up: a listen now can be confirmed."""
+        return self._connected.is_set()
+
     async def listen(self, task_id: str, listener: EventListener) -> Callable[[], None]:
         self._listeners.setdefault(task_id, []).append(listener)
         try:
@@ -112,8 +117,6 @@ class Fanout:
                 task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def _subscribe(self, channel: str) -> None:
-        from skillwire.protocol import BackboneUnavailable
-
         if not self._connected.is_set():
             raise BackboneUnavailable("redis pub/sub is not connected")
         name = channel.encode()

@@ -14,24 +14,32 @@ __all__ = [
     "DELIVERIES_CLAIMED",
     "DELIVERIES_DUE",
     "DELIVERY_PREFIX",
+    "INDEXES",
+    "INDEX_SWEEP",
     "REMOTE_WORKERS",
     "SECRET",
     "TASKS",
     "WORK",
     "WORK_GROUP",
+    "app_tasks",
     "declaration",
     "deliveries",
     "delivery",
     "events",
     "idempotency",
+    "index_prefix",
     "live",
     "output_meta",
     "output_prefix",
     "outputs",
     "owner_tasks",
+    "rate_window",
     "remote_serving",
     "remote_work",
     "remote_worker",
+    "scratch",
+    "skill_tasks",
+    "status_tasks",
     "task",
     "ticket",
 ]
@@ -108,6 +116,16 @@ def owner_tasks(owner: str) -> str:
     return f"sw:owner:{owner}:tasks"
 
 
+def rate_window(name: str) -> str:
+    """String with a TTL: the hits counted in one fixed rate-limit window, ``name`` saying
+    which limit counts whom (``LIMITER/<key|ip>/<who>/<amount>/<multiples>/<granularity>``,
+    as the ``limits`` library names a limit); it expires when its window ends. Under ``sw:``
+    like every other key, so that one prefix covers all of skillwire's data (an ACL, a SCAN,
+    a Redis shared with other software), which the ``limits`` library's own ``LIMITS:`` did
+    not."""
+    return f"sw:rl:{name}"
+
+
 def ticket(value: str) -> str:
     """String with a TTL: the principal name a browser ticket stands for (spent by GETDEL)."""
     return f"sw:ticket:{value}"
@@ -139,3 +157,54 @@ def remote_serving(key: str) -> str:
 def remote_worker(worker_id: str) -> str:
     """String: a connected remote worker's record (WorkerInfo JSON), renewed while it is."""
     return f"sw:remote:worker:{worker_id}"
+
+
+# The filter indexes of ``GET /api/v1/tasks`` (``status_tasks``, ``app_tasks``, ``skill_tasks``):
+# sorted sets of task ids scored by creation time in ms, like ``TASKS`` and ``owner_tasks``, one
+# set for every task's and one for each principal's. A page filtered on one of them is a
+# ZREVRANGE of it, filtered on several a ZINTERSTORE of them into ``scratch``; either way the
+# total is exact. Expired tasks' ids are pruned when an index is listed, and every minute by one
+# process of the deployment (``_prune``), so that an index nobody lists does not grow forever.
+
+# set: the name of every task index (``TASKS``, ``owner_tasks`` and the filter indexes), added
+# where an id enters one, for the sweep; a name whose index is gone (empty) is dropped by it.
+INDEXES = "sw:ix:all"
+# string with a TTL of one sweep interval: a process is pruning the task indexes (SET NX), so
+# that the others skip this round.
+INDEX_SWEEP = "sw:ix:sweep"
+
+
+def _part(value: str) -> str:
+    """``value`` without a ``:``, so that no two (scope, filter, value) make the same key."""
+    return value.replace("%", "%25").replace(":", "%3A")
+
+
+def index_prefix(owner: str | None) -> str:
+    """The prefix of the filter indexes of one principal's tasks (every task's when None). The
+    task hash keeps its owner's (field ``ix``), so the Lua scripts that change a task's status
+    move it between ``<prefix>status:<status>`` sets without knowing how owners are escaped."""
+    scope = "*" if owner is None else f"@{_part(owner)}"
+    return f"sw:ix:{scope}:"
+
+
+def status_tasks(owner: str | None, status: str) -> str:
+    """Sorted set: the ids of the tasks (of ``owner``, or every one) now in ``status``; APPEND
+    and CANCEL move an id from one status's set to the next in the script that changes it."""
+    return f"{index_prefix(owner)}status:{status}"
+
+
+def app_tasks(owner: str | None, app: str) -> str:
+    """Sorted set: the ids of the tasks (of ``owner``, or every one) of app ``app``."""
+    return f"{index_prefix(owner)}app:{_part(app)}"
+
+
+def skill_tasks(owner: str | None, skill: str) -> str:
+    """Sorted set: the ids of the tasks (of ``owner``, or every one) of a skill named ``skill``
+    (in any app: the API's filters are independent)."""
+    return f"{index_prefix(owner)}skill:{_part(skill)}"
+
+
+def scratch(token: str) -> str:
+    """Sorted set, deleted in the MULTI that fills it: the intersection of filter indexes that
+    one filtered list reads its total and page from."""
+    return f"sw:ix:tmp:{token}"

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 
 from skillwire.protocol import lifecycle
 
+from . import _keys as keys
 from ._outputs import OUTPUTS
 
 __all__ = [
@@ -24,6 +25,8 @@ __all__ = [
     "CANCEL",
     "CLAIM_DELIVERIES",
     "FINISH_ATTEMPT",
+    "FORGET_INDEXES",
+    "INDEX",
     "LIFECYCLE",
     "READ",
     "RETRY_DELIVERY",
@@ -72,9 +75,27 @@ local RULES = {{
 # The lifecycle tables alone (tests evaluate them against the protocol's).
 LIFECYCLE = _lifecycle_tables()
 
+# The prefix of the status indexes of every task (the owner's is the task's field 'ix'), and the
+# set of every index's name.
+_INDEX_NAMES = f"local ALL_IX = {keys.index_prefix(None)!r}\nlocal INDEXES = {keys.INDEXES!r}\n"
+
 _COMMON = (
     LIFECYCLE
+    + _INDEX_NAMES
     + r"""
+
+-- The task leaves one status for another: its id moves from the one's status indexes (every
+-- task's and its owner's) to the other's, in the script that changes the status. A task
+-- created before the indexes existed has no 'ix' and is in none.
+local function reindex(h, task_id, from, to)
+  local ix = redis.call('HMGET', h, 'ix', 'cms')
+  if not ix[1] then return end
+  for _, prefix in ipairs({ALL_IX, ix[1]}) do
+    redis.call('ZREM', prefix .. 'status:' .. from, task_id)
+    redis.call('ZADD', prefix .. 'status:' .. to, ix[2], task_id)
+    redis.call('SADD', INDEXES, prefix .. 'status:' .. to)
+  end
+end
 
 local function fields(h)
   local flat = redis.call('HGETALL', h)
@@ -174,6 +195,7 @@ local function create_deliveries(h, task_id, etype, now, data, wh)
 end
 
 local function finish(h, stream, channel, outp, task_id, now, maxlen, status, ttl, out, wh)
+  reindex(h, task_id, redis.call('HGET', h, 'status'), status)
   redis.call('HSET', h, 'status', status, 'finished_at', now)
   local final
   local etype = TERMINAL_EVENT[status]
@@ -237,6 +259,7 @@ local function apply(etype, index, data, x1, x2, x3, out)
     return redis.error_reply('ILLEGAL request.completed data must be an object')
   end
   if etype == 'request.started' and status == 'queued' then
+    reindex(h, task_id, status, 'running')
     redis.call('HSET', h, 'status', 'running')
     emit(h, stream, channel, task_id, now, maxlen, 'task.started', nil,
       function() return '{}' end, out)
@@ -329,6 +352,25 @@ redis.call('PUBLISH', control, 'cancel ' .. task_id)
 return out
 """
 )
+
+# A new task's id enters its indexes, whose names join the set of every index's: one command
+# in create_task's MULTI, not two an index.
+# KEYS: the set of index names, the indexes   ARGV: score (creation time in ms), task id
+INDEX = r"""
+for i = 2, #KEYS do
+  redis.call('ZADD', KEYS[i], ARGV[1], ARGV[2])
+  redis.call('SADD', KEYS[1], KEYS[i])
+end
+"""
+
+# Forget the names of indexes the sweep left empty (Redis deleted them), unless an id entered
+# one meanwhile: checked and dropped in one step.
+# KEYS: the set of index names   ARGV: index names
+FORGET_INDEXES = r"""
+for _, index in ipairs(ARGV) do
+  if redis.call('EXISTS', index) == 0 then redis.call('SREM', KEYS[1], index) end
+end
+"""
 
 # KEYS: task hash   ARGV: outputs prefix
 VIEW = (

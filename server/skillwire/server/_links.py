@@ -20,7 +20,7 @@ from starlette.types import Scope
 
 from skillwire.protocol import EncodedEvent, EventType, Task, TaskLinks, decode_json, encode
 
-__all__ = ["root_of", "rooted_event", "rooted_frame", "rooted_task"]
+__all__ = ["is_openai_path", "root_of", "rooted_event", "rooted_frame", "rooted_task"]
 
 T = TypeVar("T")
 
@@ -59,3 +59,12 @@ def rooted_frame(frame: Callable[[EncodedEvent], T], root: str) -> Callable[[Enc
     if not root:
         return frame
     return lambda event: frame(rooted_event(event, root))
+
+
+def is_openai_path(scope: Scope) -> bool:
+    """The OpenAI-compatible front door (``/v1/...`` below the app's mount point)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root + "/"):
+        path = path[len(root) :]
+    return path.startswith("/v1/")

@@ -10,8 +10,8 @@ from starlette.responses import Response
 from skillwire.protocol import Ticket
 
 from ..auth import Permission
-from ..http._auth import require, runtime_of
-from ..http._responses import JSONResponse
+from ._auth import require, runtime_of
+from ._responses import JSONResponse
 
 __all__ = ["TICKET_TTL", "issue_ticket"]
 

@@ -1,0 +1,253 @@
+"""One OpenAI-compatible upstream: a pooled, kept-alive HTTP client and its Chat Completions stream.
+
+httpx with httpx-sse rather than the ``openai`` SDK: the SDK builds a pydantic object per chunk
+and retries on its own, where the bridge needs each chunk's few fields at the least CPU per token
+(msgspec decodes them straight into Structs), the upstream's ``Retry-After`` to queue the request
+(``request.queued``) instead of sleeping inside a library, and one place where every foreign
+error becomes an ``UpstreamFailure``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import httpx
+import msgspec
+from httpx_sse import EventSource, SSEError
+
+from .._config import UpstreamConfig
+
+__all__ = [
+    "Chunk",
+    "ChunkChoice",
+    "ChunkDelta",
+    "ToolCallDelta",
+    "Upstream",
+    "UpstreamFailure",
+    "Usage",
+]
+
+RETRYABLE = frozenset({429, 503})
+MAX_ERROR_BODY = 64 * 1024
+
+
+class UpstreamFailure(Exception):
+    """The upstream refused, failed or broke: what UPSTREAM_ERROR's details say.
+
+    ``status`` is the HTTP status it answered (200 when its stream broke mid-way), or None when
+    it never answered; ``retry_after`` is the delay it asked for on a 429/503 (seconds).
+    """
+
+    def __init__(self, message: str, status: int | None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        return self.status in RETRYABLE
+
+
+class FunctionDelta(msgspec.Struct):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(msgspec.Struct):
+    index: int = 0
+    id: str | None = None
+    type: str | None = None
+    function: FunctionDelta | None = None
+
+
+class ChunkDelta(msgspec.Struct):
+    role: str | None = None
+    content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
+
+
+class ChunkChoice(msgspec.Struct):
+    index: int = 0
+    delta: ChunkDelta | None = None
+    finish_reason: str | None = None
+
+
+class Usage(msgspec.Struct):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class Chunk(msgspec.Struct):
+    """The fields of a ``chat.completion.chunk`` the bridge reads; the rest is ignored."""
+
+    choices: list[ChunkChoice] = []
+    usage: Usage | None = None
+    model: str | None = None
+    error: Any = None  # some servers report a failure inside the stream
+
+
+_chunk = msgspec.json.Decoder(Chunk)
+_any = msgspec.json.Decoder()
+
+
+def retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds from ``Retry-After`` (a number or an HTTP date) or ``retry-after-ms``."""
+    if (ms := headers.get("retry-after-ms")) is not None:
+        try:
+            return max(float(ms) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def error_message(body: bytes, status: int) -> str:
+    """The upstream's own message (OpenAI's ``{"error": {"message"}}`` and its variants)."""
+    try:
+        data = _any.decode(body)
+    except msgspec.DecodeError:
+        text = body.decode("utf-8", "replace").strip()
+        return text[:500] or f"the upstream answered {status}"
+    if isinstance(data, dict):
+        error = data.get("error", data)
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])
+        if isinstance(error, str):
+            return error
+        if isinstance(data.get("message"), str):
+            return str(data["message"])
+        if isinstance(data.get("detail"), str):
+            return str(data["detail"])
+    return f"the upstream answered {status}"
+
+
+class Upstream:
+    """One configured upstream. Its HTTP client is made on first use in each event loop."""
+
+    def __init__(self, name: str, config: UpstreamConfig, api_key: str | None) -> None:
+        self.name = name
+        self.config = config
+        self.base_url = config.base_url.rstrip("/")
+        self._headers = {"Accept": "text/event-stream"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+
+    @property
+    def wildcard(self) -> bool:
+        return "*" in self.config.models
+
+    def client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            timeout = httpx.Timeout(self.config.timeout, connect=self.config.connect_timeout)
+            limits = httpx.Limits(
+                max_connections=self.config.max_connections,
+                max_keepalive_connections=self.config.max_connections,
+                keepalive_expiry=60.0,
+            )
+            client = httpx.AsyncClient(
+                timeout=timeout, limits=limits, headers=self._headers, trust_env=False
+            )
+            self._clients[loop] = client
+        return client
+
+    async def aclose(self) -> None:
+        """Close this loop's client (others belong to loops that are gone or closing)."""
+        loop = asyncio.get_running_loop()
+        client = self._clients.pop(loop, None)
+        if client is not None:
+            await client.aclose()
+
+    async def list_models(self) -> list[str]:
+        """The ids the upstream's ``GET /models`` lists."""
+        try:
+            response = await self.client().get(f"{self.base_url}/models")
+        except httpx.HTTPError as exc:
+            raise UpstreamFailure(f"GET /models failed: {_describe(exc)}", None) from exc
+        if response.status_code != 200:
+            raise UpstreamFailure(
+                error_message(response.content, response.status_code), response.status_code
+            )
+        try:
+            data = _any.decode(response.content)
+            return [str(item["id"]) for item in data["data"]]
+        except (msgspec.DecodeError, KeyError, TypeError) as exc:
+            raise UpstreamFailure("GET /models answered no model list", 200) from exc
+
+    async def stream_chat(self, body: dict[str, Any]) -> AsyncGenerator[Chunk, None]:
+        """POST ``/chat/completions`` with ``stream: true``; yield each chunk until ``[DONE]``.
+
+        Leaving the iteration early (a cancel) closes the response, and with it the connection.
+        """
+        began = False  # the upstream answered 200: a failure from now on is a broken stream
+        try:
+            async with self.client().stream(
+                "POST", f"{self.base_url}/chat/completions", json=body
+            ) as response:
+                if response.status_code != 200:
+                    content = await _read_bounded(response)
+                    raise UpstreamFailure(
+                        error_message(content, response.status_code),
+                        response.status_code,
+                        retry_after(response.headers),
+                    )
+                began = True
+                done = False
+                async for sse in EventSource(response).aiter_sse():
+                    if done or not sse.data:
+                        continue  # read to the end of the body: the connection stays reusable
+                    if sse.data == "[DONE]":
+                        done = True
+                        continue
+                    try:
+                        chunk = _chunk.decode(sse.data)
+                    except msgspec.DecodeError as exc:
+                        raise UpstreamFailure(f"an unreadable chunk: {exc}", 200) from exc
+                    if chunk.error is not None:
+                        raise UpstreamFailure(_stream_error(chunk.error), 200)
+                    yield chunk
+                if not done:
+                    raise UpstreamFailure("the stream ended before [DONE]", 200)
+        except httpx.HTTPError as exc:
+            raise UpstreamFailure(_describe(exc), 200 if began else None) from exc
+        except SSEError as exc:
+            raise UpstreamFailure(f"not an event stream: {exc}", 200) from exc
+
+
+async def _read_bounded(response: httpx.Response) -> bytes:
+    body = bytearray()
+    async for part in response.aiter_bytes():
+        body += part
+        if len(body) > MAX_ERROR_BODY:
+            break
+    return bytes(body[:MAX_ERROR_BODY])
+
+
+def _stream_error(error: Any) -> str:
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])
+    return str(error)
+
+
+def _describe(exc: httpx.HTTPError) -> str:
+    kind = type(exc).__name__
+    text = str(exc)
+    return f"{kind}: {text}" if text else kind
