@@ -152,6 +152,7 @@ API_DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 # Served besides the OpenAPI paths, as docs/api.md says after its path list.
 NOT_IN_OPENAPI = {
     "/api/v1/ws",
+    "/api/v1/workers/ws",
     "/openapi.json",
     "/asyncapi.json",
     "/docs",

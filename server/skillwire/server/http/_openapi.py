@@ -365,16 +365,6 @@ def openapi_document(registry: Registry, max_requests: int) -> dict[str, Any]:
             },
         }
     }
-    paths["/api/v1/workers"] = {
-        "get": {
-            "operationId": "list_workers",
-            "summary": "The remote workers connected to every gateway (admin)",
-            "responses": {
-                "200": {"description": "The workers", "content": _json(_ref("WorkerList"))},
-                **_auth(),
-            },
-        }
-    }
     paths["/api/v1/webhooks/deliveries/{delivery_id}/retry"] = {
         "post": {
             "operationId": "retry_delivery",
@@ -385,6 +375,16 @@ def openapi_document(registry: Registry, max_requests: int) -> dict[str, Any]:
             "responses": {
                 "202": {"description": "Scheduled", "content": _json(_ref("Delivery"))},
                 **_auth(("404", "409")),
+            },
+        }
+    }
+    paths["/api/v1/workers"] = {
+        "get": {
+            "operationId": "list_workers",
+            "summary": "The remote workers connected to every gateway (admin)",
+            "responses": {
+                "200": {"description": "The workers", "content": _json(_ref("WorkerList"))},
+                **_auth(),
             },
         }
     }
