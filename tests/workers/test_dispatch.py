@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 
+from tests.channels.helpers import ws, ws_until
 from tests.conftest import RunningServer, scaled
 
 from .helpers import (
@@ -129,6 +131,22 @@ async def test_worker_messages_become_the_tasks_events(server_factory: Factory) 
     assert gap_free(events)
     progress = next(e for e in events if e["type"] == "request.progress")
     assert progress["data"] == {"progress": 0.5, "message": "half"}
+
+
+async def test_a_remote_skill_is_called_by_the_websocket_call_op(server_factory: Factory) -> None:
+    """The client WebSocket's call op finds a declared skill: accepted, and its work reaches
+    the worker (the op checks the skill through TaskService, as POST does)."""
+    server = worker_server(server_factory)
+    async with worker_ws(server) as conn:
+        inbox = Inbox(conn)
+        await hello(inbox, declaration())
+        async with ws(server) as client:
+            op = {"op": "call", "ref": "c1", "app": "ext", "skill": "upper"}
+            await client.send(json.dumps({**op, "requests": [{"text": "a"}]}))
+            (*_, accepted) = await ws_until(client, lambda m: m.get("ref") == "c1")
+            assert accepted["op"] == "accepted", accepted
+            work = await inbox.until("work")
+    assert work["input"] == {"text": "a"}
 
 
 async def test_cancel_reaches_the_worker_within_a_second(server_factory: Factory) -> None:
