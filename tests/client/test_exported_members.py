@@ -32,6 +32,8 @@ def test_public_names() -> None:
         "Expired",
         "PayloadTooLarge",
         "ValidationError",
+        "WorkContext",
+        "Worker",
         "RateLimited",
         "InternalError",
         "ServiceUnavailable",

@@ -86,7 +86,7 @@ def test_every_error_is_a_skillwire_error() -> None:
 
 
 # Codes the worker sets on a failed request (requests[i].error): never in an envelope, no class.
-REQUEST_ONLY = {ErrorCode.SHUTDOWN, ErrorCode.WORKER_LOST}
+REQUEST_ONLY = {ErrorCode.SHUTDOWN, ErrorCode.WORKER_LOST, ErrorCode.UPSTREAM_ERROR}
 
 
 @pytest.mark.parametrize("code", [c for c in ErrorCode if c not in REQUEST_ONLY])
@@ -97,8 +97,9 @@ def test_error_class_for_maps_every_code_back(code: ErrorCode) -> None:
 
 
 def test_request_failure_codes_of_the_worker_are_error_codes() -> None:
-    """SHUTDOWN and WORKER_LOST are ErrorCode members; as envelopes they map to the base class."""
-    assert {c.value for c in REQUEST_ONLY} == {"SHUTDOWN", "WORKER_LOST"}
+    """SHUTDOWN, WORKER_LOST and UPSTREAM_ERROR are ErrorCode members; as envelopes they map
+    to the base class."""
+    assert {c.value for c in REQUEST_ONLY} == {"SHUTDOWN", "WORKER_LOST", "UPSTREAM_ERROR"}
     assert all(error_class_for(c) is SkillwireError for c in REQUEST_ONLY)
 
 

@@ -71,7 +71,7 @@ def test_documents_need_the_docs_permission(server: RunningServer) -> None:
     with server.client(USER_KEY) as client:
         asyncapi = client.get("/asyncapi.json").json()
     assert asyncapi["asyncapi"] == "3.0.0"
-    assert set(asyncapi["channels"]) == {"websocket", "events", "session_events"}
+    assert set(asyncapi["channels"]) == {"websocket", "events", "session_events", "workers"}
 
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
@@ -152,6 +152,7 @@ API_DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 # Served besides the OpenAPI paths, as docs/api.md says after its path list.
 NOT_IN_OPENAPI = {
     "/api/v1/ws",
+    "/api/v1/workers/ws",
     "/openapi.json",
     "/asyncapi.json",
     "/docs",

@@ -45,7 +45,7 @@ async def test_call_and_cancel_count_and_audit_with_the_channel_named(
     and one audit line each, labelled with the channel the caller named."""
     caplog.set_level(logging.INFO, logger="skillwire.audit")
     user = _principal(runtime, "sk_user")
-    spec = runtime.tasks.callable_skill(user, "demo", "echo")
+    spec = await runtime.tasks.callable_skill(user, "demo", "echo")
     body = CallBody(requests=[{"text": "hi"}])
     result = await runtime.tasks.call(user, spec, body, channel="ws")
     await runtime.tasks.cancel(user, result.task.task_id, channel="sse")
@@ -75,7 +75,7 @@ async def test_replayed_call_is_neither_counted_nor_audited_again(
     """A call replayed by its Idempotency-Key answers the first task and adds no count or line."""
     caplog.set_level(logging.INFO, logger="skillwire.audit")
     user = _principal(runtime, "sk_user")
-    spec = runtime.tasks.callable_skill(user, "demo", "echo")
+    spec = await runtime.tasks.callable_skill(user, "demo", "echo")
     body = CallBody(requests=[{"text": "hi"}])
     first = await runtime.tasks.call(user, spec, body, channel="rest", idempotency_key="k1")
     again = await runtime.tasks.call(user, spec, body, channel="rest", idempotency_key="k1")
@@ -85,15 +85,15 @@ async def test_replayed_call_is_neither_counted_nor_audited_again(
     assert len(_audit_lines(caplog)) == 1
 
 
-def test_callable_skill_refuses_what_the_key_may_not_call(runtime: Runtime) -> None:
+async def test_callable_skill_refuses_what_the_key_may_not_call(runtime: Runtime) -> None:
     """No `call` permission or a skill out of the key's scopes: 403; an unknown skill: 404."""
     with pytest.raises(Forbidden) as no_permission:
-        runtime.tasks.callable_skill(_principal(runtime, "sk_reader"), "demo", "echo")
+        await runtime.tasks.callable_skill(_principal(runtime, "sk_reader"), "demo", "echo")
     assert no_permission.value.details == {"permission": "call"}
     echoer = _principal(runtime, "sk_echo")
-    assert runtime.tasks.callable_skill(echoer, "demo", "echo").name == "echo"
+    assert (await runtime.tasks.callable_skill(echoer, "demo", "echo")).name == "echo"
     with pytest.raises(Forbidden) as out_of_scope:
-        runtime.tasks.callable_skill(echoer, "demo", "countdown")
+        await runtime.tasks.callable_skill(echoer, "demo", "countdown")
     assert out_of_scope.value.details == {"skill": "demo.countdown"}
     with pytest.raises(NotFound):
-        runtime.tasks.callable_skill(echoer, "demo", "nope")
+        await runtime.tasks.callable_skill(echoer, "demo", "nope")

@@ -27,10 +27,11 @@ an envelope back onto the same class::
 A class with no status above answers 500 (and its ``code`` is ``INTERNAL_ERROR`` unless named);
 one with no close code above closes a WebSocket with 1013 (try again later).
 
-Two codes have no class: the worker fails a request with them (``requests[i].error``), they
+Three codes have no class: the worker fails a request with them (``requests[i].error``), they
 never come in an error envelope. ``SHUTDOWN``: the memory-backbone server stopped before the
 request finished. ``WORKER_LOST``: its work item was delivered ``work_max_deliveries`` times,
-the worker lost each time.
+the worker lost each time. ``UPSTREAM_ERROR``: an LLM upstream or an HTTP skill's endpoint
+failed (the OpenAI-compatible routes answer it with 502 in their own error shape).
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class ErrorCode(StrEnum):
     TIMEOUT = "TIMEOUT"
     SHUTDOWN = "SHUTDOWN"
     WORKER_LOST = "WORKER_LOST"
+    UPSTREAM_ERROR = "UPSTREAM_ERROR"
 
 
 class CloseCode(IntEnum):

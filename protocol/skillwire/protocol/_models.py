@@ -173,13 +173,14 @@ class Delta(msgspec.Struct):
     append: str
 
 
-class Skill(msgspec.Struct):
+class Skill(msgspec.Struct, omit_defaults=True):
     app: str
     skill: str
     description: str
     mode: SkillMode
     input_schema: dict[str, Any]
     max_requests: int
+    remote: bool = False  # served by a remote worker; only shown when true
 
 
 class AppSkills(msgspec.Struct):

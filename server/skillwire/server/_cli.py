@@ -216,7 +216,7 @@ def work(config: Config, apps: Sequence[str], metrics_port: int = 0) -> None:
 
     from ._metrics import Metrics
     from ._ratelimit import RateLimits
-    from ._runtime import make_backbone, make_llm, make_registry, make_workers
+    from ._runtime import make_backbone, make_llm, make_registry, make_remote, make_workers
 
     log = logging.getLogger("skillwire.worker")
 
@@ -232,7 +232,9 @@ def work(config: Config, apps: Sequence[str], metrics_port: int = 0) -> None:
         registry = make_registry(config, apps, llm)
         if metrics_port:
             start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
-        pool = make_workers(config, backbone, registry, limits, metrics)
+        # Remote skills' work claimed here goes to a process with a worker for it.
+        remote = make_remote(config, backbone, registry)
+        pool = make_workers(config, backbone, registry, limits, metrics, remote)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -81,6 +81,23 @@ class CorsConfig(msgspec.Struct, forbid_unknown_fields=True):
     allow_origins: list[str] = []
 
 
+class HttpSkillConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """``[[http_skills]]``: a skill served by an HTTP endpoint (docs/workers.md)."""
+
+    app: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,64}$")]
+    skill: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,64}$")]
+    url: str
+    mode: Literal["quick", "long"] = "quick"
+    description: str = ""
+    input_schema: dict[str, Any] = msgspec.field(default_factory=lambda: {"type": "object"})
+    timeout: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    max_requests: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    # header name -> the environment variable holding its value (secrets stay out of the file)
+    headers_env: dict[str, str] = {}
+    # private and loopback addresses (an operator's own network); metadata addresses never
+    allow_private: bool = False
+
+
 class UpstreamConfig(msgspec.Struct, forbid_unknown_fields=True):
     """``[llm.upstreams.NAME]``: one OpenAI-compatible Chat Completions server."""
 
@@ -144,6 +161,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     webhooks: WebhooksConfig = msgspec.field(default_factory=WebhooksConfig)
     task: TaskConfig = msgspec.field(default_factory=TaskConfig)
     cors: CorsConfig = msgspec.field(default_factory=CorsConfig)
+    http_skills: list[HttpSkillConfig] = []
     llm: LlmConfig = msgspec.field(default_factory=LlmConfig)
 
 

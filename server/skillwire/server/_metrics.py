@@ -161,5 +161,17 @@ class Metrics:
             )
         )
 
+        self.workers_connected = Gauge(
+            "skillwire_workers_connected",
+            "Remote workers connected to this process",
+            registry=r,
+        )
+        self.remote_in_flight = Gauge(
+            "skillwire_remote_in_flight",
+            "Unfinished work items on this process's remote workers, by skill",
+            ["app", "skill"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

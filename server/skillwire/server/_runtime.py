@@ -18,8 +18,18 @@ from ._metrics import Metrics
 from ._ratelimit import RateLimits
 from .auth import KeyStore, Principal
 from .backbone import Backbone, MemoryBackbone
-from .engine import App, Registry, TaskService, WorkerPool, demo
+from .engine import (
+    App,
+    Registry,
+    RemotePool,
+    RemoteQueue,
+    RemoteSkills,
+    TaskService,
+    WorkerPool,
+    demo,
+)
 from .engine._calls import ChildCalls
+from .httpskills import HttpSkills
 from .webhooks import UnsafeUrl, UrlGuard, WebhookDispatcher
 
 if TYPE_CHECKING:
@@ -91,7 +101,10 @@ def make_llm(
 
 
 def make_registry(
-    config: Config, apps: Sequence[App | str], llm: LlmBridge | None = None
+    config: Config,
+    apps: Sequence[App | str],
+    llm: LlmBridge | None = None,
+    http_skills: HttpSkills | None = None,
 ) -> Registry:
     sources: list[App | str] = [demo] if config.demo else []
     if llm is not None:
@@ -100,6 +113,9 @@ def make_registry(
         sources.append(build_app(llm))
     sources.extend(apps)
     sources.extend(config.apps)
+    if http_skills is None:
+        http_skills = HttpSkills(config.http_skills, default_timeout=config.skill_timeout)
+    sources.extend(http_skills.apps())
     return Registry.from_sources(
         sources, max_requests=config.max_requests, entry_point_group="skillwire.apps"
     )
@@ -111,6 +127,7 @@ def make_workers(
     registry: Registry,
     limits: RateLimits,
     metrics: Metrics,
+    remote: RemoteSkills | None = None,
 ) -> WorkerPool:
     keys: list[KeyStore] = []
 
@@ -140,7 +157,47 @@ def make_workers(
         timeouts=config.skill_timeouts,
         lease=config.work_lease,
         calls=calls,
+        remote=remote,
     )
+
+
+def make_remote(config: Config, backbone: Backbone, registry: Registry) -> RemoteSkills:
+    return RemoteSkills(
+        backbone,
+        registry,
+        max_attempts=config.work_max_deliveries,
+        default_timeout=config.skill_timeout,
+        timeouts=config.skill_timeouts,
+    )
+
+
+def make_remote_pool(
+    config: Config,
+    backbone: Backbone,
+    registry: Registry,
+    limits: RateLimits,
+    metrics: Metrics,
+    remote: RemoteSkills,
+) -> RemotePool | None:
+    """On a backbone shared by several processes: the pool that runs remote skills' work
+    offered by any process on the workers connected here."""
+    if not backbone.shares_remote_work:
+        return None
+    runner = WorkerPool(
+        backbone,
+        registry,
+        limits=limits,
+        metrics=metrics,
+        max_deliveries=config.work_max_deliveries,
+        concurrency=1_000_000,  # bounded by the workers' slots (RemoteSkills.capacity)
+        default_timeout=config.skill_timeout,
+        timeouts=config.skill_timeouts,
+        lease=config.work_lease,
+        remote=remote.local_only(),
+        queue=RemoteQueue(backbone),
+        fetch=False,
+    )
+    return RemotePool(backbone, remote, runner)
 
 
 class Connection(Protocol):
@@ -163,8 +220,11 @@ class Runtime:
     workers: WorkerPool | None
     limits: RateLimits
     metrics: Metrics
+    remote: RemoteSkills
     webhooks: WebhookDispatcher | None = None
     llm: LlmBridge | None = None
+    remote_pool: RemotePool | None = None
+    http_skills: HttpSkills | None = None
     draining: bool = False
     key_announced: bool = False
     open_streams: int = 0
@@ -179,8 +239,10 @@ class Runtime:
         backbone = make_backbone(config)
         limits = RateLimits(config, metrics, backbone.windows)
         llm = make_llm(config, limits, metrics)
-        registry = make_registry(config, apps, llm)
+        http_skills = HttpSkills(config.http_skills, default_timeout=config.skill_timeout)
+        registry = make_registry(config, apps, llm, http_skills)
         guard = make_url_guard(config)
+        remote = make_remote(config, backbone, registry)
         tasks = TaskService(
             backbone,
             registry,
@@ -188,10 +250,13 @@ class Runtime:
             max_parallel=config.max_parallel,
             metrics=metrics,
             check_webhook_url=guard.check_call,
+            remote=remote,
         )
         webhooks = WebhookDispatcher(backbone, config.webhooks, guard, metrics=metrics)
         workers = (
-            make_workers(config, backbone, registry, limits, metrics) if config.workers else None
+            make_workers(config, backbone, registry, limits, metrics, remote)
+            if config.workers
+            else None
         )
         return cls(
             config=config,
@@ -202,14 +267,20 @@ class Runtime:
             workers=workers,
             limits=limits,
             metrics=metrics,
+            remote=remote,
             webhooks=webhooks,
             llm=llm,
+            remote_pool=make_remote_pool(config, backbone, registry, limits, metrics, remote),
+            http_skills=http_skills,
         )
 
     async def start(self) -> None:
         await self.backbone.start()
+        await self.remote.start()
         if self.workers is not None:
             await self.workers.start()
+        if self.remote_pool is not None:
+            await self.remote_pool.start()
         if self.webhooks is not None:
             await self.webhooks.start()
         if self.keys.generated_key and not self.key_announced:
@@ -264,8 +335,13 @@ class Runtime:
             self._beating.cancel()
         if self.workers is not None:
             await self.workers.stop(grace=self.config.shutdown_grace)
+        if self.remote_pool is not None:
+            await self.remote_pool.stop(grace=self.config.shutdown_grace)
         if self.webhooks is not None:
             await self.webhooks.stop()
+        await self.remote.stop()
+        if self.http_skills is not None:
+            await self.http_skills.close()
         if self.llm is not None:
             await self.llm.aclose()
         await self.backbone.close()

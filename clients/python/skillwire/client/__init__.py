@@ -11,6 +11,8 @@ after the last event they yielded, so each event arrives exactly once, in order.
 Errors are one tree rooted at ``SkillwireError``: the server's error codes map onto the
 protocol's classes (``NotFound``, ``Unauthorized``, …) and connection trouble onto
 ``TransportError``. The ``skillwire-client`` command is a CLI over the same API.
+
+``Worker`` serves skills from this process as a remote worker of a gateway.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from ._outputs import Appended, RequestOutputs, TaskOutputs
 from ._session_handle import AsyncSession
 from ._settings import StreamTransport, TransportName
 from ._sync import Client, SyncSession
+from ._worker import WorkContext, Worker
 
 __all__ = [
     "AppSkills",
@@ -101,6 +104,8 @@ __all__ = [
     "Unauthorized",
     "UnsupportedVersion",
     "ValidationError",
+    "WorkContext",
+    "Worker",
     "event_task",
     "is_terminal",
 ]

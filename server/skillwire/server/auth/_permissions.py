@@ -17,11 +17,13 @@ class Permission(StrEnum):
     ADMIN = "admin"
     METRICS = "metrics"
     DOCS = "docs"
+    WORK = "work"  # serve skills as a remote worker (/api/v1/workers/ws)
 
 
 DEFAULT_ROLES: dict[str, frozenset[Permission]] = {
     "admin": frozenset(Permission),
     "user": frozenset({Permission.CALL, Permission.READ, Permission.CANCEL, Permission.DOCS}),
+    "worker": frozenset({Permission.WORK}),
 }
 
 

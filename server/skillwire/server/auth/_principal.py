@@ -43,5 +43,10 @@ class Principal:
         target = f"{app}.{skill}"
         return any(fnmatchcase(target, scope) for scope in self.scopes)
 
+    def may_serve(self, app: str, skill: str) -> bool:
+        """True when the key's scopes let a remote worker serve the skill: the same globs as
+        for calls (``web.*``), or the app's bare name (``web``)."""
+        return self.may_call(app, skill) or (self.scopes is not None and app in self.scopes)
+
     def may_see(self, owner: str) -> bool:
         return self.is_admin or owner == self.name

@@ -34,8 +34,10 @@ from skillwire.protocol import (
     ServiceUnavailable,
     Session,
     SessionSnapshot,
+    SkillDeclaration,
     Task,
     TaskStatus,
+    WorkerInfo,
 )
 
 __all__ = [
@@ -92,6 +94,7 @@ class Claim(msgspec.Struct):
     token: str = ""
     deliveries: int = 1
     enqueued_at: float = 0.0
+    queue: str = ""  # the app/skill of a remote skill's queue it came from ("": the work queue)
 
 
 class StoredTask(msgspec.Struct):
@@ -314,6 +317,69 @@ class Backbone(abc.ABC):
     @abc.abstractmethod
     async def take_ticket(self, ticket: str) -> str | None:
         """The principal's name, once: a ticket is spent by its first use."""
+
+    # -- remote workers' skill declarations ------------------------------------------------
+    @abc.abstractmethod
+    async def declare_skill(self, declaration: SkillDeclaration, ttl: float) -> SkillDeclaration:
+        """Keep ``declaration`` for ``ttl`` seconds unless one for the same ``app/skill`` is
+        kept: returns the kept one (the new one when there was none). A kept declaration with
+        the same contract (schema and mode) has its time renewed, so the first one to declare
+        a skill fixes it for as long as some worker keeps declaring it."""
+
+    @abc.abstractmethod
+    async def declared_skills(self) -> list[SkillDeclaration]:
+        """Every declaration still kept, by ``app/skill``."""
+
+    @abc.abstractmethod
+    async def declared_skill(self, app: str, skill: str) -> SkillDeclaration | None: ...
+
+    # -- remote work: a shared backbone hands it to whichever process holds a free worker ----
+    # True when remote skills' work can move between processes (one queue per skill).
+    shares_remote_work: bool = False
+
+    async def offer_remote(self, key: str, item: WorkItem) -> None:
+        """Queue ``item`` for whichever process serving remote skill ``key`` has room."""
+        raise NotImplementedError
+
+    async def claim_remote(
+        self, consumer: str, wants: dict[str, int], timeout: float
+    ) -> list[Claim]:
+        """Up to ``wants[key]`` items of each remote skill's queue (lapsed claims first),
+        waiting up to ``timeout`` seconds (0: not at all) for the first."""
+        return []
+
+    async def touch_remote(self, consumer: str, claims: list[Claim]) -> None:
+        return None
+
+    async def ack_remote(self, claim: Claim) -> None:
+        return None
+
+    async def requeue_remote(self, claim: Claim) -> None:
+        raise NotImplementedError
+
+    async def mark_serving(self, process: str, served: list[str], ttl: float) -> None:
+        """This process has workers for these remote skills (for ``ttl`` seconds)."""
+        return None
+
+    async def unmark_serving(self, process: str, key: str) -> None:
+        return None
+
+    async def served_anywhere(self, key: str) -> bool:
+        """Whether some process has a worker for remote skill ``key``."""
+        return False
+
+    # -- presence of remote workers --------------------------------------------------------
+    async def put_worker(self, info: WorkerInfo, ttl: float) -> None:
+        """Record a connected worker for ``ttl`` seconds (its process renews it)."""
+        return None
+
+    async def drop_worker(self, worker_id: str) -> None:
+        return None
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """Every recorded worker, by connection time (the memory backbone records none: its
+        one process lists its own)."""
+        return []
 
     # -- webhook deliveries ----------------------------------------------------------------
     @abc.abstractmethod

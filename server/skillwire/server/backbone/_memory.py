@@ -31,6 +31,7 @@ from skillwire.protocol import (
     OutputBounds,
     Session,
     SessionSnapshot,
+    SkillDeclaration,
     Task,
     TaskStatus,
     WebhookPayload,
@@ -111,6 +112,7 @@ class MemoryBackbone(Backbone):
         self._sessions = MemorySessions(
             max_events=max_events, max_log_bytes=max_log_bytes, retention=retention
         )
+        self._declarations: dict[str, tuple[SkillDeclaration, float]] = {}  # key -> (it, until)
 
     # -- life ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -375,6 +377,25 @@ class MemoryBackbone(Backbone):
         self._cancel_listeners.append(listener)
 
     # -- small shared state --------------------------------------------------------------
+    async def declare_skill(self, declaration: SkillDeclaration, ttl: float) -> SkillDeclaration:
+        now = time.time()
+        kept = self._declarations.get(declaration.key)
+        if kept is not None and kept[1] > now:
+            if not kept[0].same_contract(declaration):
+                return kept[0]
+            self._declarations[declaration.key] = (kept[0], max(kept[1], now + ttl))
+            return kept[0]
+        self._declarations[declaration.key] = (declaration, now + ttl)
+        return declaration
+
+    async def declared_skills(self) -> list[SkillDeclaration]:
+        now = time.time()
+        return [it for key, (it, until) in sorted(self._declarations.items()) if until > now]
+
+    async def declared_skill(self, app: str, skill: str) -> SkillDeclaration | None:
+        kept = self._declarations.get(f"{app}/{skill}")
+        return kept[0] if kept is not None and kept[1] > time.time() else None
+
     async def put_ticket(self, ticket: str, principal: str, ttl: float) -> None:
         self._tickets[ticket] = (principal, time.monotonic() + ttl)
 

@@ -6,8 +6,10 @@ from ._routes import channel_routes
 from ._streams import EventStreamResponse, stream_response
 from ._subscription import SlowConsumer, Subscription
 from ._websocket import WS_PATH, websocket_endpoint, websocket_refused
+from ._workers import WORKERS_WS_PATH, workers_endpoint
 
 __all__ = [
+    "WORKERS_WS_PATH",
     "WS_PATH",
     "EventStreamResponse",
     "SlowConsumer",
@@ -16,4 +18,5 @@ __all__ = [
     "stream_response",
     "websocket_endpoint",
     "websocket_refused",
+    "workers_endpoint",
 ]

@@ -225,7 +225,7 @@ class WebSocketPump(WebSocketSession):
         if isinstance(action, Call):
             op, principal = action.op, action.principal
             await runtime.limits.count_op(principal)  # every call op counts, as every request
-            spec = runtime.tasks.callable_skill(principal, op.app, op.skill)
+            spec = await runtime.tasks.callable_skill(principal, op.app, op.skill)
             body = CallBody(
                 requests=op.requests,
                 webhook_url=op.webhook_url,

@@ -50,6 +50,10 @@ class SkillSpec:
     timeout: float | None
     provider: str | None
     model: str | None
+    # A skill served by remote workers: its calls are checked by ``check(request, field)``
+    # (the declared JSON Schema) and the raw input goes to ``fn`` unconverted.
+    remote: bool = False
+    check: Callable[[Any, str], None] | None = None
 
     def describe(self, default_max_requests: int) -> Skill:
         return Skill(
@@ -59,6 +63,7 @@ class SkillSpec:
             mode=self.mode,
             input_schema=self.input_schema,
             max_requests=self.max_requests or default_max_requests,
+            remote=self.remote,
         )
 
     def call(self, ctx: Context, value: msgspec.Struct) -> Any:

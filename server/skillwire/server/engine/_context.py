@@ -259,6 +259,12 @@ class Context:
             raise TypeError("ctx.set_result takes an object (a dict or a Struct)")
         self._result = built
 
+    def rerun(self) -> None:
+        """The request starts again (``request.started`` once more, its worker lost): its
+        outputs count from 0 again and the result set so far is forgotten."""
+        self._outputs = 0
+        self._result = {}
+
     @property
     def result(self) -> dict[str, Any]:
         """The data set by ``set_result`` (``{}`` when none)."""

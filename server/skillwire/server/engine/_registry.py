@@ -49,6 +49,14 @@ class Registry:
             raise NotFound(f"no skill {app}/{skill}", details={"app": app, "skill": skill})
         return spec
 
+    def has(self, app: str, skill: str) -> bool:
+        found = self._apps.get(app)
+        return found is not None and skill in found.skills
+
+    @property
+    def default_max_requests(self) -> int:
+        return self._max_requests
+
     def max_requests(self, spec: SkillSpec) -> int:
         return spec.max_requests or self._max_requests
 

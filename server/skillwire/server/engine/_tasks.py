@@ -13,9 +13,11 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from skillwire.protocol import (
+    AppSkills,
+    AppsList,
     BackboneUnavailable,
     CallBody,
     Conflict,
@@ -40,6 +42,9 @@ from ..backbone import Backbone, Idempotency, StoredTask, WorkItem
 from ._app import SkillSpec
 from ._registry import Registry
 from ._sessions import SessionService
+
+if TYPE_CHECKING:
+    from ._remote import RemoteSkills
 
 __all__ = ["CallResult", "TaskService"]
 
@@ -72,7 +77,9 @@ class TaskService:
         max_parallel: int,
         metrics: Metrics,
         check_webhook_url: Callable[[str], Awaitable[None]] | None = None,
+        remote: RemoteSkills | None = None,
     ) -> None:
+        self.remote = remote
         self.backbone = backbone
         self.registry = registry
         self.retention = retention
@@ -83,11 +90,34 @@ class TaskService:
         self.sessions = SessionService(backbone, retention=retention)
 
     # -- calls ---------------------------------------------------------------------------
-    def callable_skill(self, principal: Principal, app: str, skill: str) -> SkillSpec:
+    async def skill(self, app: str, skill: str) -> SkillSpec:
+        """An in-process skill, else one a remote worker declared; NotFound otherwise."""
+        try:
+            return self.registry.get(app, skill)
+        except NotFound:
+            spec = await self.remote.find(app, skill) if self.remote is not None else None
+            if spec is None:
+                raise
+            return spec
+
+    async def apps(self) -> AppsList:
+        """Every skill: in-process ones, then remote ones (``"remote": true``), by app."""
+        listing = self.registry.describe()
+        if self.remote is None:
+            return listing
+        by_app = {item.app: item for item in listing.items}
+        for skill in await self.remote.describe(self.registry.default_max_requests):
+            if skill.app not in by_app:
+                by_app[skill.app] = AppSkills(app=skill.app, skills=[])
+                listing.items.append(by_app[skill.app])
+            by_app[skill.app].skills.append(skill)
+        return listing
+
+    async def callable_skill(self, principal: Principal, app: str, skill: str) -> SkillSpec:
         """The skill, if ``principal`` may call it: 403 without the call permission or out
-        of the key's scopes, 404 for a skill that does not exist."""
+        of the key's scopes, 404 for a skill that does not exist (in-process nor declared)."""
         principal.require(Permission.CALL)
-        spec = self.registry.get(app, skill)
+        spec = await self.skill(app, skill)
         if not principal.may_call(app, skill):
             raise Forbidden(
                 f"this key may not call {app}/{skill}", details={"skill": f"{app}.{skill}"}
@@ -103,7 +133,10 @@ class TaskService:
                 details={"field": "requests", "constraint": f"at most {limit} items"},
             )
         for i, request in enumerate(requests):
-            validate(request, spec.input_type, prefix=f"requests[{i}]")
+            if spec.check is not None:
+                spec.check(request, f"requests[{i}]")
+            else:
+                validate(request, spec.input_type, prefix=f"requests[{i}]")
         return list(requests)
 
     async def call(

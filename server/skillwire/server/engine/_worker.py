@@ -16,7 +16,7 @@ import os
 import random
 import time
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
@@ -39,7 +39,17 @@ from ._calls import ChildCalls
 from ._context import Context, Discarded
 from ._registry import Registry
 
-__all__ = ["WorkerPool"]
+if TYPE_CHECKING:
+    from ._app import SkillSpec as _Spec
+
+
+class SkillFinder(Protocol):
+    """Where a pool looks up skills its registry does not hold (remote skills)."""
+
+    async def find(self, app: str, skill: str) -> _Spec | None: ...
+
+
+__all__ = ["SkillFinder", "WorkQueue", "WorkerPool"]
 
 _ENDINGS = {EventType.REQUEST_COMPLETED: "completed", EventType.REQUEST_FAILED: "failed"}
 
@@ -54,6 +64,19 @@ def _refused(exc: IllegalTransition) -> dict[str, Any]:
     """The failure of a request whose skill emitted an event the task cannot take (a delta
     to an output it never emitted, or to a field that is not a string)."""
     return _failure(ErrorCode.INTERNAL_ERROR, f"the skill emitted an event refused: {exc.message}")
+
+
+class WorkQueue(Protocol):
+    """Where a pool's claims come from and go back to: the backbone's work queue, or a
+    remote skill's queue (``RemoteQueue``)."""
+
+    async def claim(self, consumer: str, count: int, timeout: float) -> list[Claim]: ...
+
+    async def touch(self, consumer: str, claims: list[Claim]) -> None: ...
+
+    async def ack(self, claim: Claim) -> None: ...
+
+    async def requeue(self, claim: Claim) -> None: ...
 
 
 class WorkerPool:
@@ -72,8 +95,15 @@ class WorkerPool:
         requeue_on_stop: bool = True,
         max_deliveries: int = 5,
         calls: ChildCalls | None = None,
+        remote: SkillFinder | None = None,
+        queue: WorkQueue | None = None,
+        fetch: bool = True,
     ) -> None:
         self.calls = calls  # what ``ctx.call`` creates child tasks with
+        self._remote = remote
+        # fetch=False: the pool claims nothing itself; claims are handed to run_claim.
+        self._fetching = fetch
+        self._queue: WorkQueue = queue if queue is not None else backbone
         self._max_deliveries = max_deliveries
         self._requeue_on_stop = requeue_on_stop
         self._limits = limits
@@ -88,6 +118,9 @@ class WorkerPool:
         self.consumer = f"{os.uname().nodename}:{os.getpid()}:{id(self):x}"
         self._loops: list[asyncio.Task[None]] = []
         self._claims: dict[asyncio.Task[None], Claim] = {}
+        # Claims of skills this process does not run (remote workers' skills): they wait for
+        # a worker, not for this process, so they take no slot (nor block in-process work).
+        self._elsewhere: dict[asyncio.Task[None], Claim] = {}
         self._running: dict[str, set[asyncio.Task[None]]] = defaultdict(set)
         self._slot_freed = asyncio.Event()
         self._stopping = False
@@ -98,11 +131,10 @@ class WorkerPool:
 
     async def start(self) -> None:
         self._backbone.add_cancel_listener(self._on_cancel)
-        self._backbone.hand_work_to(self._take)
-        self._loops = [
-            asyncio.create_task(self._fetch(), name="skillwire-worker-fetch"),
-            asyncio.create_task(self._renew(), name="skillwire-worker-lease"),
-        ]
+        self._loops = [asyncio.create_task(self._renew(), name="skillwire-worker-lease")]
+        if self._fetching:
+            self._backbone.hand_work_to(self._take)
+            self._loops.append(asyncio.create_task(self._fetch(), name="skillwire-worker-fetch"))
 
     async def stop(self, grace: float = 0.0) -> None:
         """Stop claiming; give in-flight work ``grace`` seconds, then stop what is left.
@@ -118,11 +150,14 @@ class WorkerPool:
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
         self._loops = []
+        jobs = [*self._claims, *self._elsewhere]
+        # Only work running here gets the grace: a remote skill's waits on workers whose
+        # connections the drain already closed (its work goes back to the queue, or fails).
         if self._claims and grace > 0:
             await asyncio.wait(list(self._claims), timeout=grace)
-        for job in list(self._claims):
+        for job in jobs:
             job.cancel()
-        for job in list(self._claims):
+        for job in jobs:
             with contextlib.suppress(asyncio.CancelledError):
                 await job
 
@@ -137,14 +172,26 @@ class WorkerPool:
     # -- claiming ------------------------------------------------------------------------
     def _take(self, claim: Claim) -> bool:
         """Work handed over by the backbone as it is created: run it now if a slot is free."""
-        if self._stopping or not self._loops or len(self._claims) >= self._slots:
+        if self._stopping or not self._loops:
+            return False
+        if self._takes_slot(claim) and len(self._claims) >= self._slots:
             return False
         self._start(claim)
         return True
 
+    def _takes_slot(self, claim: Claim) -> bool:
+        return self._remote is None or self._registry.has(claim.item.app, claim.item.skill)
+
+    def run_claim(self, claim: Claim) -> None:
+        """Run a claim taken elsewhere (a pool that does not fetch)."""
+        self._start(claim)
+
     def _start(self, claim: Claim) -> None:
         job = asyncio.create_task(self._run_claim(claim))
-        self._claims[job] = claim
+        if self._takes_slot(claim):
+            self._claims[job] = claim
+        else:
+            self._elsewhere[job] = claim
 
     async def _fetch(self) -> None:
         backoff = 0.1
@@ -155,7 +202,7 @@ class WorkerPool:
                 await self._slot_freed.wait()
                 continue
             try:
-                claims = await self._backbone.claim(self.consumer, free, self._claim_timeout)
+                claims = await self._queue.claim(self.consumer, free, self._claim_timeout)
             except BackboneUnavailable as exc:
                 log.warning("cannot claim work: %s", exc.message)
                 if self._metrics is not None:
@@ -165,9 +212,10 @@ class WorkerPool:
                 continue
             backoff = 0.1
             for claim in claims:
-                if len(self._claims) >= self._slots:  # work handed over took the slot meanwhile
+                if self._takes_slot(claim) and len(self._claims) >= self._slots:
+                    # work handed over took the slot meanwhile
                     with contextlib.suppress(BackboneUnavailable):
-                        await self._backbone.requeue(claim)
+                        await self._queue.requeue(claim)
                     continue
                 self._start(claim)
 
@@ -175,7 +223,8 @@ class WorkerPool:
         while True:
             await asyncio.sleep(self._lease / 3)
             with contextlib.suppress(BackboneUnavailable):
-                await self._backbone.touch(self.consumer, list(self._claims.values()))
+                claims = [*self._claims.values(), *self._elsewhere.values()]
+                await self._queue.touch(self.consumer, claims)
 
     async def _run_claim(self, claim: Claim) -> None:
         try:
@@ -186,7 +235,7 @@ class WorkerPool:
         except asyncio.CancelledError:
             with contextlib.suppress(BackboneUnavailable):
                 if self._requeue_on_stop:
-                    await self._backbone.requeue(claim)
+                    await self._queue.requeue(claim)
                 else:
                     failure = _failure(
                         ErrorCode.SHUTDOWN, "the server shut down before this finished"
@@ -201,9 +250,11 @@ class WorkerPool:
             log.warning("backbone lost while running %s: %s", claim.item.task_id, exc.message)
         else:
             with contextlib.suppress(BackboneUnavailable):
-                await self._backbone.ack(claim)
+                await self._queue.ack(claim)
         finally:
-            self._claims.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            job = asyncio.current_task()
+            self._claims.pop(job, None)  # type: ignore[arg-type]
+            self._elsewhere.pop(job, None)  # type: ignore[arg-type]
             self._slot_freed.set()
 
     async def _give_up(self, claim: Claim) -> None:
@@ -314,7 +365,7 @@ class WorkerPool:
         try:
             spec: SkillSpec | None = self._registry.get(app, skill)
         except NotFound:
-            spec = None
+            spec = await self._remote.find(app, skill) if self._remote is not None else None
         if spec is None:
             await append(
                 task_id,
@@ -330,7 +381,8 @@ class WorkerPool:
         ctx = Context(self._backbone, task_id, index, app, skill, owner, calls=self.calls)
         ending: tuple[EventType, dict[str, Any]] = (EventType.REQUEST_COMPLETED, {})
         try:
-            value = msgspec.convert(raw, spec.input_type)
+            # A remote skill's input goes to its worker as it came (checked at call time).
+            value = raw if spec.remote else msgspec.convert(raw, spec.input_type)
             async with asyncio.timeout(self.timeout_for(spec)):
                 if spec.is_generator:
                     async for output in spec.call(ctx, value):

@@ -26,7 +26,13 @@ from skillwire.protocol import (
 
 from .._config import Config, load_config
 from .._runtime import Runtime
-from ..channels import WS_PATH, channel_routes, websocket_endpoint
+from ..channels import (
+    WORKERS_WS_PATH,
+    WS_PATH,
+    channel_routes,
+    websocket_endpoint,
+    workers_endpoint,
+)
 from ..engine import App
 from ._auth import authenticate
 from ._docs_page import docs_asset, docs_page
@@ -41,6 +47,7 @@ from ._routes_skills import call_skill, get_skill, list_apps
 from ._routes_tasks import cancel_task, get_task, list_tasks
 from ._routes_tickets import issue_ticket
 from ._routes_webhooks import list_deliveries, retry_delivery
+from ._routes_workers import list_workers
 from ._static import client_module, demo_page
 
 __all__ = ["create_app"]
@@ -122,6 +129,7 @@ def _routes() -> list[BaseRoute]:
         ),
         Route("/api/v1/apps", list_apps, methods=["GET"]),
         Route("/api/v1/tasks", list_tasks, methods=["GET"]),
+        Route("/api/v1/workers", list_workers, methods=["GET"]),
         Route("/api/v1/webhooks/deliveries", list_deliveries, methods=["GET"]),
         Route("/api/v1/webhooks/deliveries/{delivery_id}/retry", retry_delivery, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
@@ -176,12 +184,20 @@ class _Gateway(Starlette):
         super().__init__(**kwargs)
         self._ws_path = WS_PATH
         self._ws_endpoint = websocket_endpoint
+        self._workers_path = WORKERS_WS_PATH
+        self._workers_endpoint = workers_endpoint
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and _route_path(scope) == self._ws_path:
-            scope["app"] = self
-            await self._ws_endpoint(WebSocket(scope, receive, send), rate_limit=True)
-            return
+        if scope["type"] == "websocket":
+            path = _route_path(scope)
+            if path == self._ws_path:
+                scope["app"] = self
+                await self._ws_endpoint(WebSocket(scope, receive, send), rate_limit=True)
+                return
+            if path == self._workers_path:  # idle workers hold no middleware frames either
+                scope["app"] = self
+                await self._workers_endpoint(WebSocket(scope, receive, send), rate_limit=True)
+                return
         await super().__call__(scope, receive, send)
 
 

@@ -12,6 +12,7 @@ from skillwire.protocol import (
     AuthOp,
     CallOp,
     CancelOp,
+    CancelWork,
     Delta,
     Ended,
     ErrorMessage,
@@ -27,6 +28,15 @@ from skillwire.protocol import (
     Subscribed,
     SubscribeOp,
     UnsubscribeOp,
+    Welcome,
+    Work,
+    WorkCompleted,
+    WorkDelta,
+    WorkerHello,
+    WorkError,
+    WorkFailed,
+    WorkOutput,
+    WorkProgress,
 )
 
 __all__ = ["asyncapi_document"]
@@ -53,9 +63,64 @@ SERVER = {
     "error": ErrorMessage,
 }
 
+# The remote workers' channel (/api/v1/workers/ws, docs/workers.md).
+WORKER_SENDS = {
+    "auth": AuthOp,
+    "ping": PingOp,
+    "hello": WorkerHello,
+    "progress": WorkProgress,
+    "output": WorkOutput,
+    "delta": WorkDelta,
+    "completed": WorkCompleted,
+    "failed": WorkFailed,
+}
+WORKER_RECEIVES = {
+    "authenticated": Authenticated,
+    "pong": Pong,
+    "welcome": Welcome,
+    "work": Work,
+    "cancel": CancelWork,
+    "heartbeat": Heartbeat,
+    "error": WorkError,
+}
+
+
+def _worker_channel() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The workers' channel and its two operations."""
+    messages = {
+        f"worker_{op}": {"name": op, "payload": {"$ref": REF.format(name=type_.__name__)}}
+        for op, type_ in [*WORKER_SENDS.items(), *WORKER_RECEIVES.items()]
+    }
+    channel = {
+        "address": "/api/v1/workers/ws",
+        "description": "Remote workers (subprotocol skillwire.worker.v1): hello, then work "
+        "in and what it produced out; close 4401 unauthenticated, 4403 no `work` "
+        "permission, 1001 silent for three heartbeat intervals.",
+        "messages": messages,
+        "bindings": {"ws": {"method": "GET"}},
+    }
+
+    def refs(ops: dict[str, Any]) -> list[dict[str, str]]:
+        return [{"$ref": f"#/channels/workers/messages/worker_{op}"} for op in ops]
+
+    operations = {
+        "sendWorkerOp": {
+            "action": "send",
+            "channel": {"$ref": "#/channels/workers"},
+            "messages": refs(WORKER_SENDS),
+        },
+        "receiveWork": {
+            "action": "receive",
+            "channel": {"$ref": "#/channels/workers"},
+            "messages": refs(WORKER_RECEIVES),
+        },
+    }
+    return channel, operations
+
 
 def asyncapi_document() -> dict[str, Any]:
     types = [*CLIENT.values(), *SERVER.values(), Event, Delta, SessionEvent, SessionSnapshot]
+    types += [*WORKER_SENDS.values(), *WORKER_RECEIVES.values()]
     _, schemas = msgspec.json.schema_components(types, ref_template=REF)
     # request.delta, spelled out: an Event whose data is a Delta (see Streamed outputs).
     schemas["DeltaEvent"] = {
@@ -113,6 +178,7 @@ def asyncapi_document() -> dict[str, Any]:
         "summary": "`: heartbeat` comment (SSE) or an empty line (NDJSON)",
         "payload": {"type": "string"},
     }
+    workers, worker_operations = _worker_channel()
     client_refs = [{"$ref": f"#/channels/websocket/messages/ws_{op}"} for op in CLIENT]
     server_refs = [{"$ref": f"#/channels/websocket/messages/ws_{op}"} for op in [*SERVER, "delta"]]
     return {
@@ -132,6 +198,7 @@ def asyncapi_document() -> dict[str, Any]:
                 "messages": {k: v for k, v in messages.items() if k.startswith("ws_")},
                 "bindings": {"ws": {"method": "GET"}},
             },
+            "workers": workers,
             "events": {
                 "address": "/api/v1/tasks/{task_id}/events",
                 "parameters": {"task_id": {"description": "A task id"}},
@@ -178,6 +245,7 @@ def asyncapi_document() -> dict[str, Any]:
                     {"$ref": "#/channels/session_events/messages/sse_heartbeat"},
                 ],
             },
+            **worker_operations,
         },
         "components": {"schemas": schemas},
     }

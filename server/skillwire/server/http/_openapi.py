@@ -25,6 +25,7 @@ from skillwire.protocol import (
     TaskList,
     TaskStatus,
     Ticket,
+    WorkerList,
 )
 
 from ..engine import Registry
@@ -94,13 +95,14 @@ STREAM_CONTENT = {
 
 
 def _call_operation(spec: Any, max_requests: int) -> dict[str, Any]:
-    input_name = spec.input_type.__name__
+    # A skill declared by a JSON Schema (an HTTP skill) shows that schema itself.
+    items = spec.input_schema if spec.check is not None else _ref(spec.input_type.__name__)
     body = {
         "type": "object",
         "properties": {
             "requests": {
                 "type": "array",
-                "items": _ref(input_name),
+                "items": items,
                 "minItems": 1,
                 "maxItems": max_requests,
             },
@@ -144,7 +146,7 @@ def _call_operation(spec: Any, max_requests: int) -> dict[str, Any]:
 
 
 def openapi_document(registry: Registry, max_requests: int) -> dict[str, Any]:
-    skill_types = [spec.input_type for spec in registry.specs()]
+    skill_types = [spec.input_type for spec in registry.specs() if spec.check is None]
     _, components = msgspec.json.schema_components(
         [
             Task,
@@ -160,6 +162,7 @@ def openapi_document(registry: Registry, max_requests: int) -> dict[str, Any]:
             HealthStatus,
             ReadyStatus,
             *SESSION_SCHEMAS,
+            WorkerList,
             *skill_types,
         ],
         ref_template=REF,
@@ -376,6 +379,16 @@ def openapi_document(registry: Registry, max_requests: int) -> dict[str, Any]:
             "responses": {
                 "202": {"description": "Scheduled", "content": _json(_ref("Delivery"))},
                 **_auth(("404", "409")),
+            },
+        }
+    }
+    paths["/api/v1/workers"] = {
+        "get": {
+            "operationId": "list_workers",
+            "summary": "The remote workers connected to every gateway (admin)",
+            "responses": {
+                "200": {"description": "The workers", "content": _json(_ref("WorkerList"))},
+                **_auth(),
             },
         }
     }

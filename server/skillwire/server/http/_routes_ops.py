@@ -30,6 +30,10 @@ async def metrics(request: Request) -> Response:
     else:
         runtime.metrics.queue_depth.set(depth)
         runtime.metrics.queue_oldest_age.set(oldest)
+    in_flight = runtime.metrics.remote_in_flight
+    in_flight.clear()
+    for key, count in runtime.remote.in_flight().items():
+        in_flight.labels(*key.split("/", 1)).set(count)
     return Response(runtime.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -28,13 +28,13 @@ __all__ = ["call_skill", "get_skill", "list_apps"]
 
 async def list_apps(request: Request) -> Response:
     await require(request, Permission.READ)
-    return JSONResponse(runtime_of(request).registry.describe())
+    return JSONResponse(await runtime_of(request).tasks.apps())
 
 
 async def get_skill(request: Request) -> Response:
     await require(request, Permission.READ)
     runtime = runtime_of(request)
-    spec = runtime.registry.get(request.path_params["app"], request.path_params["skill"])
+    spec = await runtime.tasks.skill(request.path_params["app"], request.path_params["skill"])
     return JSONResponse(spec.describe(runtime.config.max_requests))
 
 
@@ -49,7 +49,7 @@ def _check_version(raw: Any) -> None:
 async def call_skill(request: Request) -> Response:
     principal = await authenticate(request)
     runtime = runtime_of(request)
-    spec = runtime.tasks.callable_skill(
+    spec = await runtime.tasks.callable_skill(
         principal, request.path_params["app"], request.path_params["skill"]
     )
     prefer = parse_prefer(request.headers.get("prefer"))

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from skillwire.protocol import NotFound, SkillError, ValidationError
+from skillwire.protocol import ErrorCode, NotFound, SkillError, ValidationError
 
 from .._logging import audit
 from ..engine import App, Context
@@ -30,7 +30,6 @@ __all__ = ["ChatInput", "ChatMessage", "build_app", "upstream_body"]
 
 log = logging.getLogger("skillwire.llm")
 
-UPSTREAM_ERROR = "UPSTREAM_ERROR"
 BACKOFF_BASE = 1.0  # seconds before the first retry when the upstream names no Retry-After
 BACKOFF_MAX = 60.0
 
@@ -185,7 +184,7 @@ def _failure(route: Route, exc: UpstreamFailure) -> SkillError:
     details = {"upstream": route.upstream.name, "status": exc.status, "message": exc.message}
     return SkillError(
         f"upstream {route.upstream.name} failed: {exc.message}",
-        code=UPSTREAM_ERROR,
+        code=ErrorCode.UPSTREAM_ERROR,
         details=details,
     )
 

@@ -36,8 +36,10 @@ from skillwire.protocol import (
     NotFound,
     Session,
     SessionSnapshot,
+    SkillDeclaration,
     Task,
     TaskStatus,
+    WorkerInfo,
     decode_event,
     decode_task,
     encode,
@@ -67,6 +69,7 @@ from ._deliveries import RedisDeliveries, creation_args, creation_keys
 from ._fanout import Fanout
 from ._outputs import group_args
 from ._prune import prune, sweep
+from ._remote_work import RemoteWork
 from ._sessions import RedisSessions
 from ._windows import RedisWindows
 
@@ -156,6 +159,7 @@ class RedisBackbone(Backbone):
         self._deliveries = RedisDeliveries(self._client, self._batcher.script, self._retention)
         self.windows = RedisWindows(self._batcher.script)  # the rate limiter's counters
         self._delivery_listeners: list[DeliveryListener] = []
+        self._remote = RemoteWork(self._client, self._blocking, self._lease_ms)
         self._sweep_interval = sweep_interval
         self._sweeper: asyncio.Task[None] | None = None
         self._sessions = RedisSessions(
@@ -647,6 +651,94 @@ class RedisBackbone(Backbone):
         async with _translated():
             value = await self._client.getdel(keys.ticket(ticket))
         return value.decode() if value is not None else None
+
+    # -- remote work ---------------------------------------------------------------------
+    shares_remote_work = True
+
+    async def offer_remote(self, key: str, item: WorkItem) -> None:
+        async with _translated():
+            await self._remote.offer(key, item)
+
+    async def claim_remote(
+        self, consumer: str, wants: dict[str, int], timeout: float
+    ) -> list[Claim]:
+        async with _translated():
+            return await self._remote.claim(consumer, wants, timeout)
+
+    async def touch_remote(self, consumer: str, claims: list[Claim]) -> None:
+        if claims:
+            async with _translated():
+                await self._remote.touch(consumer, claims)
+
+    async def ack_remote(self, claim: Claim) -> None:
+        async with _translated():
+            await self._remote.ack(claim)
+
+    async def requeue_remote(self, claim: Claim) -> None:
+        async with _translated():
+            await self._remote.requeue(claim)
+
+    async def mark_serving(self, process: str, served: list[str], ttl: float) -> None:
+        if served:
+            async with _translated():
+                await self._remote.mark_serving(process, served, ttl)
+
+    async def unmark_serving(self, process: str, key: str) -> None:
+        async with _translated():
+            await self._remote.unmark_serving(process, key)
+
+    async def served_anywhere(self, key: str) -> bool:
+        async with _translated():
+            return await self._remote.served_anywhere(key)
+
+    async def put_worker(self, info: WorkerInfo, ttl: float) -> None:
+        async with _translated():
+            await self._remote.put_worker(info, ttl)
+
+    async def drop_worker(self, worker_id: str) -> None:
+        async with _translated():
+            await self._remote.drop_worker(worker_id)
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        async with _translated():
+            return await self._remote.list_workers()
+
+    # -- remote workers' skill declarations ------------------------------------------------
+    async def declare_skill(self, declaration: SkillDeclaration, ttl: float) -> SkillDeclaration:
+        ms = max(int(ttl * 1000), 1)
+        key = keys.declaration(declaration.key)
+        async with _translated():
+            while True:
+                if await self._client.set(key, msgspec.json.encode(declaration), nx=True, px=ms):
+                    kept = declaration
+                    break
+                raw = await self._client.get(key)
+                if raw is None:  # it lapsed between the two commands: declare again
+                    continue
+                kept = msgspec.json.decode(raw, type=SkillDeclaration)
+                if not kept.same_contract(declaration):
+                    return kept
+                await self._client.pexpire(key, ms)
+                break
+            until = int(time.time() * 1000) + ms
+            await self._client.zadd(keys.DECLARATIONS, {declaration.key: until}, gt=True)
+        return kept
+
+    async def declared_skills(self) -> list[SkillDeclaration]:
+        now = int(time.time() * 1000)
+        async with _translated():
+            await self._client.zremrangebyscore(keys.DECLARATIONS, "-inf", now)
+            names = await self._client.zrange(keys.DECLARATIONS, 0, -1)
+            if not names:
+                return []
+            raws = await self._client.mget([keys.declaration(n.decode()) for n in names])
+        found = [msgspec.json.decode(raw, type=SkillDeclaration) for raw in raws if raw]
+        return sorted(found, key=lambda d: d.key)
+
+    async def declared_skill(self, app: str, skill: str) -> SkillDeclaration | None:
+        async with _translated():
+            raw = await self._client.get(keys.declaration(f"{app}/{skill}"))
+        return msgspec.json.decode(raw, type=SkillDeclaration) if raw else None
 
     # -- webhook deliveries ----------------------------------------------------------------
     async def claim_deliveries(

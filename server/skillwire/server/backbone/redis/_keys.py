@@ -10,17 +10,20 @@ from __future__ import annotations
 
 __all__ = [
     "CONTROL",
+    "DECLARATIONS",
     "DELIVERIES_CLAIMED",
     "DELIVERIES_DUE",
     "DELIVERY_PREFIX",
     "INDEXES",
     "INDEX_SWEEP",
+    "REMOTE_WORKERS",
     "SECRET",
     "SESSIONS",
     "TASKS",
     "WORK",
     "WORK_GROUP",
     "app_tasks",
+    "declaration",
     "deliveries",
     "delivery",
     "events",
@@ -33,6 +36,9 @@ __all__ = [
     "owner_sessions",
     "owner_tasks",
     "rate_window",
+    "remote_serving",
+    "remote_work",
+    "remote_worker",
     "scratch",
     "session",
     "session_tasks",
@@ -44,6 +50,10 @@ __all__ = [
 
 # pub/sub channel every process listens on: "cancel <task_id>" signals.
 CONTROL = "sw:control"
+# sorted set: the app/skill of every remote skill declaration, scored by when it lapses (ms).
+DECLARATIONS = "sw:remote:skills"
+# sorted set: the ids of connected remote workers, scored by when their record lapses (ms).
+REMOTE_WORKERS = "sw:remote:workers"
 # stream of work items (one entry a chain of sub-requests), read by the consumer group below.
 WORK = "sw:work"
 WORK_GROUP = "workers"
@@ -150,6 +160,29 @@ def ticket(value: str) -> str:
 def idempotency(key: str) -> str:
     """String with a TTL: ``<task_id> <fingerprint>`` for a principal's Idempotency-Key."""
     return f"sw:idem:{key}"
+
+
+def declaration(key: str) -> str:
+    """String: a remote skill's declaration (JSON) by ``app/skill``; expires an hour after the
+    last worker serving it left (each hello and heartbeat renews it)."""
+    return f"sw:remote:skill:{key}"
+
+
+def remote_work(key: str) -> str:
+    """Stream: work items of remote skill ``key`` (app/skill) for whichever process holds a
+    free worker, read by the consumer group WORK_GROUP; same fields as WORK."""
+    return f"sw:remote:work:{key}"
+
+
+def remote_serving(key: str) -> str:
+    """Sorted set: the processes with a worker for remote skill ``key``, scored by when that
+    lapses (ms); each renews its entry while it serves."""
+    return f"sw:remote:serving:{key}"
+
+
+def remote_worker(worker_id: str) -> str:
+    """String: a connected remote worker's record (WorkerInfo JSON), renewed while it is."""
+    return f"sw:remote:worker:{worker_id}"
 
 
 # The filter indexes of ``GET /api/v1/tasks`` (``status_tasks``, ``app_tasks``, ``skill_tasks``):
