@@ -196,6 +196,22 @@ async def test_forbidden_op_keeps_connection_open(server: RunningServer) -> None
         assert (await ws_messages(conn))[0]["op"] == "pong"
 
 
+async def test_call_op_with_another_version_is_unsupported_and_creates_no_task(
+    server: RunningServer,
+) -> None:
+    """A `call` op whose `version` is not "1" gets an UNSUPPORTED_VERSION op error, as over HTTP."""
+    call = {"op": "call", "app": "demo", "skill": "echo", "requests": [{"text": "x"}]}
+    async with ws(server) as conn:
+        await conn.send(json.dumps({**call, "ref": "v2", "version": "2"}))
+        reply = (await ws_until(conn, lambda m: m.get("ref") == "v2"))[-1]
+        assert reply["op"] == "error" and reply["error"]["code"] == "UNSUPPORTED_VERSION"
+        assert reply["error"]["details"]["field"] == "version"
+        await conn.send(json.dumps({**call, "ref": "v1", "version": "1"}))
+        assert (await ws_until(conn, lambda m: m.get("ref") == "v1"))[-1]["op"] == "accepted"
+    with server.client() as client:
+        assert client.get("/api/v1/tasks").json()["total"] == 1
+
+
 async def test_frame_over_the_limit_closes_1009(server_factory) -> None:  # type: ignore[no-untyped-def]
     """A frame over the configured size closes the connection with 1009."""
     server = server_factory({"ws_max_message": 1024})

@@ -68,6 +68,7 @@ CLIENT_MESSAGES: list[tuple[ClientMessage, dict[str, Any]]] = [
             "ref": "r1",
             "webhook_url": "https://example.org/hook",
             "metadata": {"m": 1},
+            "version": "1",
         },
     ),
     (

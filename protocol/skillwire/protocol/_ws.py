@@ -56,6 +56,7 @@ class CallOp(msgspec.Struct, tag_field="op", tag="call"):
     ref: str | None = None
     webhook_url: str | None = None
     metadata: dict[str, Any] = {}
+    version: str = "1"  # as in an HTTP call's body: any other is UNSUPPORTED_VERSION
 
 
 class SubscribeOp(msgspec.Struct, tag_field="op", tag="subscribe"):

@@ -35,6 +35,7 @@ from skillwire.protocol import (
     SkillwireError,
     Subscribed,
     Unauthorized,
+    UnsupportedVersion,
     encode_server_message,
     format_time,
     ws_heartbeat,
@@ -220,6 +221,11 @@ class WebSocketPump(WebSocketSession):
         if isinstance(action, Call):
             op, principal = action.op, action.principal
             await runtime.limits.count_op(principal)  # every call op counts, as every request
+            if op.version != "1":
+                raise UnsupportedVersion(
+                    f'version {op.version!r} is not supported; use "1"',
+                    details={"field": "version", "supported": ["1"]},
+                )
             spec = runtime.tasks.callable_skill(principal, op.app, op.skill)
             body = CallBody(requests=op.requests, webhook_url=op.webhook_url, metadata=op.metadata)
             result = await runtime.tasks.call(principal, spec, body, channel="ws")
