@@ -6,7 +6,9 @@ import asyncio
 import json
 
 import pytest
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from tests.channels.helpers import (
     TERMINAL,
@@ -210,6 +212,19 @@ async def test_call_op_with_another_version_is_unsupported_and_creates_no_task(
         assert (await ws_until(conn, lambda m: m.get("ref") == "v1"))[-1]["op"] == "accepted"
     with server.client() as client:
         assert client.get("/api/v1/tasks").json()["total"] == 1
+
+
+async def test_upgrade_answer_carries_the_request_id(server: RunningServer) -> None:
+    """The 101 answer to the upgrade carries X-Request-ID: the client's own, else a new one."""
+    async with connect(
+        f"{server.ws_url}/api/v1/ws",
+        subprotocols=[Subprotocol("skillwire.v1")],
+        additional_headers={"Authorization": f"Bearer {ADMIN_KEY}", "X-Request-ID": "upgrade-1"},
+    ) as conn:
+        assert conn.response is not None
+        assert conn.response.headers["X-Request-ID"] == "upgrade-1"
+    async with ws(server) as conn:
+        assert conn.response.headers["X-Request-ID"].startswith("req_")
 
 
 async def test_frame_over_the_limit_closes_1009(server_factory) -> None:  # type: ignore[no-untyped-def]

@@ -80,13 +80,21 @@ def _ws_ended(task_id: str, last_seq: int) -> str:
     return encode_server_message(Ended(task_id=task_id, last_seq=last_seq)).decode("utf-8")
 
 
+def _handshake_headers(websocket: WebSocket) -> list[tuple[bytes, bytes]]:
+    """The upgrade's answer carries the request id, as every response does (the middleware
+    adds it to HTTP responses only: it stays off the path of every WebSocket frame)."""
+    state = websocket.scope.get("state")
+    request_id = state.get("request_id") if isinstance(state, dict) else None
+    return [(b"x-request-id", request_id.encode("latin-1"))] if request_id else []
+
+
 async def websocket_refused(runtime: Runtime, websocket: WebSocket) -> bool:
     """True when a WebSocket is over its client's limit: it has been accepted and closed with
     1013 (a browser cannot read a refused handshake's status)."""
     decision = await runtime.limits.check_request(websocket.scope, runtime.keys)
     if decision is None or decision.allowed:
         return False
-    await websocket.accept()
+    await websocket.accept(headers=_handshake_headers(websocket))
     await websocket.close(CloseCode.TRY_AGAIN_LATER, "rate limited")
     return True
 
@@ -290,7 +298,10 @@ class WebSocketPump(WebSocketSession):
         if rate_limit and await websocket_refused(runtime, websocket):
             return False
         offered = websocket.scope.get("subprotocols", [])
-        await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+        await websocket.accept(
+            subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None,
+            headers=_handshake_headers(websocket),
+        )
         if runtime.draining:
             await websocket.close(*RESTARTING)
             return False

@@ -30,7 +30,7 @@ from ..channels import WS_PATH, channel_routes, websocket_endpoint
 from ..engine import App
 from ._auth import authenticate
 from ._docs_page import docs_asset, docs_page
-from ._middleware import RequestContextMiddleware, request_id_of
+from ._middleware import RequestContextMiddleware, assign_request_id, request_id_of
 from ._ratelimit import RateLimitMiddleware
 from ._responses import error_response, is_openai_path
 from ._routes_health import health, ready
@@ -169,6 +169,7 @@ class _Gateway(Starlette):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and _route_path(scope) == self._ws_path:
             scope["app"] = self
+            assign_request_id(scope)  # the middleware that does it is skipped here
             await self._ws_endpoint(WebSocket(scope, receive, send), rate_limit=True)
             return
         await super().__call__(scope, receive, send)
