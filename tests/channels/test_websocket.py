@@ -346,14 +346,16 @@ async def test_subscribe_past_the_end_of_a_finished_task_says_so(server: Running
     assert ended == {"op": "ended", "task_id": task_id, "last_seq": last}
 
 
+@pytest.mark.parametrize("after", [1000, 2**64])
 async def test_subscription_past_the_end_of_a_running_task_gets_ended(
-    server: RunningServer,
+    server: RunningServer, after: int
 ) -> None:
-    """A subscription with after beyond a running task's last seq gets `ended` when it finishes."""
+    """A subscription with after beyond a running task's last seq gets `ended` when it finishes
+    (however large after is: never a backbone error)."""
     task_id = start_task(server, "countdown", [{"n": 4, "interval": 0.2}])
     async with ws(server) as conn:
         await conn.send(
-            json.dumps({"op": "subscribe", "ref": "s", "task_id": task_id, "after": 1000})
+            json.dumps({"op": "subscribe", "ref": "s", "task_id": task_id, "after": after})
         )
         messages = await ws_until(conn, lambda m: m["op"] in ("ended", "event"), timeout=10)
         assert messages[0]["op"] == "subscribed" and messages[0]["status"] != "completed"

@@ -33,6 +33,7 @@ from skillwire.protocol import (
     lifecycle,
 )
 
+from .._params import MAX_SAFE_INTEGER
 from ..backbone import Backbone
 from ._outbox import Outbox
 
@@ -78,7 +79,9 @@ class Subscription:
     ) -> None:
         self._backbone = backbone
         self.task_id = task_id
-        self.last = after
+        # No log reaches this seq; a larger ``after`` (a client may send any) means the same,
+        # and stays within what a Redis stream id takes.
+        self.last = min(after, MAX_SAFE_INTEGER)
         self._outbox = outbox
         self._frame = frame
         self._ended_frame = ended
