@@ -72,6 +72,31 @@ def test_streaming_post_answers_ndjson(
     ]
 
 
+@pytest.mark.parametrize("value", ["yes", "True1", "2"])
+def test_streaming_post_with_a_bad_stream_value_is_400_and_creates_no_task(
+    server: RunningServer, value: str
+) -> None:
+    """?stream= other than true/false/1/0 is a 400 BAD_REQUEST naming it, and no task is made."""
+    with server.client() as client:
+        response = client.post(
+            "/api/v1/apps/demo/echo", params={"stream": value}, json={"requests": [{"text": "a"}]}
+        )
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert (error["code"], error["details"]) == ("BAD_REQUEST", {"field": "stream"})
+        assert client.get("/api/v1/tasks").json()["total"] == 0
+
+
+def test_streaming_post_with_stream_false_answers_json(server: RunningServer) -> None:
+    """?stream=false is a plain call: the Task as JSON."""
+    with server.client() as client:
+        response = client.post(
+            "/api/v1/apps/demo/echo?stream=false", json={"requests": [{"text": "a"}]}
+        )
+    assert response.status_code == 200
+    assert response.json()["status"] == "completed"
+
+
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_docs_curl_example(server: RunningServer) -> None:
     """The docs' `curl -N` NDJSON example prints every event of the task, one per line."""

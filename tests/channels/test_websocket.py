@@ -6,7 +6,9 @@ import asyncio
 import json
 
 import pytest
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from tests.channels.helpers import (
     TERMINAL,
@@ -196,6 +198,35 @@ async def test_forbidden_op_keeps_connection_open(server: RunningServer) -> None
         assert (await ws_messages(conn))[0]["op"] == "pong"
 
 
+async def test_call_op_with_another_version_is_unsupported_and_creates_no_task(
+    server: RunningServer,
+) -> None:
+    """A `call` op whose `version` is not "1" gets an UNSUPPORTED_VERSION op error, as over HTTP."""
+    call = {"op": "call", "app": "demo", "skill": "echo", "requests": [{"text": "x"}]}
+    async with ws(server) as conn:
+        await conn.send(json.dumps({**call, "ref": "v2", "version": "2"}))
+        reply = (await ws_until(conn, lambda m: m.get("ref") == "v2"))[-1]
+        assert reply["op"] == "error" and reply["error"]["code"] == "UNSUPPORTED_VERSION"
+        assert reply["error"]["details"]["field"] == "version"
+        await conn.send(json.dumps({**call, "ref": "v1", "version": "1"}))
+        assert (await ws_until(conn, lambda m: m.get("ref") == "v1"))[-1]["op"] == "accepted"
+    with server.client() as client:
+        assert client.get("/api/v1/tasks").json()["total"] == 1
+
+
+async def test_upgrade_answer_carries_the_request_id(server: RunningServer) -> None:
+    """The 101 answer to the upgrade carries X-Request-ID: the client's own, else a new one."""
+    async with connect(
+        f"{server.ws_url}/api/v1/ws",
+        subprotocols=[Subprotocol("skillwire.v1")],
+        additional_headers={"Authorization": f"Bearer {ADMIN_KEY}", "X-Request-ID": "upgrade-1"},
+    ) as conn:
+        assert conn.response is not None
+        assert conn.response.headers["X-Request-ID"] == "upgrade-1"
+    async with ws(server) as conn:
+        assert conn.response.headers["X-Request-ID"].startswith("req_")
+
+
 async def test_frame_over_the_limit_closes_1009(server_factory) -> None:  # type: ignore[no-untyped-def]
     """A frame over the configured size closes the connection with 1009."""
     server = server_factory({"ws_max_message": 1024})
@@ -315,14 +346,16 @@ async def test_subscribe_past_the_end_of_a_finished_task_says_so(server: Running
     assert ended == {"op": "ended", "task_id": task_id, "last_seq": last}
 
 
+@pytest.mark.parametrize("after", [1000, 2**64])
 async def test_subscription_past_the_end_of_a_running_task_gets_ended(
-    server: RunningServer,
+    server: RunningServer, after: int
 ) -> None:
-    """A subscription with after beyond a running task's last seq gets `ended` when it finishes."""
+    """A subscription with after beyond a running task's last seq gets `ended` when it finishes
+    (however large after is: never a backbone error)."""
     task_id = start_task(server, "countdown", [{"n": 4, "interval": 0.2}])
     async with ws(server) as conn:
         await conn.send(
-            json.dumps({"op": "subscribe", "ref": "s", "task_id": task_id, "after": 1000})
+            json.dumps({"op": "subscribe", "ref": "s", "task_id": task_id, "after": after})
         )
         messages = await ws_until(conn, lambda m: m["op"] in ("ended", "event"), timeout=10)
         assert messages[0]["op"] == "subscribed" and messages[0]["status"] != "completed"

@@ -75,6 +75,7 @@ CLIENT_MESSAGES: list[tuple[ClientMessage, dict[str, Any]]] = [
             "webhook_url": "https://example.org/hook",
             "metadata": {"m": 1},
             "session_id": None,
+            "version": "1",
         },
     ),
     (

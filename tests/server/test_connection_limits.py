@@ -63,6 +63,23 @@ def test_headers_over_64_kib_get_431_in_the_error_envelope() -> None:
         running.stop()
 
 
+def test_431_on_the_openai_front_door_carries_openai_fields() -> None:
+    """A 431 to a /v1/ request adds OpenAI's type and param, as every error there does."""
+    running = start_server()
+    try:
+        with _connect(running) as sock:
+            sock.sendall(
+                b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n"
+            )
+            status, body = _status_and_body(_read_until_closed(sock))
+        assert status == 431
+        error = body["error"]
+        assert isinstance(error, dict) and error["code"] == "HEADERS_TOO_LARGE"
+        assert error["type"] == "invalid_request_error" and error["param"] is None
+    finally:
+        running.stop()
+
+
 def test_a_huge_header_is_refused_before_it_is_read_whole() -> None:
     """A 100 MB header is cut off after about the limit: the server answers 431 and closes."""
     running = start_server()

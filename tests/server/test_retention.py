@@ -77,3 +77,29 @@ def test_id_from_another_deployment_is_404(server_factory: Callable[..., Running
     with first.client() as a, second.client() as b:
         task_id = a.post(ECHO, json={"requests": [{"text": "a"}]}).json()["task_id"]
         assert_error(b.get(f"/api/v1/tasks/{task_id}"), 404, "NOT_FOUND")
+
+
+def test_expired_task_is_410_without_waiting_for_a_sweep(
+    server_factory: Callable[..., RunningServer], backbone: str
+) -> None:
+    """Once retention has passed the id answers 410 at once: no backbone sweep is needed first."""
+    retention = 1.0 if backbone == "redis" else 0.2  # redis expires keys by the whole second
+    server = server_factory({"retention": retention})
+    with server.client() as client:
+        task_id = client.post(ECHO, json={"requests": [{"text": "a"}]}).json()["task_id"]
+        finished = time.time()
+        wait_until(
+            lambda: (
+                time.time() > finished + retention
+                and client.get(f"/api/v1/tasks/{task_id}").status_code != 200
+            ),
+            timeout=5,
+        )
+        expired = client.get(f"/api/v1/tasks/{task_id}")
+        events = client.get(f"/api/v1/tasks/{task_id}/events")
+        cancel = client.delete(f"/api/v1/tasks/{task_id}")
+        listed = client.get("/api/v1/tasks").json()
+    assert_error(expired, 410, "EXPIRED")
+    assert_error(events, 410, "EXPIRED")
+    assert_error(cancel, 410, "EXPIRED")
+    assert listed["total"] == 0

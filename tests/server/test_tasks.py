@@ -148,6 +148,20 @@ def test_list_pagination(listed: tuple[RunningServer, list[str]]) -> None:
     assert [(p["limit"], p["offset"]) for p in pages] == [(2, 0), (2, 2), (2, 4), (2, 6)]
 
 
+def test_list_offset_past_every_task_is_empty_and_a_huge_one_is_400(
+    listed: tuple[RunningServer, list[str]],
+) -> None:
+    """An offset up to 2**53 - 1 answers an empty page (on Redis too); a larger one is a 400
+    naming it, never a backbone error."""
+    server, _ = listed
+    with server.client(USER_KEY) as client:
+        far = client.get("/api/v1/tasks", params={"offset": 2**53 - 1})
+        huge = client.get("/api/v1/tasks", params={"offset": 10**30})
+    assert far.status_code == 200, far.text
+    assert (far.json()["items"], far.json()["total"], far.json()["offset"]) == ([], 5, 2**53 - 1)
+    assert assert_error(huge, 400, "BAD_REQUEST")["details"] == {"field": "offset"}
+
+
 @pytest.mark.parametrize(
     ("params", "expected"),
     [

@@ -58,6 +58,7 @@ class CallOp(msgspec.Struct, tag_field="op", tag="call"):
     webhook_url: str | None = None
     metadata: dict[str, Any] = {}
     session_id: str | None = None
+    version: str = "1"  # as in an HTTP call's body: any other is UNSUPPORTED_VERSION
 
 
 class SubscribeOp(msgspec.Struct, tag_field="op", tag="subscribe"):

@@ -26,6 +26,8 @@ from skillwire.protocol import (
     error_envelope,
 )
 
+from .http._responses import openai_error_envelope
+
 __all__ = ["ConnectionLimits", "limited_http_protocol"]
 
 log = logging.getLogger("skillwire.http")
@@ -139,7 +141,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         if self.cycle is None or self.cycle.response_complete:
             request_id = f"req_{random.getrandbits(64):016x}"
-            body = error_envelope(error.code, error.message, error.details, request_id)
+            # The request line came first: an OpenAI client's request gets OpenAI's fields.
+            if getattr(self, "url", b"").startswith(b"/v1/"):
+                body = openai_error_envelope(error, request_id)
+            else:
+                body = error_envelope(error.code, error.message, error.details, request_id)
             head = (
                 f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}\r\n"
                 "content-type: application/json\r\n"

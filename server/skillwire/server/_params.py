@@ -12,6 +12,7 @@ from starlette.datastructures import QueryParams
 from skillwire.protocol import BadRequest
 
 __all__ = [
+    "MAX_SAFE_INTEGER",
     "Prefer",
     "enum_param",
     "float_param",
@@ -75,6 +76,11 @@ def enum_param(params: QueryParams, name: str, enum: type[E]) -> E | None:
             details={"field": name, "allowed": allowed},
         ) from None
 
+
+# The largest integer every JSON reader holds exactly (JavaScript's Number.MAX_SAFE_INTEGER):
+# past it, a count or position a client sends is refused rather than echoed back inexactly,
+# or handed to Redis, whose ranges take signed 64-bit numbers only.
+MAX_SAFE_INTEGER = 2**53 - 1
 
 MAX_IDEMPOTENCY_KEY = 255  # characters; a key is stored for the whole retention window
 

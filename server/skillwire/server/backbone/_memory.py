@@ -179,8 +179,29 @@ class MemoryBackbone(Backbone):
     def hand_work_to(self, taker: Callable[[Claim], bool]) -> None:
         self._taker = taker
 
-    async def get_task(self, task_id: str) -> StoredTask | None:
+    def _live(self, task_id: str) -> _Record | None:
+        """The task's record, unless it finished more than the retention window ago: then it
+        is forgotten at once (its id answers 410 from then on, not when the sweep next runs)."""
         record = self._records.get(task_id)
+        if record is not None and self._expired(record, time.time() - self._retention):
+            self._forget(task_id)
+            return None
+        return record
+
+    @staticmethod
+    def _expired(record: _Record, cutoff: float) -> bool:
+        finished_at = record.task.finished_at
+        return finished_at is not None and parse_time(finished_at) < cutoff
+
+    def _forget(self, task_id: str) -> None:
+        record = self._records.pop(task_id)
+        owned = self._by_owner[record.owner]
+        del owned[task_id]
+        if not owned:
+            del self._by_owner[record.owner]
+
+    async def get_task(self, task_id: str) -> StoredTask | None:
+        record = self._live(task_id)
         if record is None:
             return None
         return StoredTask(lifecycle.task_view(record.task), record.owner, record.webhook_url)
@@ -199,10 +220,12 @@ class MemoryBackbone(Backbone):
             records = reversed(self._records.values())
         else:
             records = (self._records[i] for i in reversed(self._by_owner.get(owner, {})))
+        cutoff = time.time() - self._retention
         matches = [
             r
             for r in records
-            if (status is None or r.task.status == status)
+            if not self._expired(r, cutoff)
+            and (status is None or r.task.status == status)
             and (app is None or r.task.app == app)
             and (skill is None or r.task.skill == skill)
         ]
@@ -221,7 +244,7 @@ class MemoryBackbone(Backbone):
         return self._publish(record, events)
 
     async def cancel(self, task_id: str) -> Task:
-        record = self._records.get(task_id)
+        record = self._live(task_id)
         if record is None:
             raise NotFound(f"task {task_id} not found")
         event = lifecycle.cancel(record.task, format_time(time.time()))
@@ -275,7 +298,7 @@ class MemoryBackbone(Backbone):
 
     # -- log and fan-out -----------------------------------------------------------------
     async def read_events(self, task_id: str, after: int, limit: int) -> LogSlice | None:
-        record = self._records.get(task_id)
+        record = self._live(task_id)
         if record is None:
             return None
         start = max(after + 1 - record.first_seq, 0)
@@ -288,7 +311,7 @@ class MemoryBackbone(Backbone):
         )
 
     async def listen(self, task_id: str, listener: EventListener) -> Callable[[], None]:
-        record = self._records.get(task_id)
+        record = self._live(task_id)
         if record is None:
             return lambda: None
         record.listeners.append(listener)
@@ -414,16 +437,8 @@ class MemoryBackbone(Backbone):
     def sweep(self, now: float) -> None:
         """Forget finished tasks past the retention window, spent tickets and keys."""
         cutoff = now - self._retention
-        for task_id in [
-            t
-            for t, r in self._records.items()
-            if r.task.finished_at is not None and parse_time(r.task.finished_at) < cutoff
-        ]:
-            record = self._records.pop(task_id)
-            owned = self._by_owner[record.owner]
-            del owned[task_id]
-            if not owned:
-                del self._by_owner[record.owner]
+        for task_id in [t for t, r in self._records.items() if self._expired(r, cutoff)]:
+            self._forget(task_id)
         mono = time.monotonic()
         for ticket in [t for t, (_, exp) in self._tickets.items() if exp < mono]:
             del self._tickets[ticket]

@@ -26,6 +26,7 @@ from typing import Any
 
 from skillwire.protocol import EncodedEvent
 
+from .._params import MAX_SAFE_INTEGER
 from ..backbone import Backbone
 from ._outbox import Outbox
 from ._sources import LogSource, TaskLog
@@ -75,7 +76,9 @@ class Subscription:
         self._backbone = backbone
         self._source: LogSource = source if source is not None else TaskLog(backbone, task_id)
         self.task_id = task_id  # a session's id when ``source`` follows a session
-        self.last = after
+        # No log reaches this seq; a larger ``after`` (a client may send any) means the same,
+        # and stays within what a Redis stream id takes.
+        self.last = min(after, MAX_SAFE_INTEGER)
         self._outbox = outbox
         self._frame = frame
         self._ended_frame = ended

@@ -35,6 +35,7 @@ from skillwire.protocol import (
     SkillwireError,
     Subscribed,
     Unauthorized,
+    UnsupportedVersion,
     encode_server_message,
     format_time,
     ws_heartbeat,
@@ -84,13 +85,21 @@ def _ws_session_ended(session_id: str, last_seq: int) -> str:
     return encode_server_message(Ended(session_id=session_id, last_seq=last_seq)).decode("utf-8")
 
 
+def _handshake_headers(websocket: WebSocket) -> list[tuple[bytes, bytes]]:
+    """The upgrade's answer carries the request id, as every response does (the middleware
+    adds it to HTTP responses only: it stays off the path of every WebSocket frame)."""
+    state = websocket.scope.get("state")
+    request_id = state.get("request_id") if isinstance(state, dict) else None
+    return [(b"x-request-id", request_id.encode("latin-1"))] if request_id else []
+
+
 async def websocket_refused(runtime: Runtime, websocket: WebSocket) -> bool:
     """True when a WebSocket is over its client's limit: it has been accepted and closed with
     1013 (a browser cannot read a refused handshake's status)."""
     decision = await runtime.limits.check_request(websocket.scope, runtime.keys)
     if decision is None or decision.allowed:
         return False
-    await websocket.accept()
+    await websocket.accept(headers=_handshake_headers(websocket))
     await websocket.close(CloseCode.TRY_AGAIN_LATER, "rate limited")
     return True
 
@@ -225,6 +234,11 @@ class WebSocketPump(WebSocketSession):
         if isinstance(action, Call):
             op, principal = action.op, action.principal
             await runtime.limits.count_op(principal)  # every call op counts, as every request
+            if op.version != "1":
+                raise UnsupportedVersion(
+                    f'version {op.version!r} is not supported; use "1"',
+                    details={"field": "version", "supported": ["1"]},
+                )
             spec = await runtime.tasks.callable_skill(principal, op.app, op.skill)
             body = CallBody(
                 requests=op.requests,
@@ -313,7 +327,10 @@ class WebSocketPump(WebSocketSession):
         if rate_limit and await websocket_refused(runtime, websocket):
             return False
         offered = websocket.scope.get("subprotocols", [])
-        await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+        await websocket.accept(
+            subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None,
+            headers=_handshake_headers(websocket),
+        )
         if runtime.draining:
             await websocket.close(*RESTARTING)
             return False

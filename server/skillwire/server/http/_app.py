@@ -36,7 +36,7 @@ from ..channels import (
 from ..engine import App
 from ._auth import authenticate
 from ._docs_page import docs_asset, docs_page
-from ._middleware import RequestContextMiddleware, request_id_of
+from ._middleware import RequestContextMiddleware, assign_request_id, request_id_of
 from ._ratelimit import RateLimitMiddleware
 from ._responses import error_response, is_openai_path
 from ._routes_health import health, ready
@@ -192,10 +192,12 @@ class _Gateway(Starlette):
             path = _route_path(scope)
             if path == self._ws_path:
                 scope["app"] = self
+                assign_request_id(scope)  # the middleware that does it is skipped here
                 await self._ws_endpoint(WebSocket(scope, receive, send), rate_limit=True)
                 return
             if path == self._workers_path:  # idle workers hold no middleware frames either
                 scope["app"] = self
+                assign_request_id(scope)
                 await self._workers_endpoint(WebSocket(scope, receive, send), rate_limit=True)
                 return
         await super().__call__(scope, receive, send)

@@ -18,11 +18,21 @@ from skillwire.protocol import InternalError, ServiceUnavailable
 from .._metrics import Metrics
 from ._responses import error_response, is_openai_path
 
-__all__ = ["RequestContextMiddleware", "request_id_of"]
+__all__ = ["RequestContextMiddleware", "assign_request_id", "request_id_of"]
 
 log = logging.getLogger("skillwire.access")
 errors = logging.getLogger("skillwire.errors")
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+
+
+def assign_request_id(scope: Scope) -> str:
+    """The request's id, kept in its scope: the client's own ``X-Request-ID`` when sane, else
+    a new one."""
+    given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode("latin-1")
+    # A correlation id, not a secret: the fast generator, not the OS's random source.
+    request_id = given if _SANE_ID.match(given) else f"req_{random.getrandbits(64):016x}"
+    scope.setdefault("state", {})["request_id"] = request_id
+    return request_id
 
 
 def request_id_of(scope: Scope) -> str | None:
@@ -45,12 +55,7 @@ class RequestContextMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode(
-            "latin-1"
-        )
-        # A correlation id, not a secret: the fast generator, not the OS's random source.
-        request_id = given if _SANE_ID.match(given) else f"req_{random.getrandbits(64):016x}"
-        scope.setdefault("state", {})["request_id"] = request_id
+        request_id = assign_request_id(scope)
         started = time.perf_counter()
         status = 0
         response_started = False

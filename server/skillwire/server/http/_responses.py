@@ -12,7 +12,7 @@ from skillwire.protocol import SkillwireError, Unauthorized, encode, error_envel
 from .._links import is_openai_path
 from ..llm._openai import openai_error_type
 
-__all__ = ["JSONResponse", "error_response", "is_openai_path"]
+__all__ = ["JSONResponse", "error_response", "is_openai_path", "openai_error_envelope"]
 
 
 class JSONResponse(Response):
@@ -22,7 +22,7 @@ class JSONResponse(Response):
         return encode(content)
 
 
-def _openai_envelope(exc: SkillwireError, request_id: str | None) -> bytes:
+def openai_error_envelope(exc: SkillwireError, request_id: str | None) -> bytes:
     """The envelope plus OpenAI's ``type`` and ``param`` (the field at fault, if one is)."""
     kind = openai_error_type(exc.status)
     field = exc.details.get("field") if isinstance(exc.details, dict) else None
@@ -48,7 +48,7 @@ def error_response(
     if isinstance(exc, Unauthorized):
         all_headers.setdefault("WWW-Authenticate", "Bearer")
     body = (
-        _openai_envelope(exc, request_id)
+        openai_error_envelope(exc, request_id)
         if openai
         else error_envelope(exc.code, exc.message, exc.details, request_id)
     )

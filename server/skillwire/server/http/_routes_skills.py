@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from skillwire.protocol import (
+    BadRequest,
     CallBody,
     SkillMode,
     UnsupportedVersion,
@@ -24,6 +25,8 @@ from ._body import read_json
 from ._responses import JSONResponse
 
 __all__ = ["call_skill", "get_skill", "list_apps"]
+
+_BOOLEANS = ("true", "false", "1", "0")  # as ``?snapshot=`` takes them
 
 
 async def list_apps(request: Request) -> Response:
@@ -86,6 +89,9 @@ def _stream_format(request: Request) -> Literal["sse", "ndjson"] | None:
     if "application/x-ndjson" in accept:
         return "ndjson"
     # Most calls carry no query string: skip parsing one.
-    if request.scope["query_string"] and request.query_params.get("stream") == "true":
-        return "ndjson"
-    return None
+    if not request.scope["query_string"]:
+        return None
+    raw = request.query_params.get("stream", "false").lower()
+    if raw not in _BOOLEANS:  # a typo must not silently turn a streaming call into a plain one
+        raise BadRequest("stream must be true or false", details={"field": "stream"})
+    return "ndjson" if raw in ("true", "1") else None

@@ -8,7 +8,7 @@ from starlette.responses import Response
 from skillwire.protocol import TaskList, TaskStatus
 
 from .._links import root_of, rooted_task
-from .._params import enum_param, float_param, int_param
+from .._params import MAX_SAFE_INTEGER, enum_param, float_param, int_param
 from ..auth import Permission
 from ._auth import require, runtime_of
 from ._responses import JSONResponse
@@ -34,7 +34,7 @@ async def list_tasks(request: Request) -> Response:
     principal = await require(request, Permission.READ)
     params = request.query_params
     limit = int_param(params, "limit", 50, low=1, high=1000)
-    offset = int_param(params, "offset", 0)
+    offset = int_param(params, "offset", 0, high=MAX_SAFE_INTEGER)
     items, total = await runtime_of(request).tasks.list(
         principal,
         status=enum_param(params, "status", TaskStatus),
