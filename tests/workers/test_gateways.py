@@ -97,7 +97,7 @@ async def test_no_worker_anywhere_queues_until_one_connects_elsewhere(
     response = await call(first, "upper", [{"text": "a"}])
     task_id = response.json()["task_id"]
     await task_when(
-        first, task_id, lambda t: t["requests"][0]["status"] == "queued" and t["last_seq"] > 3
+        first, task_id, lambda t: t["requests"][0]["status"] == "queued" and t["last_seq"] >= 2
     )
     async with worker_ws(second) as conn:
         inbox = Inbox(conn)
@@ -118,3 +118,23 @@ async def test_every_gateway_lists_the_workers_of_all(
         async with first.async_client() as client:
             listed = (await client.get("/api/v1/workers")).json()["items"]
     assert [w["worker_id"] for w in listed] == [welcome["worker_id"]]
+
+
+async def test_a_request_passed_to_another_gateway_starts_once(
+    gateways: tuple[RunningServer, RunningServer],
+) -> None:
+    """A call handed from a gateway with no worker to another shows request.started once."""
+    first, second = gateways
+    async with worker_ws(second) as conn:
+        inbox = Inbox(conn)
+        await hello(inbox, declaration())
+        response = await call(first, "upper", [{"text": "a"}])
+        task_id = response.json()["task_id"]
+        work = await inbox.until("work")
+        await inbox.send({"op": "output", "work_id": work["work_id"], "output": "A"})
+        await inbox.send({"op": "completed", "work_id": work["work_id"]})
+        task = await task_when(first, task_id, finished)
+    assert task["status"] == "completed" and task["previews"] == ["A"]
+    events = await events_of(first, task_id)
+    assert gap_free(events)
+    assert [e["type"] for e in events].count("request.started") == 1

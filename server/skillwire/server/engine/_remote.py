@@ -210,6 +210,7 @@ class RemoteSkills:
             model=None,
             remote=True,
             check=schema_checker(declaration.input_schema),
+            starts_itself=True,
         )
 
     async def find(self, app: str, skill: str, *, local_only: bool = False) -> SkillSpec | None:
@@ -406,12 +407,19 @@ class RemoteSkills:
                 await self._wait(key)
                 continue
             attempt += 1
-            if queued or attempt > 1:
-                await self._append(ctx, EventType.REQUEST_STARTED, {})
-                ctx.rerun()
-                queued = False
             work = RemoteWork(f"wrk_{secrets.token_urlsafe(12)}", worker, key)
-            worker.work[work.work_id] = work
+            worker.work[work.work_id] = work  # its slot is taken before the next await
+            # Started here, where a worker takes it (not by the engine before the hand-off
+            # check): a sub-request passed to another process's queue starts once, there.
+            try:
+                await self._append(ctx, EventType.REQUEST_STARTED, {})
+            except BaseException:  # (cancelled or discarded: the worker never saw it)
+                worker.work.pop(work.work_id, None)
+                work.inbox.close()
+                self._wake(key)
+                raise
+            ctx.rerun()
+            queued = False
             try:
                 message = Work(
                     work_id=work.work_id,
