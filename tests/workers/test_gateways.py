@@ -128,7 +128,7 @@ async def test_every_gateway_lists_the_workers_of_all(
 
 
 async def test_a_request_passed_to_another_gateway_starts_once(
-    gateways: tuple[RunningServer, RunningServer],
+    gateways: tuple[RunningServer, RunningServer], redis_server: RedisServer
 ) -> None:
     """A call handed from a gateway with no worker to another shows request.started once."""
     first, second = gateways
@@ -145,6 +145,14 @@ async def test_a_request_passed_to_another_gateway_starts_once(
     events = await events_of(first, task_id)
     assert gap_free(events)
     assert [e["type"] for e in events].count("request.started") == 1
+    store = redis.Redis.from_url(redis_server.url)
+    try:  # its attempts were counted in Redis (it moved) and forgotten once it was acked
+        deadline = time.monotonic() + scaled(5)
+        while store.keys("sw:remote:attempts:*"):
+            assert time.monotonic() < deadline, "the request's attempt count stayed in Redis"
+            await asyncio.sleep(0.05)
+    finally:
+        store.close()
 
 
 @contextlib.contextmanager

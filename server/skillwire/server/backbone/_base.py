@@ -368,9 +368,12 @@ class Backbone(abc.ABC):
         """Whether some process has a worker for remote skill ``key``."""
         return False
 
-    async def count_remote_attempt(self, task_id: str, index: int, ttl: float) -> int | None:
-        """One more attempt at the sub-request on a remote worker, counted across processes
-        (kept ``ttl`` seconds): the count so far; None where work stays in one process."""
+    async def count_remote_attempt(
+        self, task_id: str, index: int, ttl: float, attempts: int = 1
+    ) -> int | None:
+        """Add ``attempts`` at a sub-request moving between processes on remote workers (kept
+        ``ttl`` seconds, or until its claim is acked): the count so far; None where work stays
+        in one process."""
         return None
 
     async def set_remote_deadline(self, task_id: str, index: int, at: float) -> None:

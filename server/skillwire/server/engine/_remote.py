@@ -418,6 +418,8 @@ class RemoteSkills:
             if worker is None:
                 shared = self._backbone.shares_remote_work
                 if shared and (not local_only or not self._serving.get(key)):
+                    if attempt and not local_only:  # its losses here go with it
+                        await self._count_attempt(ctx, key, 0, True, add=attempt)
                     await self._hand_off(key, value, ctx)
                 if not queued and not self._serving.get(key):
                     await self._append(ctx, EventType.REQUEST_QUEUED, {"reason": "no_worker"})
@@ -431,7 +433,7 @@ class RemoteSkills:
             try:
                 if local_only:  # claimed from the skill's queue: past its no_worker deadline?
                     await self._check_deadline(ctx, key)
-                attempt = await self._count_attempt(ctx, key, attempt)
+                attempt = await self._count_attempt(ctx, key, attempt, local_only)
                 await self._append(ctx, EventType.REQUEST_STARTED, {})
             except BaseException:  # (cancelled or discarded: the worker never saw it)
                 worker.work.pop(work.work_id, None)
@@ -471,12 +473,17 @@ class RemoteSkills:
             finally:
                 self._release(work)
 
-    async def _count_attempt(self, ctx: Context, key: str, attempt: int) -> int:
-        """This attempt's number: counted in the backbone when work moves between processes
-        (a lost worker on any of them counts toward ``WORKER_LOST``), else here."""
+    async def _count_attempt(
+        self, ctx: Context, key: str, attempt: int, claimed: bool, *, add: int = 1
+    ) -> int:
+        """This attempt's number. Work claimed from a skill's queue (it moved between
+        processes) counts in the backbone, so a lost worker on any of them counts toward
+        ``WORKER_LOST``; work that never moved counts here (no round trip)."""
+        if not claimed:
+            return attempt + add
         ttl = self._timeout_of(key) * self._max_attempts + DECLARATION_TTL
-        counted = await self._backbone.count_remote_attempt(ctx.task_id, ctx.index, ttl)
-        return counted if counted is not None else attempt + 1
+        counted = await self._backbone.count_remote_attempt(ctx.task_id, ctx.index, ttl, add)
+        return counted if counted is not None else attempt + add
 
     async def _check_deadline(self, ctx: Context, key: str) -> None:
         """The sub-request starts on a worker now: its no_worker deadline no longer applies,

@@ -691,9 +691,11 @@ class RedisBackbone(Backbone):
         async with _translated():
             return await self._remote.served_anywhere(key)
 
-    async def count_remote_attempt(self, task_id: str, index: int, ttl: float) -> int | None:
+    async def count_remote_attempt(
+        self, task_id: str, index: int, ttl: float, attempts: int = 1
+    ) -> int | None:
         async with _translated():
-            return await self._remote.count_attempt(task_id, index, ttl)
+            return await self._remote.count_attempt(task_id, index, ttl, attempts)
 
     async def set_remote_deadline(self, task_id: str, index: int, at: float) -> None:
         async with _translated():

@@ -113,6 +113,8 @@ class RemoteWork:
         pipe = self._client.pipeline(transaction=True)
         pipe.xack(keys.remote_work(claim.queue), keys.WORK_GROUP, claim.token)
         pipe.xdel(keys.remote_work(claim.queue), claim.token)
+        item = claim.item  # done: its attempts no longer count
+        pipe.delete(*(keys.remote_attempts(item.task_id, index) for index in item.indices))
         await pipe.execute()
 
     async def requeue(self, claim: Claim) -> None:
@@ -138,10 +140,10 @@ class RemoteWork:
         now = int(time.time() * 1000)
         return bool(await self._client.zcount(keys.remote_serving(key), now, "+inf"))
 
-    async def count_attempt(self, task_id: str, index: int, ttl: float) -> int:
+    async def count_attempt(self, task_id: str, index: int, ttl: float, attempts: int) -> int:
         key = keys.remote_attempts(task_id, index)
         pipe = self._client.pipeline(transaction=True)
-        pipe.incr(key)
+        pipe.incrby(key, attempts)
         pipe.pexpire(key, int(ttl * 1000))
         count, _ = await pipe.execute()
         return int(count)
