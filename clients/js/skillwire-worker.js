@@ -150,13 +150,21 @@ export class Worker {
           if (line.trim()) this._handle(JSON.parse(line), send);
         }
       };
-      socket.onclose = (event) => {
+      let ended = false;
+      const end = (code) => {
+        if (ended) return;
+        ended = true;
         for (const ctx of this._running.values()) ctx._controller.abort();
         this._running.clear();
         this._socket = null;
-        resolve(event.code);
+        resolve(code);
       };
-      socket.onerror = () => {}; // a close event follows
+      socket.onclose = (event) => end(event.code);
+      // Node 20's WebSocket reports a refused connection (a gateway restarting) with an error
+      // and no close event: without this, run() would wait forever and Node would exit.
+      socket.onerror = () => {
+        if (socket.readyState !== WebSocket.OPEN) end(null);
+      };
     });
   }
 

@@ -193,3 +193,20 @@ async def test_a_killed_node_workers_work_runs_on_a_python_worker_elsewhere(
         await asyncio.wait_for(job, scaled(5))
     assert task["status"] == "completed"
     assert task["previews"] == [{"ran_on": "python", "input": {"marker": 1}}]
+
+
+async def test_the_node_worker_reconnects_after_a_gateway_restart(
+    server_factory: Factory, node_worker: Callable[..., NodeWorker]
+) -> None:
+    """The gateway stops, then starts again on its port: the Node worker, retrying with
+    backoff while it is down, connects again (a new worker id) and serves."""
+    server = worker_server(server_factory)
+    port = int(server.url.rsplit(":", 1)[1])
+    worker = node_worker(server)
+    first = await asyncio.to_thread(worker.wait_for, "ready wkr_")
+    await asyncio.to_thread(server.stop)
+    again = worker_server(server_factory, port=port)
+    second = await asyncio.to_thread(worker.wait_for, "ready wkr_")
+    assert second != first
+    done = await call(again, "reverse", [{"text": "abc"}], app="node", prefer="wait=10")
+    assert done.json()["previews"] == [{"type": "text", "text": "cba"}]

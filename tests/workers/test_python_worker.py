@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from skillwire.client import SkillwireError, Unauthorized, WorkContext, Worker
+from skillwire.client import Backoff, SkillwireError, Unauthorized, WorkContext, Worker
 from skillwire.protocol import SkillError
 from tests.conftest import RunningServer, scaled
 
@@ -136,3 +136,23 @@ async def test_a_conflicting_declaration_is_reported(server_factory: Factory) ->
 
     async with serving(first), serving(second):
         assert second.refused["text/upper"].code == "CONFLICT"
+
+
+async def test_the_python_worker_reconnects_after_a_gateway_restart(
+    server_factory: Factory,
+) -> None:
+    """The gateway stops, then starts again on its port: the worker, retrying with backoff
+    while it is down, connects again and serves."""
+    server = worker_server(server_factory)
+    port = int(server.url.rsplit(":", 1)[1])
+    worker = text_worker(server, backoff=Backoff(initial=0.05, maximum=0.3))
+    async with serving(worker):
+        first = worker.worker_id
+        worker.ready.clear()
+        await asyncio.to_thread(server.stop)
+        assert not worker.ready.is_set()
+        again = worker_server(server_factory, port=port)
+        await asyncio.wait_for(worker.ready.wait(), scaled(10))
+        assert worker.worker_id != first
+        done = await call(again, "upper", [{"text": "x"}], app="text", prefer="wait=10")
+        assert done.json()["status"] == "completed"

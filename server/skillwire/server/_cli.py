@@ -211,47 +211,59 @@ def serve(config: Config, apps: Sequence[str]) -> None:
 
 def work(config: Config, apps: Sequence[str], metrics_port: int = 0) -> None:
     """Run a worker process until SIGTERM or SIGINT, then finish or requeue its work."""
-    # The server's modules load when a command runs: `--help` and a config error stay quick.
-    from prometheus_client import start_http_server
-
-    from ._metrics import Metrics
-    from ._ratelimit import RateLimits
-    from ._runtime import make_backbone, make_llm, make_registry, make_remote, make_workers
-
-    log = logging.getLogger("skillwire.worker")
+    from ._runtime import make_registry
 
     # Apps that do not load stop here, in one line (the LLM bridge's registry is built below,
     # inside the loop its upstream client needs).
     _building(lambda: make_registry(config, apps))
 
     async def run() -> None:
-        backbone = make_backbone(config)
-        limits = RateLimits(config, windows=backbone.windows)
-        metrics = Metrics()
-        llm = make_llm(config, limits, metrics)
-        registry = make_registry(config, apps, llm)
-        if metrics_port:
-            start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
-        # Remote skills' work claimed here goes to a process with a worker for it.
-        remote = make_remote(config, backbone, registry)
-        pool = make_workers(config, backbone, registry, limits, metrics, remote)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await backbone.start()
-        await pool.start()
-        _tune_gc()
-        print(f"skillwire worker {pool.consumer} running", flush=True)
-        log.info("worker %s started (concurrency %d)", pool.consumer, config.concurrency)
-        await stop.wait()
-        log.info("worker %s stopping", pool.consumer)
-        await pool.stop(grace=config.shutdown_grace)
-        if llm is not None:
-            await llm.aclose()
-        await backbone.close()
+        await _work(config, apps, stop, metrics_port)
 
     _run(run())
+
+
+async def _work(
+    config: Config, apps: Sequence[str], stop: asyncio.Event, metrics_port: int = 0
+) -> None:
+    """The worker process's life: start, run until ``stop`` is set, stop and close everything
+    it opened (its pool, the LLM bridge's and the HTTP skills' clients, the backbone)."""
+    # The server's modules load when a command runs: `--help` and a config error stay quick.
+    from prometheus_client import start_http_server
+
+    from ._metrics import Metrics
+    from ._ratelimit import RateLimits
+    from ._runtime import make_backbone, make_llm, make_registry, make_remote, make_workers
+    from .httpskills import HttpSkills
+
+    log = logging.getLogger("skillwire.worker")
+    backbone = make_backbone(config)
+    limits = RateLimits(config, windows=backbone.windows)
+    metrics = Metrics()
+    llm = make_llm(config, limits, metrics)
+    http_skills = HttpSkills(config.http_skills, default_timeout=config.skill_timeout)
+    registry = make_registry(config, apps, llm, http_skills)
+    if metrics_port:
+        start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
+    # Remote skills' work claimed here goes to a process with a worker for it.
+    remote = make_remote(config, backbone, registry)
+    pool = make_workers(config, backbone, registry, limits, metrics, remote)
+    await backbone.start()
+    await pool.start()
+    _tune_gc()
+    print(f"skillwire worker {pool.consumer} running", flush=True)
+    log.info("worker %s started (concurrency %d)", pool.consumer, config.concurrency)
+    await stop.wait()
+    log.info("worker %s stopping", pool.consumer)
+    await pool.stop(grace=config.shutdown_grace)
+    if llm is not None:
+        await llm.aclose()
+    await http_skills.close()
+    await backbone.close()
 
 
 def _tune_gc() -> None:

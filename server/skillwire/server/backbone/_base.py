@@ -368,6 +368,27 @@ class Backbone(abc.ABC):
         """Whether some process has a worker for remote skill ``key``."""
         return False
 
+    async def count_remote_attempt(
+        self, task_id: str, index: int, ttl: float, attempts: int = 1
+    ) -> int | None:
+        """Add ``attempts`` at a sub-request moving between processes on remote workers (kept
+        ``ttl`` seconds, or until its claim is acked): the count so far; None where work stays
+        in one process."""
+        return None
+
+    async def set_remote_deadline(self, task_id: str, index: int, at: float) -> None:
+        """A sub-request queued with no worker anywhere fails at ``at`` (a Unix time) unless
+        some process takes it first (``take_remote_deadline``)."""
+        return None
+
+    async def take_remote_deadline(self, task_id: str, index: int) -> float | None:
+        """Remove the sub-request's deadline: its time if it had one (to this caller only)."""
+        return None
+
+    async def take_due_remote_deadlines(self, now: float) -> list[tuple[str, int]]:
+        """Remove and return the sub-requests whose deadline is past (each to one caller)."""
+        return []
+
     # -- presence of remote workers --------------------------------------------------------
     async def put_worker(self, info: WorkerInfo, ttl: float) -> None:
         """Record a connected worker for ``ttl`` seconds (its process renews it)."""

@@ -54,6 +54,9 @@ class SkillSpec:
     # (the declared JSON Schema) and the raw input goes to ``fn`` unconverted.
     remote: bool = False
     check: Callable[[Any, str], None] | None = None
+    # ``fn`` appends ``request.started`` itself, once a remote worker takes the work: a
+    # sub-request handed to another process's queue is then started once, where it runs.
+    starts_itself: bool = False
 
     def describe(self, default_max_requests: int) -> Skill:
         return Skill(

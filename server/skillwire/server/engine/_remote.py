@@ -70,6 +70,7 @@ DECLARATION_TTL = 3600.0  # a declaration outlives the last worker serving it by
 REFRESH_EVERY = 10.0  # how often what connected workers serve is renewed in the backbone
 SERVING_TTL = 3 * REFRESH_EVERY  # a process that stopped renewing no longer counts as serving
 CACHE_FOR = 2.0  # seconds a declaration read from the backbone is trusted
+SWEEP_EVERY = 1.0  # how often the no_worker deadlines past in the backbone are enforced
 
 log = logging.getLogger("skillwire.workers")
 
@@ -132,12 +133,15 @@ class RemoteSkills:
         self._waiting: dict[str, deque[asyncio.Future[None]]] = defaultdict(deque)
         self._specs: dict[str, tuple[SkillDeclaration, SkillSpec, SkillSpec, float]] = {}
         self._refresher: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._stopped = False  # nothing more goes to the backbone from a detach or a timer
 
     # -- life ------------------------------------------------------------------------------
     async def start(self) -> None:
         self._refresher = asyncio.create_task(self._refresh(), name="skillwire-declarations")
+        if self._backbone.shares_remote_work:
+            self._sweeper = asyncio.create_task(self._sweep(), name="skillwire-no-worker")
 
     async def stop(self) -> None:
         self._stopped = True
@@ -149,11 +153,12 @@ class RemoteSkills:
         for job in pending:
             with contextlib.suppress(asyncio.CancelledError, SkillwireError):
                 await job
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
-            self._refresher = None
+        for loop in (self._refresher, self._sweeper):
+            if loop is not None:
+                loop.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop
+        self._refresher = self._sweeper = None
 
     async def _refresh(self) -> None:
         """Renew the declarations of the skills connected workers serve."""
@@ -165,6 +170,19 @@ class RemoteSkills:
                 await self._backbone.mark_serving(self.process, served, SERVING_TTL)
                 for worker in list(self.workers.values()):
                     await self._backbone.put_worker(worker.info(), SERVING_TTL)
+
+    async def _sweep(self) -> None:
+        """Fail the sub-requests still queued past their no_worker deadline, whichever process
+        queued them (it may have died with its timer)."""
+        while True:
+            await asyncio.sleep(SWEEP_EVERY)
+            try:
+                due = await self._backbone.take_due_remote_deadlines(time.time())
+            except SkillwireError as exc:
+                log.warning("cannot read the no_worker deadlines: %s", exc.message)
+                continue
+            for task_id, index in due:
+                await self._fail_if_queued(task_id, index)
 
     async def _renew(self, keys: list[str]) -> None:
         for key in keys:
@@ -210,6 +228,7 @@ class RemoteSkills:
             model=None,
             remote=True,
             check=schema_checker(declaration.input_schema),
+            starts_itself=True,
         )
 
     async def find(self, app: str, skill: str, *, local_only: bool = False) -> SkillSpec | None:
@@ -399,19 +418,30 @@ class RemoteSkills:
             if worker is None:
                 shared = self._backbone.shares_remote_work
                 if shared and (not local_only or not self._serving.get(key)):
+                    if attempt and not local_only:  # its losses here go with it
+                        await self._count_attempt(ctx, key, 0, True, add=attempt)
                     await self._hand_off(key, value, ctx)
                 if not queued and not self._serving.get(key):
                     await self._append(ctx, EventType.REQUEST_QUEUED, {"reason": "no_worker"})
                     queued = True
                 await self._wait(key)
                 continue
-            attempt += 1
-            if queued or attempt > 1:
-                await self._append(ctx, EventType.REQUEST_STARTED, {})
-                ctx.rerun()
-                queued = False
             work = RemoteWork(f"wrk_{secrets.token_urlsafe(12)}", worker, key)
-            worker.work[work.work_id] = work
+            worker.work[work.work_id] = work  # its slot is taken before the next await
+            # Started here, where a worker takes it (not by the engine before the hand-off
+            # check): a sub-request passed to another process's queue starts once, there.
+            try:
+                if local_only:  # claimed from the skill's queue: past its no_worker deadline?
+                    await self._check_deadline(ctx, key)
+                attempt = await self._count_attempt(ctx, key, attempt, local_only)
+                await self._append(ctx, EventType.REQUEST_STARTED, {})
+            except BaseException:  # (cancelled or discarded: the worker never saw it)
+                worker.work.pop(work.work_id, None)
+                work.inbox.close()
+                self._wake(key)
+                raise
+            ctx.rerun()
+            queued = False
             try:
                 message = Work(
                     work_id=work.work_id,
@@ -443,13 +473,41 @@ class RemoteSkills:
             finally:
                 self._release(work)
 
+    async def _count_attempt(
+        self, ctx: Context, key: str, attempt: int, claimed: bool, *, add: int = 1
+    ) -> int:
+        """This attempt's number. Work claimed from a skill's queue (it moved between
+        processes) counts in the backbone, so a lost worker on any of them counts toward
+        ``WORKER_LOST``; work that never moved counts here (no round trip)."""
+        if not claimed:
+            return attempt + add
+        ttl = self._timeout_of(key) * self._max_attempts + DECLARATION_TTL
+        counted = await self._backbone.count_remote_attempt(ctx.task_id, ctx.index, ttl, add)
+        return counted if counted is not None else attempt + add
+
+    async def _check_deadline(self, ctx: Context, key: str) -> None:
+        """The sub-request starts on a worker now: its no_worker deadline no longer applies,
+        unless it has passed (then it fails with TIMEOUT as it would have where it queued)."""
+        deadline = await self._backbone.take_remote_deadline(ctx.task_id, ctx.index)
+        if deadline is not None and deadline <= time.time():
+            raise SkillError(self._no_worker_message(key), code=ErrorCode.TIMEOUT)
+
+    def _no_worker_message(self, key: str) -> str:
+        return f"{key} did not finish within {self._limit_of(key):g} s (no worker)"
+
+    def _limit_of(self, key: str) -> float:
+        return self._timeouts.get(key.replace("/", ".")) or self._timeout_of(key)
+
     async def _hand_off(self, key: str, value: Any, ctx: Context) -> None:
         """Queue the sub-request for whichever process has a free worker for it; raises
         ``HandedOff``. Served nowhere, it shows ``no_worker`` and fails at its timeout."""
         if not await self._backbone.served_anywhere(key):
             await self._append(ctx, EventType.REQUEST_QUEUED, {"reason": "no_worker"})
-            limit = self._timeouts.get(key.replace("/", ".")) or self._timeout_of(key)
-            self._fail_if_queued_after(limit, ctx.task_id, ctx.index, key)
+            limit = self._limit_of(key)
+            # The deadline is kept in the backbone too: should this process die, another
+            # enforces it (``_sweep``); whichever takes it first fails the request.
+            await self._backbone.set_remote_deadline(ctx.task_id, ctx.index, time.time() + limit)
+            self._fail_if_queued_after(limit, ctx.task_id, ctx.index)
         else:
             await ctx.flush()
         item = WorkItem(ctx.task_id, ctx.app, ctx.skill, ctx.principal, [ctx.index], [value])
@@ -461,26 +519,33 @@ class RemoteSkills:
         declared = cached[0].timeout if cached is not None else None
         return declared or self._default_timeout
 
-    def _fail_if_queued_after(self, seconds: float, task_id: str, index: int, key: str) -> None:
+    def _fail_if_queued_after(self, seconds: float, task_id: str, index: int) -> None:
         loop = asyncio.get_running_loop()
 
         def fire() -> None:
             self._timers.discard(timer)
             if self._stopped:
                 return
-            job = asyncio.ensure_future(self._fail_if_queued(task_id, index, key, seconds))
+            job = asyncio.ensure_future(self._fail_at_deadline(task_id, index))
             self._background.add(job)
             job.add_done_callback(self._background.discard)
 
         timer = loop.call_later(seconds, fire)
         self._timers.add(timer)
 
-    async def _fail_if_queued(self, task_id: str, index: int, key: str, seconds: float) -> None:
+    async def _fail_at_deadline(self, task_id: str, index: int) -> None:
+        with contextlib.suppress(SkillwireError):
+            if await self._backbone.take_remote_deadline(task_id, index) is None:
+                return  # started meanwhile, or another process enforced it
+            await self._fail_if_queued(task_id, index)
+
+    async def _fail_if_queued(self, task_id: str, index: int) -> None:
         with contextlib.suppress(SkillwireError):
             stored = await self._backbone.get_task(task_id)
             if stored is None or stored.task.requests[index].status != RequestStatus.QUEUED:
                 return
-            message = f"{key} did not finish within {seconds:g} s (no worker)"
+            task = stored.task
+            message = self._no_worker_message(f"{task.app}/{task.skill}")
             error = {"error": {"code": ErrorCode.TIMEOUT, "message": message, "details": {}}}
             await self._backbone.append(task_id, EventType.REQUEST_FAILED, index, error)
 

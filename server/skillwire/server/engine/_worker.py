@@ -376,7 +376,9 @@ class WorkerPool:
             return
         if not await self._provider_slot(spec, task_id, index):
             return
-        if not await append(task_id, EventType.REQUEST_STARTED, index, {}):
+        if not spec.starts_itself and not await append(
+            task_id, EventType.REQUEST_STARTED, index, {}
+        ):
             return
         ctx = Context(self._backbone, task_id, index, app, skill, owner, calls=self.calls)
         ending: tuple[EventType, dict[str, Any]] = (EventType.REQUEST_COMPLETED, {})

@@ -16,6 +16,7 @@ __all__ = [
     "DELIVERY_PREFIX",
     "INDEXES",
     "INDEX_SWEEP",
+    "REMOTE_DEADLINES",
     "REMOTE_WORKERS",
     "SECRET",
     "SESSIONS",
@@ -36,6 +37,7 @@ __all__ = [
     "owner_sessions",
     "owner_tasks",
     "rate_window",
+    "remote_attempts",
     "remote_serving",
     "remote_work",
     "remote_worker",
@@ -54,6 +56,8 @@ CONTROL = "sw:control"
 DECLARATIONS = "sw:remote:skills"
 # sorted set: the ids of connected remote workers, scored by when their record lapses (ms).
 REMOTE_WORKERS = "sw:remote:workers"
+# sorted set: "task_id:index" of sub-requests queued with no worker, scored by their deadline (ms).
+REMOTE_DEADLINES = "sw:remote:deadlines"
 # stream of work items (one entry a chain of sub-requests), read by the consumer group below.
 WORK = "sw:work"
 WORK_GROUP = "workers"
@@ -178,6 +182,11 @@ def remote_serving(key: str) -> str:
     """Sorted set: the processes with a worker for remote skill ``key``, scored by when that
     lapses (ms); each renews its entry while it serves."""
     return f"sw:remote:serving:{key}"
+
+
+def remote_attempts(task_id: str, index: int) -> str:
+    """Integer: how many times a sub-request of a remote skill went to a worker, any process."""
+    return f"sw:remote:attempts:{task_id}:{index}"
 
 
 def remote_worker(worker_id: str) -> str:

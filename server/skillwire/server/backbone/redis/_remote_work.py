@@ -7,6 +7,10 @@ blocking XREADGROUP (one reader per process, not per worker), and reads at once,
 blocking, when a slot frees. A claim is leased like the shared work queue's: a process that
 dies leaves its entries pending, and another process serving the skill takes them over once
 the lease lapsed (XAUTOCLAIM).
+
+Attempts at a sub-request are counted here, so ``WORKER_LOST`` comes after as many lost
+workers whichever processes they were on; and a sub-request queued with no worker anywhere has
+its deadline here, for any process to enforce should the one that queued it die.
 """
 
 from __future__ import annotations
@@ -109,6 +113,8 @@ class RemoteWork:
         pipe = self._client.pipeline(transaction=True)
         pipe.xack(keys.remote_work(claim.queue), keys.WORK_GROUP, claim.token)
         pipe.xdel(keys.remote_work(claim.queue), claim.token)
+        item = claim.item  # done: its attempts no longer count
+        pipe.delete(*(keys.remote_attempts(item.task_id, index) for index in item.indices))
         await pipe.execute()
 
     async def requeue(self, claim: Claim) -> None:
@@ -133,6 +139,41 @@ class RemoteWork:
     async def served_anywhere(self, key: str) -> bool:
         now = int(time.time() * 1000)
         return bool(await self._client.zcount(keys.remote_serving(key), now, "+inf"))
+
+    async def count_attempt(self, task_id: str, index: int, ttl: float, attempts: int) -> int:
+        key = keys.remote_attempts(task_id, index)
+        pipe = self._client.pipeline(transaction=True)
+        pipe.incrby(key, attempts)
+        pipe.pexpire(key, int(ttl * 1000))
+        count, _ = await pipe.execute()
+        return int(count)
+
+    async def set_deadline(self, task_id: str, index: int, at: float) -> None:
+        await self._client.zadd(keys.REMOTE_DEADLINES, {f"{task_id}:{index}": int(at * 1000)})
+
+    async def take_deadline(self, task_id: str, index: int) -> float | None:
+        member = f"{task_id}:{index}"
+        pipe = self._client.pipeline(transaction=True)
+        pipe.zscore(keys.REMOTE_DEADLINES, member)
+        pipe.zrem(keys.REMOTE_DEADLINES, member)
+        score, removed = await pipe.execute()
+        return score / 1000 if removed and score is not None else None
+
+    async def take_due_deadlines(self, now: float) -> list[tuple[str, int]]:
+        due = await self._client.zrangebyscore(
+            keys.REMOTE_DEADLINES, "-inf", int(now * 1000), start=0, num=100
+        )
+        if not due:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for member in due:
+            pipe.zrem(keys.REMOTE_DEADLINES, member)
+        taken: list[tuple[str, int]] = []
+        for member, removed in zip(due, await pipe.execute(), strict=True):
+            if removed:  # another process did not take it first
+                task_id, index = member.decode().rsplit(":", 1)
+                taken.append((task_id, int(index)))
+        return taken
 
     async def put_worker(self, info: WorkerInfo, ttl: float) -> None:
         ms = int(ttl * 1000)
