@@ -230,7 +230,11 @@ def append(
         # The task's own copy: a delta grows it in place, never the event's data.
         request.output.append(dict(data) if type(data) is dict else data)
         if bounds is not None:
-            bounds.added(task, index, len(encode(data)))
+            encoded = encode(data)
+            bounds.added(task, index, len(encoded))
+            # The event carries the output's JSON as encoded for the bounds: the event's
+            # encoding splices it in, so the output is encoded once per event, not twice.
+            data = msgspec.Raw(encoded)
     elif delta is not None:
         _apply_delta(task, index, *delta, bounds)
     elif type_ is EventType.REQUEST_COMPLETED:
