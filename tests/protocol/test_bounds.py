@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from skillwire.protocol import (
     EventType,
     OutputBounds,
@@ -113,3 +115,16 @@ def test_terminal_event_and_view_stay_bounded_after_100000_outputs() -> None:
     assert final.requests[0].outputs_dropped == 99_000
     assert final.requests[0].output[0] == {"type": "tick", "i": 99_000}
     assert len(final.previews) == 1_000
+
+
+def test_a_bounded_output_event_encodes_as_its_plain_twin() -> None:
+    """An output event whose data was encoded once for the bounds encodes byte for byte as the
+    same event with the output as plain data (separators escaped, non-ASCII kept)."""
+    bounds = OutputBounds()
+    task = started(1, bounds)
+    output = {"text": "a\u2028b é", "n": 1.5, "list": [1, None]}
+    (event,) = lifecycle.append(task, R.REQUEST_OUTPUT, 0, output, "T", bounds)
+    plain = msgspec.structs.replace(event, data=output)
+    assert encode(event) == encode(plain)
+    assert msgspec.json.decode(encode(event))["data"] == output
+    assert task.requests[0].output == [output]

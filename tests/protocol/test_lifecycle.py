@@ -670,3 +670,24 @@ def test_a_view_taken_between_deltas_keeps_its_text() -> None:
         views.append(lifecycle.task_view(run.task))
     assert [v.requests[0].output[0]["text"] for v in views] == ["a", "ab", "abc"]
     assert [v.previews[0]["text"] for v in views] == ["a", "ab", "abc"]
+
+
+def test_an_output_follows_the_rules_in_every_state() -> None:
+    """request.output: one event on a running request (seq and task updated), nothing on a
+    finished request or task, IllegalTransition on a queued request or a bad index."""
+    task, _ = lifecycle.new_task(TASK_ID, "demo", "echo", 2, {}, "T0")
+    with pytest.raises(IllegalTransition):
+        lifecycle.append(task, R.REQUEST_OUTPUT, 0, {"a": 1}, "T1")
+    lifecycle.append(task, R.REQUEST_STARTED, 0, {}, "T1")
+    (event,) = lifecycle.append(task, R.REQUEST_OUTPUT, 0, {"a": 1}, "T2", OutputBounds())
+    assert (event.seq, event.type, event.index, event.time) == (4, R.REQUEST_OUTPUT, 0, "T2")
+    assert (task.last_seq, task.updated_at, task.requests[0].output) == (4, "T2", [{"a": 1}])
+    with pytest.raises(IllegalTransition):
+        lifecycle.append(task, R.REQUEST_OUTPUT, 1, {"a": 1}, "T3")  # still queued
+    with pytest.raises(IllegalTransition):
+        lifecycle.append(task, R.REQUEST_OUTPUT, 2, {"a": 1}, "T3")
+    lifecycle.append(task, R.REQUEST_COMPLETED, 0, {}, "T3")
+    assert lifecycle.append(task, R.REQUEST_OUTPUT, 0, {"a": 2}, "T4") == []
+    lifecycle.cancel(task, "T5")
+    assert lifecycle.append(task, R.REQUEST_OUTPUT, 1, {"a": 2}, "T6") == []
+    assert task.requests[0].output == [{"a": 1}]

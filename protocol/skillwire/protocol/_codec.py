@@ -44,6 +44,10 @@ _RAW_SEPARATORS = (
 def encode(obj: Any) -> bytes:
     """JSON bytes of any wire object or builtin (Unicode line separators escaped)."""
     data = _encoder.encode(obj)
+    # ASCII JSON (most of it) holds no separator: one C pass instead of two substring scans,
+    # which cost four times the encoding itself on a small event.
+    if data.isascii():
+        return data
     if b"\xc2\x85" in data or b"\xe2\x80" in data:
         for raw, escaped in _RAW_SEPARATORS:
             data = data.replace(raw, escaped)

@@ -254,20 +254,26 @@ class MemoryBackbone(Backbone):
         return event.data  # type: ignore[no-any-return]
 
     def _publish(self, record: _Record, events: list[Event]) -> list[EncodedEvent]:
-        encoded = [EncodedEvent.of(e) for e in events]
-        for event in encoded:
-            record.log.append(_lean(event))
+        encoded: list[EncodedEvent] = []
+        log = record.log
+        for plain in events:
+            event = EncodedEvent.of(plain)
+            encoded.append(event)
+            log.append(_lean(event))
             record.log_bytes += len(event.json)
-        self._trim(record)
-        for plain, appended in zip(events, encoded, strict=True):
-            if appended.terminal:
+            if event.terminal:
                 self._create_deliveries(record, plain)
+        self._trim(record)
         if record.task.session_id is not None:
             # The session's log in the same step, before any listener hears of either.
             self._sessions.task_events(record.task.session_id, encoded, time.time())
+        listeners = record.listeners
         for event in encoded:
-            for listener in list(record.listeners):
-                listener(event)
+            if len(listeners) == 1:
+                listeners[0](event)  # a lone follower: no copy of the list
+            else:
+                for listener in list(listeners):  # a listener may leave while called
+                    listener(event)
         return encoded
 
     def _trim(self, record: _Record) -> None:

@@ -2,13 +2,13 @@
 
 The op rules are the sans-I/O session's (``_ws_session.py``); this pump moves frames between
 it and Starlette's WebSocket and carries out its actions against the runtime. A connection
-reads ops in the task the server gave it; each followed task has a subscription task, and a
-writer task exists only while there is something to send: everything queued goes out as one
-frame of newline-separated messages. Heartbeats come from the runtime's one timer for all
-connections, so an idle connection holds no timer (bench scenario C: memory per idle
-WebSocket). An op error never closes the connection; only failed authentication (4401), a
-frame over the limit (1009), a client too slow to keep up (1013) and a server shutdown
-(1012) do.
+reads ops in the task the server gave it; each followed task has a subscription task. What is
+queued in one turn of the loop goes out at its end as one frame of newline-separated messages,
+from a callback; a writer task exists only while a send waits for the transport. Heartbeats
+come from the runtime's one timer for all connections, so an idle connection holds no timer
+(bench scenario C: memory per idle WebSocket). An op error never closes the connection; only
+failed authentication (4401), a frame over the limit (1009), a client too slow to keep up
+(1013) and a server shutdown (1012) do.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Generator
 from typing import Any
 
 from starlette.requests import HTTPConnection
@@ -75,6 +75,38 @@ WRITER_GRACE = 5.0  # seconds a closing connection's writer may take to send wha
 
 def _ws_text(event: EncodedEvent) -> str:
     return event.ws_text
+
+
+def _frame_of(items: list[str]) -> str:
+    """One text frame for a batch: its messages, newline-separated."""
+    return items[0] if len(items) == 1 else "\n".join(items)
+
+
+class _Started:
+    """Awaits the rest of a coroutine that was started outside any task and is suspended on
+    ``waiting`` (what it yielded to the event loop): the writer task takes over a send that
+    ``_flush`` began and that had to wait for the transport."""
+
+    __slots__ = ("coroutine", "waiting")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, None], waiting: Any) -> None:
+        self.coroutine, self.waiting = coroutine, waiting
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coroutine, waiting = self.coroutine, self.waiting
+        while True:
+            try:
+                resumed = yield waiting
+            except BaseException as exc:  # cancellation included: the send gets it
+                try:
+                    waiting = coroutine.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    waiting = coroutine.send(resumed)
+                except StopIteration:
+                    return
 
 
 def _ws_ended(task_id: str, last_seq: int) -> str:
@@ -135,7 +167,8 @@ class WebSocketPump(WebSocketSession):
         self.close_reason = ""
         self.last_sent = time.monotonic()
         self._interval = runtime.config.heartbeat_interval
-        self._writer: asyncio.Task[None] | None = None
+        # A Handle while a flush is due at the end of this loop turn, a Task while a send waits.
+        self._writer: asyncio.Handle | asyncio.Task[None] | None = None
         self._ended = False
         self._ending_cancel = False  # end() cancelled the connection's task to stop its reader
         self._task: asyncio.Task[Any] | None = None
@@ -174,27 +207,59 @@ class WebSocketPump(WebSocketSession):
         self.end(close.code, close.reason)
 
     def _start_writer(self) -> None:
+        # A lone event costs no task: a callback at the end of this turn of the loop sends
+        # what was queued in it (one frame for all), and a writer task exists only while a
+        # send waits for the transport.
         if self._writer is None and not self._ended:
-            self._writer = asyncio.create_task(self._write())
+            self._writer = asyncio.get_running_loop().call_soon(self._flush)
 
-    async def _write(self) -> None:
-        """Send what is queued, one frame per batch, until nothing is left; then end."""
+    def _flush(self) -> None:
+        """Send what is queued, one frame per batch, without a task while sends complete at
+        once; a send that has to wait goes on in a writer task (``_write``)."""
+        self._writer = None
+        while items := self.outbox.take_nowait():
+            send = self.ws.send_text(_frame_of(items))
+            try:
+                waiting = send.send(None)
+            except StopIteration:
+                self._sent(items)
+                continue
+            except BaseException as exc:
+                self._send_failed(exc)
+                return
+            self._writer = asyncio.create_task(self._write(_Started(send, waiting), items))
+            return
+
+    async def _write(self, started: _Started | None = None, items: list[str] | None = None) -> None:
+        """Finish a send that had to wait (``started``, with the ``items`` it sends), then send
+        what is queued until nothing is left."""
         try:
+            if started is not None and items is not None:
+                await started
+                self._sent(items)
             while items := self.outbox.take_nowait():
-                frame = items[0] if len(items) == 1 else "\n".join(items)
-                await self.ws.send_text(frame)
-                self.last_sent = time.monotonic()
-                # The metric counts events and replies. A heartbeat is only ever queued into
-                # an empty outbox, so it can only open a batch.
-                beat = items[0].startswith(_HEARTBEAT_PREFIX)
-                self._delivered.add(len(items) - beat)
-        except WebSocketDisconnect:
-            self.end(-1)
+                await self.ws.send_text(_frame_of(items))
+                self._sent(items)
         except Exception as exc:
-            log.error("websocket send failed", exc_info=exc)
-            self.end(CloseCode.TRY_AGAIN_LATER, "internal error")
+            self._send_failed(exc)
         finally:
             self._writer = None
+
+    def _sent(self, items: list[str]) -> None:
+        self.last_sent = time.monotonic()
+        # The metric counts events and replies. A heartbeat is only ever queued into an empty
+        # outbox, so it can only open a batch.
+        beat = items[0].startswith(_HEARTBEAT_PREFIX)
+        self._delivered.add(len(items) - beat)
+
+    def _send_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, WebSocketDisconnect):
+            self.end(-1)
+        elif isinstance(exc, Exception):
+            log.error("websocket send failed", exc_info=exc)
+            self.end(CloseCode.TRY_AGAIN_LATER, "internal error")
+        else:
+            raise exc
 
     # -- receiving -----------------------------------------------------------------------
     async def reader(self) -> None:
@@ -405,6 +470,11 @@ class WebSocketPump(WebSocketSession):
         """Let a send in progress end (the close frame must not cut a frame in two), and what
         is still queued go out, for a while; nothing new is queued once the readers stopped."""
         writer = self._writer
+        if isinstance(writer, asyncio.Handle):
+            writer.cancel()  # the flush was due: what is queued goes out in a writer task
+            self._writer = writer = None
+            if self.close_code != -1 and len(self.outbox):
+                writer = self._writer = asyncio.create_task(self._write())
         if writer is None:
             return
         if self.close_code != -1:
