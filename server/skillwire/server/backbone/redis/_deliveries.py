@@ -5,7 +5,7 @@ Creation happens inside the APPEND and CANCEL scripts, atomically with the termi
 two processes never claim the same attempt; a claim whose lease lapses is claimed again as the
 next attempt, and only the claim holding the current attempt may record its outcome.
 
-Raw Redis errors leave this module; ``RedisBackbone`` translates them (``_translated``).
+Raw Redis errors leave this module; ``RedisBackbone`` translates them (``_errors.translated``).
 """
 
 from __future__ import annotations

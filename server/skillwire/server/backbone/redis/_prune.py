@@ -6,7 +6,7 @@ they are counted, so that a list's total is exact, and every task index is swept
 so that one nobody lists does not keep its expired ids forever. Only an id created before the
 retention window may have expired, so only those are checked.
 
-Raw Redis errors leave this module; ``RedisBackbone`` translates them (``_translated``).
+Raw Redis errors leave this module; ``RedisBackbone`` translates them (``_errors.translated``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A session's hash, log (a Stream capped like a task's) and live channel share its hash tag;
 its tasks' APPEND and CANCEL scripts write its log in the same script as their own
 (``_session_lua.SESSION_PART``), so both logs change in one atomic step. Redis errors are
-translated by the backbone that calls these (``_backbone._translated``).
+translated by the backbone that calls these (``_errors.translated``).
 """
 
 from __future__ import annotations

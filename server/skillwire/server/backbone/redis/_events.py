@@ -1,0 +1,159 @@
+"""Task logs on Redis: appending events (and cancelling, which appends the last one), each
+one Lua script, and reading them back. The webhook deliveries of a terminal event are created
+in the same script (``_deliveries.creation_keys``/``creation_args``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from skillwire.protocol import (
+    SESSION_ID_PREFIX,
+    Conflict,
+    EncodedEvent,
+    EventType,
+    NotFound,
+    Task,
+    decode_event,
+    format_time,
+    lifecycle,
+    validate,
+)
+
+from .._base import LogSlice
+from . import _keys as keys
+from . import _scripts as scripts
+from ._batching import CommandBatcher
+from ._deliveries import creation_args, creation_keys
+from ._errors import translated
+from ._outputs import group_args
+from ._sessions import RedisSessions
+
+__all__ = ["RedisEvents"]
+
+
+class RedisEvents:
+    """Each task's log: APPEND and CANCEL scripts, reads, and its newest event."""
+
+    def __init__(
+        self,
+        client: Any,
+        batcher: CommandBatcher,
+        sessions: RedisSessions,
+        *,
+        max_events: int,
+        max_outputs: int,
+        max_output_bytes: int,
+        retention: int,
+        webhook_urls: Callable[[], Sequence[str]],
+        wake_dispatchers: Callable[[], None],
+    ) -> None:
+        self._client = client
+        self._batcher = batcher
+        self._sessions = sessions
+        self._max_events = max_events
+        self._max_outputs = max_outputs
+        self._max_output_bytes = max_output_bytes
+        self._retention = retention
+        self._webhook_urls = webhook_urls
+        self._wake_dispatchers = wake_dispatchers
+
+    async def append_batch(
+        self, task_id: str, index: int, entries: list[tuple[EventType, Any]]
+    ) -> tuple[int, list[EncodedEvent]]:
+        groups: list[Any] = []
+        for type_, data in entries:
+            groups += (type_.value, index, *group_args(type_, data))
+        now = time.time()
+        async with translated():
+            flat = await self._batcher.script(
+                scripts.APPEND,
+                [keys.task(task_id), keys.events(task_id), keys.live(task_id), *creation_keys()],
+                [
+                    task_id,
+                    keys.output_prefix(task_id),
+                    format_time(now),
+                    self._max_events,
+                    self._retention,
+                    self._retention,
+                    len(entries),
+                    self._max_outputs,
+                    self._max_output_bytes,
+                    *groups,
+                    *creation_args(task_id, now, self._webhook_urls()),
+                ],
+            )
+        events = _events(flat[1:])
+        if events and events[-1].terminal:
+            self._wake_dispatchers()
+        return int(flat[0]), events
+
+    async def cancel(self, task_id: str) -> Task:
+        now = time.time()
+        async with translated():
+            result = await self._batcher.script(
+                scripts.CANCEL,
+                [
+                    keys.task(task_id),
+                    keys.events(task_id),
+                    keys.live(task_id),
+                    keys.CONTROL,
+                    *creation_keys(),
+                ],
+                [
+                    task_id,
+                    keys.output_prefix(task_id),
+                    format_time(now),
+                    self._max_events,
+                    self._retention,
+                    *creation_args(task_id, now, self._webhook_urls()),
+                ],
+            )
+        outcome = result[0]
+        if outcome == b"missing":
+            raise NotFound(f"task {task_id} not found")
+        if outcome == b"conflict":
+            status = result[1].decode()
+            raise Conflict(f"task {task_id} is already {status}", details={"status": status})
+        self._wake_dispatchers()
+        return validate(decode_event(result[3]).data, Task)
+
+    async def read_events(self, task_id: str, after: int, limit: int) -> LogSlice | None:
+        async with translated():
+            found = await self._batcher.script(
+                scripts.READ,
+                [keys.task(task_id), keys.events(task_id)],
+                [after, limit],
+                repeatable=True,
+            )
+        if found is None:
+            return None
+        status, last_seq, first_seq, entries = found
+        return LogSlice(
+            events=[_entry(entry_id, fields) for entry_id, fields in entries],
+            first_seq=int(first_seq),
+            last_seq=int(last_seq),
+            finished=status.decode() in lifecycle.TERMINAL_TASK_STATUSES,
+        )
+
+    async def newest(self, task_id: str) -> EncodedEvent | None:
+        if task_id.startswith(SESSION_ID_PREFIX):  # the fan-out follows sessions too
+            return await self._sessions.newest(task_id)
+        entries = await self._client.xrevrange(keys.events(task_id), count=1)
+        return _entry(*entries[0]) if entries else None
+
+
+def _events(flat: list[Any]) -> list[EncodedEvent]:
+    """Events as a script returns them: seq, type, JSON, seq, type, JSON, ..."""
+    out = []
+    for i in range(0, len(flat), 3):
+        out.append(EncodedEvent(int(flat[i]), flat[i + 1].decode(), flat[i + 2]))
+    return out
+
+
+def _entry(entry_id: bytes, fields: dict[bytes, bytes] | list[bytes]) -> EncodedEvent:
+    if isinstance(fields, list):  # as a Lua script returns it: [name, value, ...]
+        fields = dict(zip(fields[::2], fields[1::2], strict=True))
+    return EncodedEvent(int(entry_id.split(b"-", 1)[0]), fields[b"t"].decode(), fields[b"e"])
