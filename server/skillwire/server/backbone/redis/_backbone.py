@@ -354,19 +354,19 @@ class RedisBackbone(Backbone):
     async def count_remote_attempt(
         self, task_id: str, index: int, ttl: float, attempts: int = 1
     ) -> int | None:
-        async with _translated():
+        async with translated():
             return await self._remote.count_attempt(task_id, index, ttl, attempts)
 
     async def set_remote_deadline(self, task_id: str, index: int, at: float) -> None:
-        async with _translated():
+        async with translated():
             await self._remote.set_deadline(task_id, index, at)
 
     async def take_remote_deadline(self, task_id: str, index: int) -> float | None:
-        async with _translated():
+        async with translated():
             return await self._remote.take_deadline(task_id, index)
 
     async def take_due_remote_deadlines(self, now: float) -> list[tuple[str, int]]:
-        async with _translated():
+        async with translated():
             return await self._remote.take_due_deadlines(now)
 
     async def put_worker(self, info: WorkerInfo, ttl: float) -> None:
