@@ -10,16 +10,18 @@ error becomes an ``UpstreamFailure``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import time
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any
 
 import httpx
 import msgspec
-from httpx_sse import EventSource, SSEError
 
 from .._config import UpstreamConfig
+from ._sse import SseDataSplitter
 
 __all__ = [
     "Chunk",
@@ -193,10 +195,43 @@ class Upstream:
             raise UpstreamFailure("GET /models answered no model list", 200) from exc
 
     async def stream_chat(self, body: dict[str, Any]) -> AsyncGenerator[Chunk, None]:
-        """POST ``/chat/completions`` with ``stream: true``; yield each chunk until ``[DONE]``.
+        """POST ``/chat/completions`` with ``stream: true``; yield each chunk until ``[DONE]``."""
+        async with aclosing(self.stream_batches(body)) as batches:
+            async for batch in batches:
+                for chunk in batch:
+                    yield chunk
 
-        Leaving the iteration early (a cancel) closes the response, and with it the connection.
+    async def stream_batches(self, body: dict[str, Any]) -> AsyncGenerator[list[Chunk], None]:
+        """The chunks of ``stream_chat``, each time as many as have arrived (at least one).
+
+        A reader task reads the response and decodes its chunks as they arrive; each step of
+        the caller takes all it has not taken yet, so when the caller falls behind (a busy
+        gateway) it handles a run of chunks at once, and when it keeps up, each chunk at once:
+        nothing waits for more. Leaving early (a cancel) stops the reader and closes the
+        response, and with it the connection. A failure comes after the chunks before it.
         """
+        feed = _Feed()
+        reader = asyncio.create_task(self._read(body, feed))
+        try:
+            while True:
+                if not feed.chunks and not feed.finished:
+                    feed.ready.clear()
+                    await feed.ready.wait()
+                if feed.chunks:
+                    batch, feed.chunks = feed.chunks, []
+                    yield batch
+                elif feed.finished:
+                    if feed.failure is not None:
+                        raise feed.failure
+                    return
+        finally:
+            if not reader.done():
+                reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    async def _read(self, body: dict[str, Any], feed: _Feed) -> None:
+        """The reader task of ``stream_batches``: the response's chunks into ``feed``."""
         began = False  # the upstream answered 200: a failure from now on is a broken stream
         try:
             async with self.client().stream(
@@ -210,26 +245,54 @@ class Upstream:
                         retry_after(response.headers),
                     )
                 began = True
+                kind = response.headers.get("content-type", "")
+                if "text/event-stream" not in kind:
+                    raise UpstreamFailure(f"not an event stream: the content type is {kind!r}", 200)
+                splitter = SseDataSplitter()
+                chunks = feed.chunks
                 done = False
-                async for sse in EventSource(response).aiter_sse():
-                    if done or not sse.data:
+                async for piece in response.aiter_bytes():
+                    if done:
                         continue  # read to the end of the body: the connection stays reusable
-                    if sse.data == "[DONE]":
-                        done = True
-                        continue
-                    try:
-                        chunk = _chunk.decode(sse.data)
-                    except msgspec.DecodeError as exc:
-                        raise UpstreamFailure(f"an unreadable chunk: {exc}", 200) from exc
-                    if chunk.error is not None:
-                        raise UpstreamFailure(_stream_error(chunk.error), 200)
-                    yield chunk
+                    for data in splitter.feed(piece):
+                        if done or not data:
+                            continue
+                        if data == b"[DONE]":
+                            done = True
+                            continue
+                        try:
+                            chunk = _chunk.decode(data)
+                        except msgspec.DecodeError as exc:
+                            raise UpstreamFailure(f"an unreadable chunk: {exc}", 200) from exc
+                        if chunk.error is not None:
+                            raise UpstreamFailure(_stream_error(chunk.error), 200)
+                        if feed.chunks is not chunks:  # the consumer took the last ones
+                            chunks = feed.chunks
+                        chunks.append(chunk)
+                        feed.ready.set()
                 if not done:
                     raise UpstreamFailure("the stream ended before [DONE]", 200)
         except httpx.HTTPError as exc:
-            raise UpstreamFailure(_describe(exc), 200 if began else None) from exc
-        except SSEError as exc:
-            raise UpstreamFailure(f"not an event stream: {exc}", 200) from exc
+            feed.failure = UpstreamFailure(_describe(exc), 200 if began else None)
+        except UpstreamFailure as exc:
+            feed.failure = exc
+        except Exception as exc:  # a bug: the caller raises it rather than end quietly
+            feed.failure = exc
+        finally:
+            feed.finished = True
+            feed.ready.set()
+
+
+class _Feed:
+    """What the reader task of ``stream_batches`` has read and its caller not taken yet."""
+
+    __slots__ = ("chunks", "failure", "finished", "ready")
+
+    def __init__(self) -> None:
+        self.chunks: list[Chunk] = []
+        self.failure: Exception | None = None
+        self.finished = False
+        self.ready = asyncio.Event()
 
 
 async def _read_bounded(response: httpx.Response) -> bytes:
