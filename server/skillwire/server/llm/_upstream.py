@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 RETRYABLE = frozenset({429, 503})
+POOL_SIZE = 32  # connections per httpx pool (see Upstream)
 MAX_ERROR_BODY = 64 * 1024
 
 
@@ -140,7 +141,13 @@ def error_message(body: bytes, status: int) -> str:
 
 
 class Upstream:
-    """One configured upstream. Its HTTP client is made on first use in each event loop."""
+    """One configured upstream. Its HTTP clients are made when needed in each event loop.
+
+    Its connections are split over pools of at most ``POOL_SIZE`` (one ``httpx.AsyncClient``
+    each): httpcore's pool looks at every one of its connections each time a request starts or
+    ends, so one pool of hundreds of streams costs more CPU per request than the streams cost.
+    A request goes to the first pool with room, so a lone client keeps reusing one connection.
+    """
 
     def __init__(self, name: str, config: UpstreamConfig, api_key: str | None) -> None:
         self.name = name
@@ -149,34 +156,43 @@ class Upstream:
         self._headers = {"Accept": "text/event-stream"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
-        self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+        self._pools: dict[asyncio.AbstractEventLoop, list[_Pool]] = {}
 
     @property
     def wildcard(self) -> bool:
         return "*" in self.config.models
 
     def client(self) -> httpx.AsyncClient:
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            timeout = httpx.Timeout(self.config.timeout, connect=self.config.connect_timeout)
-            limits = httpx.Limits(
-                max_connections=self.config.max_connections,
-                max_keepalive_connections=self.config.max_connections,
-                keepalive_expiry=60.0,
-            )
-            client = httpx.AsyncClient(
-                timeout=timeout, limits=limits, headers=self._headers, trust_env=False
-            )
-            self._clients[loop] = client
-        return client
+        """This loop's first client (the one a request uses when the upstream is not busy)."""
+        return self._pool().client
+
+    def _pool(self) -> _Pool:
+        """The first pool with room (made when all before it are full), else the least busy."""
+        pools = self._pools.setdefault(asyncio.get_running_loop(), [])
+        for pool in pools:
+            if pool.active < pool.size:
+                return pool
+        made = len(pools) * POOL_SIZE
+        if made < self.config.max_connections:
+            pool = self._new_pool(min(POOL_SIZE, self.config.max_connections - made))
+            pools.append(pool)
+            return pool
+        return min(pools, key=lambda p: p.active - p.size)  # all full: httpx queues the request
+
+    def _new_pool(self, size: int) -> _Pool:
+        timeout = httpx.Timeout(self.config.timeout, connect=self.config.connect_timeout)
+        limits = httpx.Limits(
+            max_connections=size, max_keepalive_connections=size, keepalive_expiry=60.0
+        )
+        client = httpx.AsyncClient(
+            timeout=timeout, limits=limits, headers=self._headers, trust_env=False
+        )
+        return _Pool(client, size)
 
     async def aclose(self) -> None:
-        """Close this loop's client (others belong to loops that are gone or closing)."""
-        loop = asyncio.get_running_loop()
-        client = self._clients.pop(loop, None)
-        if client is not None:
-            await client.aclose()
+        """Close this loop's clients (others belong to loops that are gone or closing)."""
+        for pool in self._pools.pop(asyncio.get_running_loop(), []):
+            await pool.client.aclose()
 
     async def list_models(self) -> list[str]:
         """The ids the upstream's ``GET /models`` lists."""
@@ -233,8 +249,10 @@ class Upstream:
     async def _read(self, body: dict[str, Any], feed: _Feed) -> None:
         """The reader task of ``stream_batches``: the response's chunks into ``feed``."""
         began = False  # the upstream answered 200: a failure from now on is a broken stream
+        pool = self._pool()
+        pool.active += 1
         try:
-            async with self.client().stream(
+            async with pool.client.stream(
                 "POST", f"{self.base_url}/chat/completions", json=body
             ) as response:
                 if response.status_code != 200:
@@ -279,8 +297,20 @@ class Upstream:
         except Exception as exc:  # a bug: the caller raises it rather than end quietly
             feed.failure = exc
         finally:
+            pool.active -= 1
             feed.finished = True
             feed.ready.set()
+
+
+class _Pool:
+    """One httpx client of an upstream, its connection limit and the requests it carries."""
+
+    __slots__ = ("active", "client", "size")
+
+    def __init__(self, client: httpx.AsyncClient, size: int) -> None:
+        self.client = client
+        self.size = size
+        self.active = 0
 
 
 class _Feed:
