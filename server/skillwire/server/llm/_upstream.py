@@ -22,6 +22,7 @@ import msgspec
 
 from .._config import UpstreamConfig
 from ._sse import SseDataSplitter
+from ._transport import AsyncioTransport
 
 __all__ = [
     "Chunk",
@@ -184,8 +185,14 @@ class Upstream:
         limits = httpx.Limits(
             max_connections=size, max_keepalive_connections=size, keepalive_expiry=60.0
         )
+        # Plain TCP on asyncio's own streams (_transport.py); TLS stays httpx's.
+        transport = AsyncioTransport(limits) if self.base_url.startswith("http://") else None
         client = httpx.AsyncClient(
-            timeout=timeout, limits=limits, headers=self._headers, trust_env=False
+            timeout=timeout,
+            limits=limits,
+            headers=self._headers,
+            trust_env=False,
+            transport=transport,
         )
         return _Pool(client, size)
 
