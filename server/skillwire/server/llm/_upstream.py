@@ -1,10 +1,10 @@
 """One OpenAI-compatible upstream: a pooled, kept-alive HTTP client and its Chat Completions stream.
 
-httpx with httpx-sse rather than the ``openai`` SDK: the SDK builds a pydantic object per chunk
-and retries on its own, where the bridge needs each chunk's few fields at the least CPU per token
-(msgspec decodes them straight into Structs), the upstream's ``Retry-After`` to queue the request
-(``request.queued``) instead of sleeping inside a library, and one place where every foreign
-error becomes an ``UpstreamFailure``.
+httpx (its event stream split by ``_sse.py``) rather than the ``openai`` SDK: the SDK builds a
+pydantic object per chunk and retries on its own, where the bridge needs each chunk's few fields
+at the least CPU per token (msgspec decodes them straight into Structs), the upstream's
+``Retry-After`` to queue the request (``request.queued``) instead of sleeping inside a library,
+and one place where every foreign error becomes an ``UpstreamFailure``.
 """
 
 from __future__ import annotations
