@@ -110,6 +110,31 @@ def test_chat_over_sse_with_tool_calls(llm_server: RunningServer, upstream: Fake
     assert events[-1]["data"]["requests"][0]["result"]["finish_reason"] == "tool_calls"
 
 
+def test_chunks_that_arrive_together_are_one_delta_per_run(
+    llm_server: RunningServer, upstream: FakeUpstream
+) -> None:
+    """Chunks read in one go are appended as one delta per run of text, in the upstream's order."""
+    calls = [ToolCall("call_1", "add", ['{"a', '": 1}'])]
+    upstream.plan(
+        "alpha",
+        Plan(pieces=["Hel", "lo", ", wor", "ld"], tool_calls=calls, together=True),
+    )
+    events = _sse_events(llm_server, {"requests": [{"model": "fake/alpha", "messages": HI}]})
+    assert events[-1]["type"] == "task.completed"
+    stored = events_of(llm_server, events[0]["task_id"])
+    steps = [
+        (e["type"], e["data"].get("append") if e["type"] == "request.delta" else None)
+        for e in stored
+        if e["type"] in ("request.output", "request.delta")
+    ]
+    assert steps == [
+        ("request.output", None),
+        ("request.delta", "Hello, world"),
+        ("request.output", None),
+        ("request.delta", '{"a": 1}'),
+    ]
+
+
 def test_chat_over_ndjson(llm_server: RunningServer) -> None:
     """Over NDJSON: the answer streams as deltas on output 0's text."""
     events = _ndjson_events(llm_server, {"requests": [{"model": "fake/beta", "messages": HI}]})

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from skillwire.server._config import UpstreamConfig
 from skillwire.server.llm import Upstream, UpstreamFailure
-from tests.conftest import free_port
+from skillwire.server.llm import _upstream as upstream_module
+from tests.conftest import free_port, scaled
 
 from .upstream import FakeUpstream, Plan, ToolCall
 
@@ -133,3 +136,34 @@ async def test_list_models(upstream: FakeUpstream) -> None:
         assert await client.list_models() == ["alpha", "beta", "gamma"]
     finally:
         await client.aclose()
+
+
+async def test_concurrent_streams_spread_over_small_pools(
+    upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Streams past one pool's size open another pool, up to max_connections in all."""
+    monkeypatch.setattr(upstream_module, "POOL_SIZE", 2)
+    for _ in range(5):
+        upstream.plan("alpha", Plan(pieces=["a", "b"], delay=scaled(0.3)))
+    client = _upstream(upstream, max_connections=5)
+    try:
+        body = {"model": "alpha", "messages": [], "stream": True}
+        texts = await asyncio.gather(*(_text(client, body) for _ in range(5)))
+        pools = client._pools[asyncio.get_running_loop()]
+        assert [pool.size for pool in pools] == [2, 2, 1]
+        assert all(pool.active == 0 for pool in pools)
+    finally:
+        await client.aclose()
+    assert texts == ["ab"] * 5
+    assert len({seen.port for seen in upstream.requests[-5:]}) == 5
+
+
+async def _text(client: Upstream, body: dict[str, object]) -> str:
+    return "".join(
+        [
+            c.delta.content or ""
+            async for chunk in client.stream_chat(body)
+            for c in chunk.choices
+            if c.delta
+        ]
+    )

@@ -53,6 +53,7 @@ class Plan:
     cut_after: int | None = None  # cut the connection after this many pieces
     hang: bool = False  # after the pieces, never finish (for cancel tests)
     done: bool = True  # send [DONE]
+    together: bool = False  # send the whole answer in one write (a reader that fell behind)
 
 
 @dataclass
@@ -60,6 +61,10 @@ class Seen:
     body: dict[str, Any]
     headers: dict[str, str]
     port: int
+
+
+async def _joined(pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield b"".join([piece async for piece in pieces])
 
 
 class Cut(Exception):
@@ -127,7 +132,8 @@ class FakeUpstream:
             return JSONResponse({"error": error}, status_code=plan.status, headers=plan.headers)
         if not body.get("stream"):
             return JSONResponse({"error": {"message": "only streaming here"}}, status_code=400)
-        return _WatchedStream(self, self._answer(model, plan))
+        answer = self._answer(model, plan)
+        return _WatchedStream(self, _joined(answer) if plan.together else answer)
 
     async def _answer(self, model: str, plan: Plan) -> AsyncIterator[bytes]:
         base = {

@@ -91,7 +91,7 @@ def make_llm(
     """The LLM bridge when at least one upstream is configured (its app is ``llm``)."""
     if not config.llm.upstreams:
         return None
-    from .llm import LlmBridge, LlmMetrics  # the bridge (httpx-sse...) loads only when configured
+    from .llm import LlmBridge, LlmMetrics  # the bridge loads only when configured
 
     return LlmBridge(
         config.llm,

@@ -108,49 +108,84 @@ class _Answer:
         self.chunks = 0  # chunks that carried answer (text or arguments)
 
 
+class _Pending:
+    """Text for one field of one output, gathered from the chunks of a batch: one append.
+
+    Only consecutive pieces for the same output and field are joined, so the deltas stay in
+    the upstream's order; a new output (a tool call) sends what is gathered first.
+    """
+
+    __slots__ = ("field", "output", "parts")
+
+    def __init__(self) -> None:
+        self.output = -1
+        self.field = ""
+        self.parts: list[str] = []
+
+    async def add(self, ctx: Context, output: int, field: str, text: str) -> None:
+        if self.parts and (output != self.output or field != self.field):
+            await self.flush(ctx)
+        self.output, self.field = output, field
+        self.parts.append(text)
+
+    async def flush(self, ctx: Context) -> None:
+        if self.parts:
+            parts, self.parts = self.parts, []
+            await ctx.append(
+                self.output, self.field, parts[0] if len(parts) == 1 else "".join(parts)
+            )
+
+
 async def _stream(
     ctx: Context, bridge: LlmBridge, route: Route, payload: dict[str, Any]
 ) -> _Answer:
+    """One attempt. The chunks that arrived together go out as one delta per run of text
+    (the contract allows merged deltas): a gateway that falls behind catches up in fewer,
+    larger steps, and one that keeps up sends each chunk as soon as it comes."""
     answer = _Answer()
     metrics = bridge.metrics
+    pending = _Pending()
     sent = time.monotonic()
-    async with aclosing(route.upstream.stream_chat(payload)) as chunks:
-        async for chunk in chunks:
-            if chunk.usage is not None:
-                answer.usage = chunk.usage
-            for choice in chunk.choices:
-                if choice.index != 0:
-                    continue
-                if answer.message is None:
-                    answer.message = await ctx.output(
-                        {"type": "message", "role": "assistant", "text": ""}
-                    )
-                delta = choice.delta
-                if delta is not None:
-                    if (
-                        metrics is not None
-                        and not answer.started
-                        and (delta.content or delta.tool_calls)
-                    ):  # the first token, not the role-only chunk servers send at once
-                        metrics.first_token.labels(route.upstream.name, route.model).observe(
-                            time.monotonic() - sent
+    async with aclosing(route.upstream.stream_batches(payload)) as batches:
+        async for batch in batches:
+            for chunk in batch:
+                if chunk.usage is not None:
+                    answer.usage = chunk.usage
+                for choice in chunk.choices:
+                    if choice.index != 0:
+                        continue
+                    if answer.message is None:
+                        answer.message = await ctx.output(
+                            {"type": "message", "role": "assistant", "text": ""}
                         )
-                    if delta.content:
-                        answer.chunks += 1
-                        await ctx.append(answer.message, "text", delta.content)
-                    for call in delta.tool_calls or ():
-                        await _tool_call(ctx, answer, call)
-                if choice.finish_reason is not None:
-                    answer.finish_reason = choice.finish_reason
+                    delta = choice.delta
+                    if delta is not None:
+                        if (
+                            metrics is not None
+                            and not answer.started
+                            and (delta.content or delta.tool_calls)
+                        ):  # the first token, not the role-only chunk servers send at once
+                            metrics.first_token.labels(route.upstream.name, route.model).observe(
+                                time.monotonic() - sent
+                            )
+                        if delta.content:
+                            answer.chunks += 1
+                            await pending.add(ctx, answer.message, "text", delta.content)
+                        for call in delta.tool_calls or ():
+                            await _tool_call(ctx, answer, pending, call)
+                    if choice.finish_reason is not None:
+                        answer.finish_reason = choice.finish_reason
+            await pending.flush(ctx)
     if answer.message is None:  # an empty answer is still an answer
         answer.message = await ctx.output({"type": "message", "role": "assistant", "text": ""})
     return answer
 
 
-async def _tool_call(ctx: Context, answer: _Answer, call: Any) -> None:
+async def _tool_call(ctx: Context, answer: _Answer, pending: _Pending, call: Any) -> None:
     function = call.function
     n = answer.tools.get(call.index)
     if n is None:
+        await pending.flush(ctx)  # what came before the new output goes before it
         n = await ctx.output(
             {
                 "type": "tool_call",
@@ -162,7 +197,7 @@ async def _tool_call(ctx: Context, answer: _Answer, call: Any) -> None:
         answer.tools[call.index] = n
     if function is not None and function.arguments:
         answer.chunks += 1
-        await ctx.append(n, "arguments", function.arguments)
+        await pending.add(ctx, n, "arguments", function.arguments)
 
 
 async def _provider_slot(ctx: Context, bridge: LlmBridge, route: Route) -> None:
