@@ -118,3 +118,55 @@ def test_docs_curl_example(server: RunningServer) -> None:
     )
     events = [json.loads(line) for line in result.stdout.splitlines() if line]
     assert seqs(events) == list(range(1, 12))
+
+
+@pytest.mark.parametrize(
+    ("accept", "content_type"),
+    [
+        ("text/event-stream;q=0, application/x-ndjson", "application/x-ndjson"),
+        ("text/event-stream;q=0.5, application/x-ndjson", "application/x-ndjson"),
+        ("application/x-ndjson, text/event-stream", "text/event-stream"),
+        ("application/x-ndjson;q=0", "text/event-stream"),
+    ],
+)
+def test_events_url_honours_accept_q_values(
+    server: RunningServer, accept: str, content_type: str
+) -> None:
+    """The events URL picks the framing by Accept q-values: a type with q=0 is refused."""
+    task_id = start_task(server, "countdown", [{"n": 1, "interval": 0.01}])
+    with (
+        server.client() as client,
+        client.stream(
+            "GET", f"/api/v1/tasks/{task_id}/events", headers={"Accept": accept}
+        ) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith(content_type)
+        response.read()
+
+
+@pytest.mark.parametrize(
+    ("accept", "content_type"),
+    [
+        ("text/event-stream;q=0", "application/json"),
+        ("application/x-ndjson;q=0", "application/json"),
+        ("text/event-stream;q=0, application/x-ndjson", "application/x-ndjson"),
+        ("text/event-stream;q=0.2, application/x-ndjson;q=0.9", "application/x-ndjson"),
+    ],
+)
+def test_streaming_post_honours_accept_q_values(
+    server: RunningServer, accept: str, content_type: str
+) -> None:
+    """The POST streams only a type Accept wants (q > 0), the preferred one; else the Task as JSON."""
+    with (
+        server.client() as client,
+        client.stream(
+            "POST",
+            "/api/v1/apps/demo/echo",
+            json={"requests": [{"text": "a"}]},
+            headers={"Accept": accept},
+        ) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith(content_type)
+        response.read()

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from skillwire.protocol import new_session_id
-from tests.conftest import ADMIN_KEY, OTHER_KEY, READER_KEY, USER_KEY, RunningServer, start_server
+from tests.conftest import (
+    ADMIN_KEY,
+    OTHER_KEY,
+    READER_KEY,
+    USER_KEY,
+    RunningServer,
+    start_server,
+    wait_until,
+)
 from tests.server.conftest import (
     UNLIMITED,
     assert_error,
@@ -202,3 +210,18 @@ def test_tasks_in_a_session_are_listed_and_filtered_like_any(server: RunningServ
         everything = client.get("/api/v1/tasks", params={"limit": 1000}).json()
     assert task_id in [t["task_id"] for t in filtered["items"]]
     assert task_id in [t["task_id"] for t in everything["items"]]
+
+
+def test_an_idle_session_answers_410_once_past_retention(
+    request: pytest.FixtureRequest, server_factory: Callable[..., RunningServer], backbone: str
+) -> None:
+    """A session idle for longer than the retention window answers 410 EXPIRED, not 200."""
+    if backbone == "memory":
+        # Memory sessions are forgotten only by the periodic sweep (60 s), not at read as
+        # memory tasks are: API.md "410 and retention as for tasks". Left for the sessions area.
+        request.applymarker(pytest.mark.xfail(strict=True, reason="memory: 410 only after sweep"))
+    server = server_factory({"retention": 1, **UNLIMITED})
+    with server.client(USER_KEY) as client:
+        session_id = new_session(client)["session_id"]
+        wait_until(lambda: client.get(f"/api/v1/sessions/{session_id}").status_code != 200, 5)
+        assert_error(client.get(f"/api/v1/sessions/{session_id}"), 410, "EXPIRED")

@@ -316,3 +316,16 @@ async def test_a_shutdown_does_not_wait_for_workers_that_are_gone(
     if backbone == "memory":  # no other process could run it: it failed with SHUTDOWN
         stored = await server.runtime.backbone.get_task(response.json()["task_id"])
         assert stored.task.requests[0].error.code == "SHUTDOWN"
+
+
+async def test_a_message_for_a_work_id_before_hello_gets_not_found(server_factory: Factory) -> None:
+    """A worker message naming a work_id before any hello gets op error NOT_FOUND; it stays open."""
+    server = worker_server(server_factory)
+    async with worker_ws(server) as conn:
+        inbox = Inbox(conn)
+        await inbox.send({"op": "completed", "work_id": "wrk_never"})
+        error = await inbox.until("error")
+        assert (error["error"]["code"], error["work_id"]) == ("NOT_FOUND", "wrk_never")
+        assert error["error"]["details"] == {"work_id": "wrk_never"}
+        welcome = await hello(inbox, declaration())
+        assert welcome["op"] == "welcome"

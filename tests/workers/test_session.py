@@ -131,7 +131,7 @@ async def test_invalid_messages_get_op_errors(remote: RemoteSkills) -> None:
     link = Link(remote)
     assert (await link.say("{nope"))[0]["error"]["code"] == "BAD_REQUEST"
     (before_hello,) = await link.say({"op": "completed", "work_id": "w1"})
-    assert before_hello["error"]["code"] == "BAD_REQUEST"
+    assert before_hello["error"]["code"] == "NOT_FOUND"  # API.md: an unknown work_id
     await link.say(hello(declaration()))
     (unknown,) = await link.say({"op": "output", "work_id": "w1", "output": 1})
     assert unknown["error"]["code"] == "NOT_FOUND" and unknown["work_id"] == "w1"

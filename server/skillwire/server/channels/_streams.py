@@ -26,6 +26,7 @@ from skillwire.protocol import (
     sse_retry,
 )
 
+from .._accept import accept_quality
 from .._links import root_of, rooted_frame
 from .._metrics import Tally
 from .._params import is_ascii_digits
@@ -52,7 +53,8 @@ SSE_RETRY_MS = 2000
 def stream_format(request: Request) -> StreamFormat:
     """NDJSON when asked for by Accept (or ``?stream=true``); SSE otherwise."""
     accept = request.headers.get("accept", "")
-    if "application/x-ndjson" in accept and "text/event-stream" not in accept:
+    # q-values count: "text/event-stream;q=0, application/x-ndjson" asks for NDJSON.
+    if accept_quality(accept, "application/x-ndjson") > accept_quality(accept, "text/event-stream"):
         return "ndjson"
     return "sse"
 

@@ -107,14 +107,20 @@ class WorkerSession:
             raise CloseWorker(CloseCode.UNAUTHENTICATED, "authenticate first")
         elif isinstance(message, WorkerHello):
             await self.hello(self.principal, message)
-        elif self.worker is None:
-            self.error(BadRequest("say hello first"), work_id=message.work_id or None)
         elif not message.work_id:
             missing = ValidationError(
                 "invalid field `work_id`: required",
                 details={"field": "work_id", "constraint": "required"},
             )
             self.error(missing)
+        elif self.worker is None:
+            # Nothing is ever handed to a connection before its hello, so every work_id is
+            # unknown here: NOT_FOUND, as the contract says of an unknown work_id.
+            unknown = NotFound(
+                f"no work {message.work_id} on this connection (say hello first)",
+                details={"work_id": message.work_id},
+            )
+            self.error(unknown, work_id=message.work_id)
         elif not await self.remote.deliver(self.worker, message):
             unknown = NotFound(
                 f"no work {message.work_id} on this connection (finished or cancelled?)",

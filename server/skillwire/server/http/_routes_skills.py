@@ -16,6 +16,7 @@ from skillwire.protocol import (
     validate,
 )
 
+from .._accept import accept_quality
 from .._links import root_of, rooted_task
 from .._params import idempotency_key, parse_prefer
 from ..auth import Permission
@@ -84,9 +85,11 @@ async def call_skill(request: Request) -> Response:
 
 def _stream_format(request: Request) -> Literal["sse", "ndjson"] | None:
     accept = request.headers.get("accept", "")
-    if "text/event-stream" in accept:
+    sse = accept_quality(accept, "text/event-stream")
+    ndjson = accept_quality(accept, "application/x-ndjson")
+    if sse > 0 and sse >= ndjson:
         return "sse"
-    if "application/x-ndjson" in accept:
+    if ndjson > 0:
         return "ndjson"
     # Most calls carry no query string: skip parsing one.
     if not request.scope["query_string"]:
