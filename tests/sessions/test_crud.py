@@ -213,13 +213,9 @@ def test_tasks_in_a_session_are_listed_and_filtered_like_any(server: RunningServ
 
 
 def test_an_idle_session_answers_410_once_past_retention(
-    request: pytest.FixtureRequest, server_factory: Callable[..., RunningServer], backbone: str
+    server_factory: Callable[..., RunningServer],
 ) -> None:
     """A session idle for longer than the retention window answers 410 EXPIRED, not 200."""
-    if backbone == "memory":
-        # Memory sessions are forgotten only by the periodic sweep (60 s), not at read as
-        # memory tasks are: API.md "410 and retention as for tasks". Left for the sessions area.
-        request.applymarker(pytest.mark.xfail(strict=True, reason="memory: 410 only after sweep"))
     server = server_factory({"retention": 1, **UNLIMITED})
     with server.client(USER_KEY) as client:
         session_id = new_session(client)["session_id"]

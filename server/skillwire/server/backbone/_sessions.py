@@ -13,6 +13,7 @@ kept gets a ``session.snapshot`` (``channels._subscription``).
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -63,8 +64,20 @@ class MemorySessions:
     def create(self, session: Session, owner: str) -> None:
         self._records[session.session_id] = _SessionRecord(session=session, owner=owner)
 
-    def get(self, session_id: str) -> StoredSession | None:
+    def _live(self, session_id: str) -> _SessionRecord | None:
+        """The session's record, unless its last activity is past the retention window: then
+        it is forgotten at once (its id answers 410 from then on, not when the sweep next runs),
+        as the memory backbone does for tasks."""
         record = self._records.get(session_id)
+        if record is not None and parse_time(record.session.updated_at) < (
+            time.time() - self._retention
+        ):
+            del self._records[session_id]
+            return None
+        return record
+
+    def get(self, session_id: str) -> StoredSession | None:
+        record = self._live(session_id)
         if record is None:
             return None
         return StoredSession(_view(record.session), record.owner)
@@ -77,7 +90,7 @@ class MemorySessions:
 
     def check_open(self, session_id: str) -> None:
         """Raise unless a task may join: NotFound, or Conflict once the session is closed."""
-        record = self._records.get(session_id)
+        record = self._live(session_id)
         if record is None:
             raise NotFound(f"session {session_id} not found", details={"session_id": session_id})
         if record.session.status is SessionStatus.CLOSED:
@@ -167,7 +180,7 @@ class MemorySessions:
             record.first_seq = log[0].seq
 
     def read(self, session_id: str, after: int, limit: int) -> LogSlice | None:
-        record = self._records.get(session_id)
+        record = self._live(session_id)
         if record is None:
             return None
         start = max(after + 1 - record.first_seq, 0)
@@ -181,7 +194,7 @@ class MemorySessions:
         )
 
     def listen(self, session_id: str, listener: EventListener) -> Callable[[], None]:
-        record = self._records.get(session_id)
+        record = self._live(session_id)
         if record is None:
             return lambda: None
         record.listeners.append(listener)
