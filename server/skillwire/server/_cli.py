@@ -211,6 +211,7 @@ def serve(config: Config, apps: Sequence[str]) -> None:
 
 def work(config: Config, apps: Sequence[str], metrics_port: int = 0) -> None:
     """Run a worker process until SIGTERM or SIGINT, then finish or requeue its work."""
+    # The server's modules load when a command runs: `--help` and a config error stay quick.
     from ._runtime import make_registry
 
     # Apps that do not load stop here, in one line (the LLM bridge's registry is built below,
