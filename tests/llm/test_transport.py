@@ -8,8 +8,9 @@ import pytest
 import uvloop
 
 from skillwire.server._config import UpstreamConfig
+from skillwire.server._pool_transport import PoolTransport
 from skillwire.server.llm import Upstream, UpstreamFailure
-from skillwire.server.llm._transport import AsyncioTransport
+from skillwire.server.llm._transport import _Backend
 from tests.conftest import scaled
 
 from .upstream import FakeUpstream, Plan
@@ -36,10 +37,13 @@ async def _text(client: Upstream) -> str:
 
 
 async def test_http_upstreams_use_the_asyncio_transport(upstream: FakeUpstream) -> None:
-    """An http:// upstream's client runs on AsyncioTransport and streams the whole answer."""
+    """An http:// upstream's client runs on the asyncio network backend (through httpx's public
+    transport interface, not its private pool) and streams the whole answer."""
     upstream.plan("alpha", Plan())
     client = _upstream(upstream)
-    assert isinstance(client.client()._transport, AsyncioTransport)
+    transport = client.client()._transport
+    assert isinstance(transport, PoolTransport)
+    assert isinstance(transport._pool._network_backend, _Backend)
     assert await _text(client) == "Hello, world"
 
 

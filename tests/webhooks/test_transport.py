@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 
+from skillwire.server._pool_transport import PoolTransport
 from skillwire.server.webhooks import UnsafeUrl, UrlGuard
-from skillwire.server.webhooks._transport import _GuardedTransport, make_client
+from skillwire.server.webhooks._transport import make_client
 from tests.conftest import free_port, scaled
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -68,8 +69,8 @@ def _client(*, allow_private: bool = True, timeout: float = 5.0) -> httpx.AsyncC
 def test_the_transport_uses_only_httpx_public_interface() -> None:
     """The transport implements httpx.AsyncBaseTransport; it does not subclass httpx's own
     transport to overwrite its private pool."""
-    assert issubclass(_GuardedTransport, httpx.AsyncBaseTransport)
-    assert not issubclass(_GuardedTransport, httpx.AsyncHTTPTransport)
+    assert issubclass(PoolTransport, httpx.AsyncBaseTransport)
+    assert not issubclass(PoolTransport, httpx.AsyncHTTPTransport)
 
 
 async def test_posts_and_reads_the_answer() -> None:

@@ -17,7 +17,9 @@ from typing import Any, cast
 import httpcore
 import httpx
 
-__all__ = ["AsyncioTransport"]
+from .._pool_transport import PoolTransport
+
+__all__ = ["asyncio_transport"]
 
 READ_PAUSE = 256 * 1024  # bytes buffered unread before the socket stops being read
 
@@ -180,16 +182,11 @@ class _Backend(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
-class AsyncioTransport(httpx.AsyncHTTPTransport):
-    """httpx's HTTP/1.1 transport whose connections are plain asyncio ones (``http://`` only)."""
-
-    def __init__(self, limits: httpx.Limits) -> None:
-        super().__init__(limits=limits)
-        # httpx takes no network backend; its transport sends everything through ``_pool``
-        # (httpx==0.28.1 is pinned), so the pool is built again with this one.
-        self._pool = httpcore.AsyncConnectionPool(
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=_Backend(),
-        )
+def asyncio_transport(limits: httpx.Limits) -> PoolTransport:
+    """httpx's transport whose connections are plain asyncio ones (``http://`` only)."""
+    return PoolTransport(
+        _Backend(),
+        max_connections=limits.max_connections or 100,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry or 5.0,
+    )

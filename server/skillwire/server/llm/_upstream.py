@@ -22,7 +22,7 @@ import msgspec
 
 from .._config import UpstreamConfig
 from ._sse import SseDataSplitter
-from ._transport import AsyncioTransport
+from ._transport import asyncio_transport
 
 __all__ = [
     "Chunk",
@@ -186,7 +186,7 @@ class Upstream:
             max_connections=size, max_keepalive_connections=size, keepalive_expiry=60.0
         )
         # Plain TCP on asyncio's own streams (_transport.py); TLS stays httpx's.
-        transport = AsyncioTransport(limits) if self.base_url.startswith("http://") else None
+        transport = asyncio_transport(limits) if self.base_url.startswith("http://") else None
         client = httpx.AsyncClient(
             timeout=timeout,
             limits=limits,
