@@ -104,6 +104,7 @@ def uvicorn_config(app: Any, config: Config) -> Any:
     import uvicorn
 
     from ._http_protocol import ConnectionLimits, limited_http_protocol
+    from ._ws_protocol import WebSocketProtocol
 
     limits = ConnectionLimits(
         header_timeout=config.header_timeout,
@@ -116,6 +117,7 @@ def uvicorn_config(app: Any, config: Config) -> Any:
         host=config.host,
         port=config.port,
         http=limited_http_protocol(limits),
+        ws=WebSocketProtocol,
         log_config=None,
         access_log=False,
         lifespan="on",

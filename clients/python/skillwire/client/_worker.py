@@ -330,8 +330,10 @@ class Worker:
                 "concurrency": self.concurrency,
                 "skills": [to_builtins(s.declaration) for s in self.skills.values()],
             }
-            await conn.send(msgspec.json.encode(hello).decode())
             try:
+                # The gateway may refuse the key before the hello is even sent: the refusal
+                # can surface at the send as well as at the first read.
+                await conn.send(msgspec.json.encode(hello).decode())
                 async for frame in conn:
                     for line in str(frame).split("\n"):
                         if line.strip():
