@@ -339,7 +339,7 @@ class Backbone(abc.ABC):
 
     async def offer_remote(self, key: str, item: WorkItem) -> None:
         """Queue ``item`` for whichever process serving remote skill ``key`` has room."""
-        raise NotImplementedError
+        raise self._no_shared_remote_work()
 
     async def claim_remote(
         self, consumer: str, wants: dict[str, int], timeout: float
@@ -355,7 +355,12 @@ class Backbone(abc.ABC):
         return None
 
     async def requeue_remote(self, claim: Claim) -> None:
-        raise NotImplementedError
+        raise self._no_shared_remote_work()
+
+    def _no_shared_remote_work(self) -> RuntimeError:
+        # Only a backbone whose ``shares_remote_work`` is true hands remote work between
+        # processes; the engine calls these only then (one process keeps its own queue).
+        return RuntimeError(f"{type(self).__name__} does not share remote work between processes")
 
     async def mark_serving(self, process: str, served: list[str], ttl: float) -> None:
         """This process has workers for these remote skills (for ``ttl`` seconds)."""
