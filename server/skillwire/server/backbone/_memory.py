@@ -56,6 +56,7 @@ from ._base import (
 )
 from ._deliveries import MemoryDeliveries, webhook_targets
 from ._sessions import MemorySessions
+from ._trim import trim_log
 
 __all__ = ["MemoryBackbone"]
 
@@ -277,23 +278,7 @@ class MemoryBackbone(Backbone):
         return encoded
 
     def _trim(self, record: _Record) -> None:
-        """Drop the oldest events past ``max_events`` or ``max_log_bytes``, in chunks (a quarter
-        of the limit at a time: amortised O(1) per append), always keeping the newest one."""
-        log = record.log
-        drop = 0
-        overflow = len(log) - self._max_events
-        if overflow > self._max_events // 4:
-            drop = overflow
-        if record.log_bytes > self._max_log_bytes:
-            target = self._max_log_bytes * 3 // 4
-            kept = record.log_bytes - sum(len(e.json) for e in log[:drop])
-            while kept > target and drop < len(log) - 1:
-                kept -= len(log[drop].json)
-                drop += 1
-        if drop:
-            record.log_bytes -= sum(len(e.json) for e in log[:drop])
-            del log[:drop]
-            record.first_seq = log[0].seq
+        trim_log(record, self._max_events, self._max_log_bytes)
 
     def _create_deliveries(self, record: _Record, event: Event) -> None:
         """In the same step as the terminal event: one delivery per webhook URL."""

@@ -33,6 +33,7 @@ from skillwire.protocol import (
 )
 
 from ._base import EventListener, LogSlice, StoredSession
+from ._trim import trim_log
 
 __all__ = ["MemorySessions"]
 
@@ -162,22 +163,7 @@ class MemorySessions:
                 listener(event)
 
     def _trim(self, record: _SessionRecord) -> None:
-        """As a task log is trimmed (backbone._memory): in chunks, keeping the newest."""
-        log = record.log
-        drop = 0
-        overflow = len(log) - self._max_events
-        if overflow > self._max_events // 4:
-            drop = overflow
-        if record.log_bytes > self._max_log_bytes:
-            target = self._max_log_bytes * 3 // 4
-            kept = record.log_bytes - sum(len(e.json) for e in log[:drop])
-            while kept > target and drop < len(log) - 1:
-                kept -= len(log[drop].json)
-                drop += 1
-        if drop:
-            record.log_bytes -= sum(len(e.json) for e in log[:drop])
-            del log[:drop]
-            record.first_seq = log[0].seq
+        trim_log(record, self._max_events, self._max_log_bytes)
 
     def read(self, session_id: str, after: int, limit: int) -> LogSlice | None:
         record = self._live(session_id)
