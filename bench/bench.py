@@ -55,8 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--only",
-        default=env("ONLY", "A,B,C,D,E,T,R"),
-        help="scenarios to run (A,B,C,D,E,T,R; P: the profile; PR: R's profile)",
+        default=env("ONLY", "A,B,C,D,E,T,R,S"),
+        help="scenarios to run (A,B,C,D,E,T,R,S,L; P: the profile; PR: R's profile)",
     )
     p.add_argument(
         "--backbones", default=env("BACKBONES", "memory,redis"), help="skillwire backbones"
@@ -202,6 +202,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="T: subscribers of the one-stream run (0: skip)",
     )
     p.add_argument(
+        "--s-followers",
+        type=int,
+        default=int(env("S_FOLLOWERS", "1000")),
+        help="S: WebSocket followers of the one session (0: skip)",
+    )
+    p.add_argument(
+        "--s-tasks",
+        type=int,
+        default=int(env("S_TASKS", "10")),
+        help="S: countdown tasks streaming into the one session",
+    )
+    p.add_argument(
+        "--s-sessions",
+        type=int,
+        default=int(env("S_SESSIONS", "1000")),
+        help="S: sessions with one follower and one countdown each (0: skip)",
+    )
+    p.add_argument(
+        "--s-ticks", type=int, default=int(env("S_TICKS", "20")), help="S: ticks per countdown"
+    )
+    p.add_argument(
         "--max-calls",
         type=int,
         default=int(env("MAX_CALLS", "200000")),
@@ -233,7 +254,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if set(csv_strs(args.only.upper())) <= {"P", "PR"} and args.json == default_json:
         args.json = str(BENCH / "results" / "profile.json")  # a profile leaves the table alone
     if args.smoke:
-        args.only = "A,T,R,C"
+        args.only = "A,T,R,C,S"
+        args.s_followers, args.s_sessions, args.s_tasks, args.s_ticks = 5, 5, 2, 5
         args.c_conns, args.c_tasks = 0, 5  # C with tasks only: the plain C is the same code
         args.aw_k, args.aw_window, args.aw_events = 5, 2, 20
         args.r_tasks, args.r_events, args.r_window = 5, 20, 5

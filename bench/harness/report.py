@@ -30,6 +30,13 @@ def progress_line(run: dict[str, Any]) -> str | None:
             f"    {run['label']:<28} {run['system']:<18} {run.get('rss_per_conn_kib')} KiB/conn "
             f"({run.get('ready')} open, connect {run.get('connect_s', 0):.1f}s)"
         )
+    if run["scenario"] in ("S", "S-many"):
+        return (
+            f"    {run['label']:<28} {run['system']:<18} {run['events_per_s']:>9,.0f} deliveries/s "
+            f"exactly once {run['exactly_once']}/{run['clients']} lost {run['lost']} "
+            f"dups {run['dups']}  server CPU {run.get('cpu_us_per_delivery')} us/delivery  "
+            f"loader CPU {run['loader_cpu_pct']}%"
+        )
     if "calls_per_s" in run:
         return (
             f"    {run['label']:<28} {run['system']:<18} {run['calls_per_s']:>9,.0f} calls/s "
@@ -362,6 +369,15 @@ def report(result: dict[str, Any]) -> str:
                     f"server CPU {r['server_cpu_s']}s = {r['cpu_us_per_delivery']} us/delivery"
                     + (f" ({r['cpu_ratio']}x the baseline's)" if r.get("cpu_ratio") else "")
                 )
+        elif r["scenario"] in ("S", "S-many"):
+            bits.append(
+                f"{r['sessions']} session(s), {r['tasks_per_session']} task(s) each, "
+                f"session events {r['session_events']}: delivered {r['delivered']}/{r['expected']} "
+                f"in {r['span_s']}s (received {r['received']}, dups {r['dups']}), exactly once "
+                f"{r['exactly_once']}/{r['clients']} followers, connect {r.get('connect_s', 0):.1f}s "
+                f"(failed {r.get('connect_failed', 0)}), server CPU {r.get('server_cpu_s')}s = "
+                f"{r.get('cpu_us_per_delivery')} us/delivery"
+            )
         elif r["scenario"] == "C-idle-task":
             bits.append(
                 f"RSS {r['rss_before_kib']} -> {r['rss_after_kib']} KiB for {r['ready']} tasks "

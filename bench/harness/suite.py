@@ -31,6 +31,7 @@ from .scenarios import (
     scenario_t,
 )
 from .session import Bench
+from .sessions import scenario_s
 
 
 def run_suite(args: argparse.Namespace) -> dict[str, Any]:
@@ -44,7 +45,7 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     if (
         needs_redis
         and not ({"A", "B", "C", "D", "P"} & only)
-        and not ("T" in only and "redis" in plan.backbones)
+        and not ({"T", "S"} & only and "redis" in plan.backbones)
     ):
         needs_redis = False
     if {"R", "PR"} & only or ("A" in only and args.aw_k):
@@ -71,6 +72,8 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
                 scenario_t(bench, plan)
             if "R" in only:
                 scenario_r(bench, plan)
+            if "S" in only:
+                scenario_s(bench, plan.backbones)
         bench.runs = collapse_repeats(bench.runs)
         if args.profile or "P" in only:
             profile_runs(bench, args, plan.backbones)
