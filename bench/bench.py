@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--only",
-        default=env("ONLY", "A,B,C,D,E,T,R,S"),
+        default=env("ONLY", "A,B,C,D,E,T,R,S,L"),
         help="scenarios to run (A,B,C,D,E,T,R,S,L; P: the profile; PR: R's profile)",
     )
     p.add_argument(
@@ -221,6 +221,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--s-ticks", type=int, default=int(env("S_TICKS", "20")), help="S: ticks per countdown"
+    )
+    p.add_argument(
+        "--l-streams",
+        type=int,
+        default=int(env("L_STREAMS", "500")),
+        help="L: concurrent LLM streams from the bench's upstream",
+    )
+    p.add_argument(
+        "--l-rate", type=float, default=float(env("L_RATE", "50")), help="L: tokens/s per stream"
+    )
+    p.add_argument(
+        "--l-seconds", type=float, default=float(env("L_SECONDS", "10")), help="L: stream length"
+    )
+    p.add_argument(
+        "--l-ramp",
+        type=float,
+        default=float(env("L_RAMP", "2")),
+        help="L: seconds over which the streams start",
+    )
+    p.add_argument(
+        "--l-modes",
+        default=env("L_MODES", "openai"),
+        help="L: gateway paths (openai: /v1/chat/completions; ws: llm/chat), after the direct one",
     )
     p.add_argument(
         "--max-calls",

@@ -37,6 +37,18 @@ def progress_line(run: dict[str, Any]) -> str | None:
             f"dups {run['dups']}  server CPU {run.get('cpu_us_per_delivery')} us/delivery  "
             f"loader CPU {run['loader_cpu_pct']}%"
         )
+    if run["scenario"] == "L":
+        return (
+            f"    {run['label']:<28} {run['system']:<18} {run['events_per_s']:>9,.0f} tokens/s "
+            f"p50 {fmt_ms(run.get('p50_ms'))} p99 {fmt_ms(run.get('p99_ms'))} ms "
+            f"lost {run['lost']}"
+            + (
+                f" (added p99 {fmt_ms(run.get('added_p99_ms'))} ms)  gateway CPU "
+                f"{run.get('cpu_us_per_token')} us/token  RSS {run.get('rss_per_stream_kib')} KiB/stream"
+                if run["system"] != "upstream"
+                else ""
+            )
+        )
     if "calls_per_s" in run:
         return (
             f"    {run['label']:<28} {run['system']:<18} {run['calls_per_s']:>9,.0f} calls/s "
@@ -377,6 +389,13 @@ def report(result: dict[str, Any]) -> str:
                 f"{r['exactly_once']}/{r['clients']} followers, connect {r.get('connect_s', 0):.1f}s "
                 f"(failed {r.get('connect_failed', 0)}), server CPU {r.get('server_cpu_s')}s = "
                 f"{r.get('cpu_us_per_delivery')} us/delivery"
+            )
+        elif r["scenario"] == "L":
+            bits.append(
+                f"tokens {r['delivered']}/{r['expected']} in {r['span_s']}s at {r['rate']:g}/s per "
+                f"stream, stream errors {r['stream_errors']}, added p50/p99 "
+                f"{r.get('added_p50_ms')}/{r.get('added_p99_ms')} ms, gateway CPU "
+                f"{r.get('cpu_us_per_token')} us/token, RSS {r.get('rss_per_stream_kib')} KiB/stream"
             )
         elif r["scenario"] == "C-idle-task":
             bits.append(

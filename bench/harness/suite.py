@@ -15,6 +15,7 @@ from typing import Any
 
 from .environment import log
 from .figures import collapse_repeats
+from .llm import scenario_l
 from .processes import Proc
 from .profiling import profile_r, profile_runs
 from .provenance import machine, source_hash, versions
@@ -74,6 +75,8 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
                 scenario_r(bench, plan)
             if "S" in only:
                 scenario_s(bench, plan.backbones)
+            if "L" in only:
+                scenario_l(bench)
         bench.runs = collapse_repeats(bench.runs)
         if args.profile or "P" in only:
             profile_runs(bench, args, plan.backbones)

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -59,9 +60,9 @@ def log(message: str) -> None:
 class Child:
     """A process this bench started; stopped by its PID."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], name: str) -> None:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        self.log = open(RESULTS / f"llm-{name}.log", "wb")  # noqa: SIM115 - closed in stop()
+    def __init__(self, argv: list[str], env: dict[str, str], name: str, logdir: Path) -> None:
+        logdir.mkdir(parents=True, exist_ok=True)
+        self.log = open(logdir / f"llm-{name}.log", "wb")  # noqa: SIM115 - closed in stop()
         self.popen = subprocess.Popen(
             argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self.log, start_new_session=True
         )
@@ -137,6 +138,7 @@ def run_clients(
             ],
             env,
             f"client-{mode}-{i}",
+            args.logdir,
         )
         for i in range(args.clients)
     ]
@@ -161,6 +163,7 @@ def run_clients(
         # the median of the readers' percentiles (one reader: its own)
         "p50_ms": sorted(r["p50_ms"] for r in results)[len(results) // 2],
         "p99_ms": sorted(r["p99_ms"] for r in results)[len(results) // 2],
+        "seconds": max(r["seconds"] for r in results),
         "gateway_cpu_us_per_token": round(cpu / delivered * 1e6, 2)
         if delivered and gateway
         else None,
@@ -184,7 +187,13 @@ def main() -> None:
         "--clients", type=int, default=0, help="reader processes (default: one per 125 streams)"
     )
     parser.add_argument("--modes", default="direct,openai,ws")
+    parser.add_argument("--out", type=Path, default=RESULTS / "llm.json", help="the JSON report")
+    parser.add_argument(
+        "--logdir", type=Path, default=RESULTS, help="where the processes' logs go (llm-*.log)"
+    )
     args = parser.parse_args()
+    # bench/run stops this process by SIGTERM: the finally below still stops its children
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     # One Python reader keeps up with ~6,000 tokens/s without queueing them itself.
     args.clients = args.clients or max(1, args.streams // 125)
 
@@ -197,6 +206,7 @@ def main() -> None:
             [PY, "-m", "bench.llm.upstream", "--port", str(up_port), "--rate", str(args.rate)],
             {**clean, "PYTHONPATH": str(ROOT)},
             "upstream",
+            args.logdir,
         )
         children.append(upstream)
         wait_http(f"http://127.0.0.1:{up_port}/v1/models")
@@ -214,6 +224,7 @@ def main() -> None:
                 "SKILLWIRE_LLM__UPSTREAMS__BENCH__MAX_CONNECTIONS": str(args.streams * 2 + 16),
             },
             "gateway",
+            args.logdir,
         )
         children.append(gateway)
         wait_http(f"http://127.0.0.1:{gw_port}/healthz")
@@ -248,8 +259,8 @@ def main() -> None:
     lines.append(
         f"targets: added p99 < {TARGET_P99_MS:g} ms, gateway CPU < {TARGET_CPU_US:g} µs per token"
     )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "llm.json").write_text(json.dumps(report, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
     print("\n".join(lines))
 
 
