@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--smoke",
         action="store_true",
-        help="tiny A, A-win, C-task, T and R runs, skillwire memory only (CI)",
+        help="tiny A, A-win, C-task, T, R, S and L runs, skillwire memory only (CI)",
     )
     p.add_argument(
         "--only",
@@ -277,7 +277,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if set(csv_strs(args.only.upper())) <= {"P", "PR"} and args.json == default_json:
         args.json = str(BENCH / "results" / "profile.json")  # a profile leaves the table alone
     if args.smoke:
-        args.only = "A,T,R,C,S"
+        args.only = "A,T,R,C,S,L"
+        args.l_streams, args.l_rate, args.l_seconds, args.l_ramp = 5, 20.0, 1.0, 0.2
+        args.l_modes = "openai"
         args.s_followers, args.s_sessions, args.s_tasks, args.s_ticks = 5, 5, 2, 5
         args.c_conns, args.c_tasks = 0, 5  # C with tasks only: the plain C is the same code
         args.aw_k, args.aw_window, args.aw_events = 5, 2, 20

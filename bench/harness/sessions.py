@@ -52,28 +52,24 @@ def close_session(port: int, session_id: str) -> int:
 
 
 def session_run(
-    bench: Bench, system_name: str, sessions: int, followers: int, tasks: int, label: str
+    bench: Bench, system: System, sessions: int, followers: int, tasks: int, label: str
 ) -> dict[str, Any]:
     """``sessions`` sessions, each followed by ``followers`` WebSockets and fed by ``tasks``
     countdowns of ``--s-ticks`` ticks (S: 1 session, N followers, 10 tasks; S-many: N
-    sessions, 1 follower and 1 task each)."""
+    sessions, 1 follower and 1 task each), on a running ``system``."""
     args = bench.args
     run: dict[str, Any] = {
         "scenario": "S" if sessions == 1 else "S-many",
         "label": label,
-        "system": system_name,
+        "system": system.name,
         "transport": "ws",
         "clients": sessions * followers,
         "sessions": sessions,
         "tasks_per_session": tasks,
     }
-    system: System | None = None
     procs: list[Proc] = []
     window = (0.0, 0.0)
     try:
-        system = start_skillwire(
-            bench, system_name.split("-", 1)[1], concurrency=sessions * tasks + 64, apps=False
-        )
         port = system.port
         if system.note:
             run["note"] = system.note
@@ -153,13 +149,11 @@ def session_run(
             run["cpu_us_per_delivery"] = round(server_s * 1e6 / run["delivered"], 1)
     except Exception as exc:  # one failed run must not sink the whole suite
         run["error"] = f"{type(exc).__name__}: {exc}"
-        log(f"    ! {label} {system_name}: {run['error']}")
+        log(f"    ! {label} {system.name}: {run['error']}")
     finally:
         for p in procs:
             p.stop(grace=2.0)
-        if system is not None:
-            system.stop()
-            scan_into(run, system, *window)
+        scan_into(run, system, *window)
     return bench.record(run)
 
 
@@ -199,9 +193,9 @@ def session_figures(
 
 
 def scenario_s(bench: Bench, backbones: list[str]) -> None:
-    """S: one session with N followers and ``--s-tasks`` countdowns; N sessions with one
-    follower and one countdown each; on each backbone (skillwire only: no baseline has
-    sessions)."""
+    """S: one session with N followers and ``--s-tasks`` countdowns, then N sessions with one
+    follower and one countdown each, on one server per backbone (skillwire only: no baseline
+    has sessions)."""
     args = bench.args
     log(
         f"S  sessions: one session to {args.s_followers} followers ({args.s_tasks} tasks), "
@@ -209,10 +203,33 @@ def scenario_s(bench: Bench, backbones: list[str]) -> None:
     )
     for backbone in backbones:
         name = f"skillwire-{backbone}"
-        if args.s_followers:
-            session_run(
-                bench, name, 1, args.s_followers, args.s_tasks,
-                f"S one session K={args.s_followers}",
-            )  # fmt: skip
-        if args.s_sessions:
-            session_run(bench, name, args.s_sessions, 1, 1, f"S sessions x{args.s_sessions}")
+        concurrency = max(args.s_tasks, args.s_sessions) + 64
+        try:
+            system = start_skillwire(bench, backbone, concurrency=concurrency, apps=False)
+        except Exception as exc:  # recorded as the rows' error; the suite goes on
+            for label in labels(args):
+                error = f"{type(exc).__name__}: {exc}"
+                bench.record(
+                    {
+                        "scenario": "S",
+                        "label": label,
+                        "system": name,
+                        "transport": "ws",
+                        "error": error,
+                    }
+                )
+            continue
+        try:
+            if args.s_followers:
+                session_run(bench, system, 1, args.s_followers, args.s_tasks, labels(args)[0])
+            if args.s_sessions:
+                session_run(bench, system, args.s_sessions, 1, 1, labels(args)[-1])
+        finally:
+            system.stop()
+
+
+def labels(args: Any) -> list[str]:
+    return [
+        *([f"S one session K={args.s_followers}"] if args.s_followers else []),
+        *([f"S sessions x{args.s_sessions}"] if args.s_sessions else []),
+    ]

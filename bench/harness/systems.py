@@ -63,6 +63,11 @@ def skillwire_env(bench: Bench, backbone: str, **extra: Any) -> dict[str, str]:
         "SKILLWIRE_BACKBONE": backbone,
         "SKILLWIRE_RATE_LIMIT": "0",
         "SKILLWIRE_LOG_LEVEL": "warning",
+        # a run stops its server only after measuring: the 3 s a deployment spends answering
+        # 503 to its load balancer on SIGTERM would only lengthen the suite (~3 s per run)
+        "SKILLWIRE_DRAIN_PERIOD": "0",
+        # and C's tasks never finish: waiting 10 s for them ends in the bench's SIGKILL at 5 s
+        "SKILLWIRE_SHUTDOWN_GRACE": "1",
     }
     # always our own redis-server (or a dead port): never the machine's default instance
     env["SKILLWIRE_REDIS_URL"] = bench.redis.url if bench.redis is not None else NO_REDIS

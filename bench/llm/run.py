@@ -217,6 +217,7 @@ def main() -> None:
                 "SKILLWIRE_API_KEY": key,
                 "SKILLWIRE_RATE_LIMIT": "0",
                 "SKILLWIRE_LOG_LEVEL": "warning",
+                "SKILLWIRE_DRAIN_PERIOD": "0",  # stopped after the measurement: no 503 period
                 "SKILLWIRE_CONCURRENCY": str(args.streams * 2 + 64),
                 "SKILLWIRE_MAX_PARALLEL": "5",
                 "SKILLWIRE_LLM__UPSTREAMS__BENCH__BASE_URL": f"http://127.0.0.1:{up_port}/v1",

@@ -1,10 +1,11 @@
 """The bench suite still runs: ``bench/run --smoke`` end to end, and it loses nothing.
 
 One tiny fan-out, A at a small window, a few idle tasks (followed and not), tiny token
-streams and tiny relays (R: an outside
-publisher's Redis messages relayed by skillwire tasks, in a closed loop and at a rate;
-skillwire, memory backbone, a few WebSocket subscribers, no baselines) through the real
-orchestrator, server, publisher and Node load generator. It checks what the run
+streams, tiny relays (R: an outside publisher's Redis messages relayed by skillwire tasks, in
+a closed loop and at a rate), tiny sessions (S: one session with a few followers, a few
+sessions with one each) and a few LLM streams (L: through /v1/chat/completions from the
+bench's own upstream); skillwire, memory backbone, no baselines; through the real
+orchestrator, server, publisher, session followers and Node load generator. It checks what the run
 delivered, never how fast: performance figures come only from a full ``bench/run``.
 """
 
@@ -23,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 @pytest.mark.timeout(240)  # a first run installs the loader's npm packages
 def test_bench_smoke_writes_json_with_zero_loss(tmp_path: Path) -> None:
-    """bench/run --smoke runs A, A-win, C-task, T and R end to end; every event (word) arrives once."""
+    """bench/run --smoke runs A, A-win, C-task, T, R, S and L end to end; every event arrives once."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("the bench's load generator needs node and npm")
     out = tmp_path / "smoke.json"
@@ -39,9 +40,23 @@ def test_bench_smoke_writes_json_with_zero_loss(tmp_path: Path) -> None:
     result = json.loads(out.read_text())
     runs = result["runs"]
     assert [r["scenario"] for r in runs] == [
-        *("A", "A-win", "C-task", "C-idle-task", "T", "T-fan", "R", "R-rate")
+        *("A", "A-win", "C-task", "C-idle-task", "T", "T-fan", "R", "R-rate", "S", "S-many"),
+        *("L", "L"),
     ]
+    for run in runs[-2:]:  # L: every token of every stream, direct and through the gateway
+        assert "error" not in run, run.get("error")
+        assert (run["expected"], run["delivered"], run["lost"]) == (100, 100, 0)
+    assert runs[-1]["transport"] == "openai"
+    assert runs[-1]["cpu_us_per_token"] is not None
+    runs = runs[:-2]
     by_scenario = {r["scenario"]: r for r in runs}
+    for name, followers in (("S", 5), ("S-many", 5)):  # every session event, once, in order
+        run = by_scenario.pop(name)
+        assert "error" not in run, run.get("error")
+        assert run["expected"] > 0
+        assert (run["delivered"], run["lost"], run["dups"]) == (run["expected"], 0, 0)
+        assert run["exactly_once"] == followers == run["clients"]
+        assert run["cpu_us_per_delivery"] is not None
     for name in ("C-task", "C-idle-task"):  # idle tasks, followed or not: all of them open
         run = by_scenario.pop(name)
         assert "error" not in run, run.get("error")
