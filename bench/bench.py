@@ -40,6 +40,7 @@ from harness.options import csv_strs
 from harness.processes import Proc
 from harness.report import add_ratios, report, table, targets
 from harness.suite import run_suite
+from harness.targets import markdown
 
 
 def env(name: str, default: str) -> str:
@@ -320,6 +321,10 @@ def main(argv: list[str] | None = None) -> int:
     result["table"] = table(result["runs"])
     path.write_text(json.dumps(result, indent=2, default=str) + "\n")
     log(f"wrote {path}")
+    if result["runs"]:
+        md = path.with_name(path.stem + "-targets.md")  # bench/tools/targets.py prints the same
+        md.write_text(markdown(json.loads(path.read_text())))
+        log(f"wrote {md} (issue 18's targets, Markdown)")
     errors = [r for r in result["runs"] if "error" in r]
     return 1 if errors else 0
 

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .targets import PASS_FIELDS
+
 
 def stream_figures(run: dict[str, Any], results: list[dict[str, Any]]) -> None:
     received = sum(r["received"] for r in results)
@@ -93,5 +95,10 @@ def collapse_repeats(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "errors": [r["error"] for r in group if "error" in r],
         }
         keep["lost"] = max((r.get("lost") or 0) for r in group)  # a loss in any repeat counts
+        # each pass's own figures, in pass order: the targets compare pass k with the
+        # baseline's pass k, taken minutes apart (harness/targets.py)
+        keep["passes"] = [
+            {k: r[k] for k in (*PASS_FIELDS, "error") if r.get(k) is not None} for r in group
+        ]
         out.append(keep)
     return out

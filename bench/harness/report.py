@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from .options import csv_ints
+from .targets import issue18
 
 
 def fmt_ms(value: float | None) -> str:
@@ -194,7 +195,7 @@ def table(runs: list[dict[str, Any]]) -> str:
 
 
 def targets(runs: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Where skillwire stands against each target of issue 8."""
+    """Where skillwire stands against each target of issues 8 and 18."""
     ok = [r for r in runs if "error" not in r]
     found: list[dict[str, Any]] = []
     k_big = max(csv_ints(args.a_k) or [0])
@@ -244,77 +245,12 @@ def targets(runs: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[s
                         "met": r["rss_per_conn_kib"] <= 25 if transport == "ws" else None,
                     }
                 )
-    found += issue18_targets(find)
-    for r in find(scenario="E"):
-        if r["system"].startswith("skillwire") and r.get("ratio") is not None:
-            found.append(
-                {
-                    "target": "E: p50 ratio <= 1.5 vs bare Starlette",
-                    "system": r["system"],
-                    "value": f"{r['ratio']:.2f}",
-                    "met": r["ratio"] <= 1.5,
-                }
-            )
-    return found
-
-
-def issue18_targets(find: Any) -> list[dict[str, Any]]:
-    """Issue 18's targets (bench figures, never test gates): R, A-win, p99, memory, tokens."""
-    found: list[dict[str, Any]] = []
-
-    def add(target: str, r: dict[str, Any], value: str, met: bool | None) -> None:
-        found.append({"target": target, "system": r["system"], "value": value, "met": met})
-
-    for r in find(scenario="R"):
-        if r["system"].startswith("skillwire") and r.get("ratio") is not None:
-            cpu = r.get("cpu_ratio")
-            add(
-                "R: >= 2.5x naive delivered/s, <= 0.4x CPU/delivery, zero loss",
-                r,
-                f"{r['ratio']:.2f}x, CPU {r.get('cpu_us_per_delivery')} us ({cpu}x), "
-                f"lost {r['lost']}",
-                r["ratio"] >= 2.5 and cpu is not None and cpu <= 0.4 and r["lost"] == 0,
-            )
-    for r in find(scenario="A-win"):
-        if r["system"].startswith("skillwire") and r.get("ratio") is not None:
-            add(
-                f"A window K={r['clients']}: >= 3x naive",
-                r,
-                f"{r['ratio']:.2f}x, lost {r['lost']}",
-                r["ratio"] >= 3 and r["lost"] == 0,
-            )
-    for r in find(scenario="A-lat", transport="ws"):
-        if r["system"].startswith("skillwire") and r.get("ratio") is not None:
-            add(
-                f"A WS p99 at {r['clients'] * r['rate']:,.0f}/s: <= 0.45x naive",
-                r,
-                f"p99 {r['p99_ms']:.1f} ms ({r['ratio']:.2f}x)",
-                r["ratio"] <= 0.45,
-            )
-    for r in find(scenario="C", transport="ws"):
-        if r["system"].startswith("skillwire") and r.get("rss_per_conn_kib") is not None:
-            add(
-                "C WS: <= 12 KiB RSS per idle connection",
-                r,
-                f"{r['rss_per_conn_kib']:.1f} KiB",
-                r["rss_per_conn_kib"] <= 12,
-            )
-    for r in find(scenario="C-idle-task"):
-        if r.get("rss_per_task_kib") is not None:
-            add(
-                "C: <= 4 KiB RSS per idle running task",
-                r,
-                f"{r['rss_per_task_kib']:.1f} KiB",
-                r["rss_per_task_kib"] <= 4,
-            )
-    for r in find(scenario="T"):
-        if r.get("cpu_us_per_delta") is not None:
-            add(
-                f"T {r['transport'].upper()}: <= 10 us server CPU per delta",
-                r,
-                f"{r['cpu_us_per_delta']} us",
-                r["cpu_us_per_delta"] <= 10,
-            )
+    # issue 18's (E's target is the same in both issues): harness/targets.py
+    found += [
+        {"target": v.target, "system": v.system, "value": v.value, "met": v.met}
+        for v in issue18(runs)
+        if v.system != "-"
+    ]
     return found
 
 
