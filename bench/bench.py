@@ -19,9 +19,15 @@ both backbones, and the baselines from bench/.venv-baselines), the Node load gen
   T  token streaming (issue 14): many streams of words (one growing output each) with one
      subscriber each, and one stream followed by many: deltas/s, emit->receive latency,
      CPU per delta, RSS per stream, on both backbones
+  S  sessions (issue 16): one session followed by N WebSockets with 10 tasks streaming into it,
+     and N sessions with one follower and one task each: delivered/s, server CPU per
+     delivery, lost, and every follower's exactly-once check, on both backbones
+  L  the LLM bridge (bench/llm): N streams from the bench's own OpenAI-compatible upstream,
+     read directly and through /v1/chat/completions: CPU and p99 per token, lost tokens
 
 Everything it starts it stops again, by PID; every wait is bounded. It prints one table
-(and the raw figures) and writes JSON (bench/results/latest.json by default). This file
+(and the raw figures) and writes JSON (bench/results/latest.json by default), and issue 18's
+targets as Markdown next to it (latest-targets.md, harness/targets.py). This file
 parses the options and writes the results; the parts it drives are in bench/harness/.
 """
 
