@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import sys
@@ -305,8 +306,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def open_files(args: argparse.Namespace) -> None:
+    """Raise this process's open-file limit to its hard limit (the servers and loaders it
+    starts inherit it): C at 5,000 connections needs more than the usual soft 1,024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    need = 2 * max(args.c_conns, args.c_tasks, args.s_sessions, args.s_followers) + 1024
+    if hard != resource.RLIM_INFINITY and hard < need:
+        log(f"bench/run: open files limited to {hard}; C and S at these sizes need ~{need}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    open_files(args)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     if shutil.which("node") is None:
