@@ -309,20 +309,25 @@ def issue18(runs: list[Run]) -> list[Verdict]:
 
 
 def sizes(args: dict[str, Any]) -> str:
-    """The sizes the run was taken at, as the options gave them."""
+    """The sizes the run was taken at, as the options gave them, for the scenarios it ran."""
 
     def get(name: str) -> Any:
         return args.get(name, "?")
 
-    return (
-        f"R {get('r_tasks')} tasks, {get('r_events')} each (window {get('r_window')}), "
-        f"@{get('r_rate')}/s, {get('r_rate_events')} each; A-win K={get('aw_k')}, "
-        f"{get('aw_window')} in flight; A latency K={get('lat_k')} @{get('lat_rate')}/s; "
-        f"C {get('c_conns')} conns, {get('c_tasks')} tasks; T {get('t_streams')} streams "
-        f"@{get('t_rate')} words/s, 1 stream to {get('t_fanout')}; S {get('s_followers')} "
-        f"followers, {get('s_sessions')} sessions; L {get('l_streams')} streams @{get('l_rate')} "
-        f"tokens/s"
-    )
+    only = {x.strip() for x in str(args.get("only", "")).upper().split(",")}
+    parts = {
+        "R": f"R {get('r_tasks')} tasks, {get('r_events')} each (window {get('r_window')}), "
+        f"@{get('r_rate')}/s, {get('r_rate_events')} each",
+        "A": f"A-win K={get('aw_k')}, {get('aw_window')} in flight; A latency K={get('lat_k')} "
+        f"@{get('lat_rate')}/s",
+        "C": f"C {get('c_conns')} conns, {get('c_tasks')} tasks",
+        "E": f"E {get('e_seconds')} s per system",
+        "T": f"T {get('t_streams')} streams @{get('t_rate')} words/s, 1 stream to "
+        f"{get('t_fanout')}",
+        "S": f"S {get('s_followers')} followers, {get('s_sessions')} sessions",
+        "L": f"L {get('l_streams')} streams @{get('l_rate')} tokens/s",
+    }
+    return "; ".join(text for name, text in parts.items() if name in only)
 
 
 def duration(seconds: float) -> str:
