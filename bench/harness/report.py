@@ -130,6 +130,23 @@ def kib_cell(r: dict[str, Any]) -> str:
     return "" if value is None else f"{value:.1f}"
 
 
+def lost_cell(r: dict[str, Any]) -> str:
+    """Lost; for S also the followers that saw every session event exactly once."""
+    lost = str(r.get("lost", ""))
+    if r["scenario"] in ("S", "S-many"):
+        return f"{lost}, once {r.get('exactly_once')}/{r.get('clients')}"
+    return lost
+
+
+def cpu_each_cell(r: dict[str, Any]) -> str:
+    """The server's CPU µs per delivery (T: per delta; L: the gateway's per token)."""
+    for key in ("cpu_us_per_delta", "cpu_us_per_token", "cpu_us_per_delivery"):
+        if r.get(key) is not None:
+            value: float = r[key]
+            return f"{value:,.1f}"
+    return ""
+
+
 def table(runs: list[dict[str, Any]]) -> str:
     head = [
         "scenario",
@@ -143,12 +160,13 @@ def table(runs: list[dict[str, Any]]) -> str:
         "ratio",
         "loader CPU%",
         "server CPU%",
+        "µs CPU each",
     ]
     rows = [head]
     for r in runs:
         if "error" in r:
             rows.append(
-                [r["label"], r["system"], "ERROR", "", "", "", "", "", "", "", r["error"][:60]]
+                [r["label"], r["system"], "ERROR", "", "", "", "", "", "", "", "", r["error"][:60]]
             )
             continue
         rate = r.get("events_per_s", r.get("calls_per_s"))
@@ -164,7 +182,7 @@ def table(runs: list[dict[str, Any]]) -> str:
                 fmt_ms(r.get("p50_ms")) if not r["scenario"].startswith("C") else "",
                 fmt_ms(r.get("p99_ms")) if not r["scenario"].startswith("C") else "",
                 fmt_ms(r.get("max_ms")) if not r["scenario"].startswith("C") else "",
-                str(r.get("lost", "")),
+                lost_cell(r),
                 kib_cell(r),
                 "" if r.get("ratio") is None else f"{r['ratio']:.2f}x",
                 (
@@ -174,6 +192,7 @@ def table(runs: list[dict[str, Any]]) -> str:
                 if not r["scenario"].startswith("C")
                 else "",
                 "" if server_cpu is None else f"{server_cpu:.0f}",
+                cpu_each_cell(r),
             ]
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
@@ -275,6 +294,8 @@ def report(result: dict[str, Any]) -> str:
         " C: RSS per connection vs naive; E: p50 vs a bare Starlette endpoint (uvloop, as uvicorn picks).",
         "lost = sent - delivered (every subscriber is expected to get every event). loader CPU%: one figure"
         f" per loader process over the run; (!) marks a loader above {LOADER_BOUND:.0f}% (it may be the limit).",
+        "µs CPU each: the server's CPU (gateway and workers) per delivery; T: per delta; L: the"
+        " gateway's per token. S: lost, and the followers that saw every session event exactly once.",
         "",
         "targets (issues 8 and 18):",
     ]
