@@ -34,6 +34,15 @@ def post_json(port: int, path: str, body: Any, headers: dict[str, str] | None = 
     return json.loads(raw)
 
 
+def countdown(port: int, session_id: str, ticks: int) -> str:
+    """Start a ``demo/countdown`` in the session (10 ms a tick); its task id."""
+    body = {"requests": [{"n": ticks, "interval": 0.01}], "session_id": session_id}
+    task_id: str = post_json(
+        port, "/api/v1/apps/demo/countdown", body, {"Prefer": "respond-async"}
+    )["task_id"]
+    return task_id
+
+
 def wait_task(port: int, task_id: str, deadline: float) -> None:
     """Until the task is terminal (long polls shorter than http_json's 30 s socket timeout)."""
     while time.monotonic() < deadline:
@@ -107,30 +116,17 @@ def session_run(
         t0 = time.monotonic()
         window = (time.time(), 0.0)
         deadline = t0 + args.run_timeout
-        body_of = {"requests": [{"n": args.s_ticks, "interval": 0.01}]}
 
         def converse(session_id: str) -> int:
-            body = {**body_of, "session_id": session_id}
-            started = [
-                post_json(port, "/api/v1/apps/demo/countdown", body, {"Prefer": "respond-async"})[
-                    "task_id"
-                ]
-                for _ in range(tasks)
-            ]
+            started = [countdown(port, session_id, args.s_ticks) for _ in range(tasks)]
             for task_id in started:
                 wait_task(port, task_id, deadline)
             return close_session(port, session_id)
 
         if sessions == 1:  # the tasks of the one session start together
             with ThreadPoolExecutor(max(1, tasks)) as pool:
-                body = {**body_of, "session_id": ids[0]}
                 started = list(
-                    pool.map(
-                        lambda _: post_json(
-                            port, "/api/v1/apps/demo/countdown", body, {"Prefer": "respond-async"}
-                        )["task_id"],
-                        range(tasks),
-                    )
+                    pool.map(lambda _: countdown(port, ids[0], args.s_ticks), range(tasks))
                 )
                 list(pool.map(lambda t: wait_task(port, t, deadline), started))
             last = {ids[0]: close_session(port, ids[0])}

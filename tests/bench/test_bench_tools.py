@@ -1,10 +1,13 @@
-"""The bench's helpers of issue 18: R's closed-loop delivery count and the py-spy stage split."""
+"""The bench's helpers: R's closed-loop delivery count, the py-spy stage split, S's checks."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from pathlib import Path
 from types import ModuleType
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,3 +47,40 @@ def test_stage_of_a_sample_is_its_innermost_known_frame(tmp_path: Path) -> None:
         "append: memory log (backbone/_memory.py)": 1,
         stages.LOOP: 4,
     }
+
+
+def test_session_follower_is_complete_only_with_every_seq_once_in_order() -> None:
+    """S's follower counts as exactly once only with seqs 1..session.closed's, no gap or repeat."""
+    followers = load("bench/tools/session_followers.py")
+
+    def follower(seqs: list[int], closed: int | None) -> object:
+        f = followers.Follower("ses_1")
+        f.seqs, f.closed_seq = seqs, closed
+        return f
+
+    assert follower([1, 2, 3], 3).complete()  # type: ignore[attr-defined]
+    assert not follower([1, 3], 3).complete()  # type: ignore[attr-defined]
+    assert not follower([1, 2, 2, 3], 3).complete()  # type: ignore[attr-defined]
+    assert not follower([2, 1, 3], 3).complete()  # type: ignore[attr-defined]
+    assert not follower([1, 2], None).complete()  # type: ignore[attr-defined]
+    summary = followers.summary([follower([1, 2, 2, 3], 3), follower([1, 2, 3], 3)])
+    assert (summary["received"], summary["unique"], summary["dups"]) == (7, 6, 1)
+    assert summary["complete"] == {"ses_1": 1}
+
+
+def test_session_figures_trust_a_follower_only_if_its_close_is_the_deletes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A follower whose session.closed seq differs from the DELETE's last_seq is not exactly once."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    sessions = importlib.import_module("harness.sessions")
+    results = [
+        {"closed_seq": {"a": 5, "b": 4}, "complete": {"a": 1, "b": 1}, "received": 9,
+         "unique": 9, "errors": [], "cpu_pct": 1.0},
+        {"closed_seq": {"c": 5}, "complete": {"c": 1}, "received": 6, "unique": 5,
+         "errors": [], "cpu_pct": 2.0},
+    ]  # fmt: skip
+    run: dict[str, object] = {}
+    sessions.session_figures(run, results, {"a": 5, "b": 5, "c": 5}, followers=1, wall=2.0)
+    assert run["exactly_once"] == 2  # b's follower saw a close at 4, the DELETE said 5
+    assert (run["expected"], run["delivered"], run["lost"], run["dups"]) == (15, 14, 1, 1)
