@@ -84,3 +84,29 @@ def test_session_figures_trust_a_follower_only_if_its_close_is_the_deletes(
     sessions.session_figures(run, results, {"a": 5, "b": 5, "c": 5}, followers=1, wall=2.0)
     assert run["exactly_once"] == 2  # b's follower saw a close at 4, the DELETE said 5
     assert (run["expected"], run["delivered"], run["lost"], run["dups"]) == (15, 14, 1, 1)
+
+
+def test_llm_rows_count_lost_tokens_and_keep_the_gateway_figures(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """L's rows: tokens lost = expected - read, tokens/s over the readers' time, gateway figures."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    llm = importlib.import_module("harness.llm")
+    report = {
+        "rate": 50.0,
+        "runs": [
+            {"mode": "direct", "streams": 10, "tokens": 1000, "expected": 1000, "errors": 0,
+             "first_error": None, "p50_ms": 0.2, "p99_ms": 1.0, "seconds": 2.0,
+             "gateway_cpu_us_per_token": None, "gateway_rss_per_stream_kib": None},
+            {"mode": "openai", "streams": 10, "tokens": 990, "expected": 1000, "errors": 1,
+             "first_error": "TimeoutError()", "p50_ms": 0.7, "p99_ms": 4.0, "seconds": 2.0,
+             "added_p50_ms": 0.5, "added_p99_ms": 3.0, "gateway_cpu_us_per_token": 15.0,
+             "gateway_rss_per_stream_kib": 60.0},
+        ],
+    }  # fmt: skip
+    direct, openai = llm.llm_rows(report)
+    assert (direct["system"], direct["lost"], direct["events_per_s"]) == ("upstream", 0, 500.0)
+    assert (openai["system"], openai["transport"]) == ("skillwire-memory", "openai")
+    assert (openai["lost"], openai["stream_errors"], openai["added_p99_ms"]) == (10, 1, 3.0)
+    assert openai["cpu_us_per_token"] == 15.0
+    assert openai["loader_errors"] == ["TimeoutError()"]
