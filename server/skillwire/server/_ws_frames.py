@@ -42,6 +42,32 @@ _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 # 1005, 1006 and 1015 only ever describe a close, they are never sent.
 _SENDABLE = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014))
 _PACK_16 = struct.Struct("!BBH").pack
+# The scope keeps every header for the connection's life: the usual names are shared objects
+# instead of one copy per connection.
+_NAMES = {
+    name: name
+    for name in (
+        b"accept-encoding",
+        b"accept-language",
+        b"authorization",
+        b"cache-control",
+        b"connection",
+        b"cookie",
+        b"host",
+        b"origin",
+        b"pragma",
+        b"sec-websocket-extensions",
+        b"sec-websocket-key",
+        b"sec-websocket-protocol",
+        b"sec-websocket-version",
+        b"upgrade",
+        b"user-agent",
+        b"x-api-key",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-request-id",
+    )
+}
 _PACK_64 = struct.Struct("!BBQ").pack
 
 
@@ -79,6 +105,7 @@ def parse_request(head: bytes) -> Request:
         if not colon:
             raise HandshakeError(400, "malformed header line")
         name, value = name.strip().lower(), value.strip()
+        name = _NAMES.get(name, name)
         headers.append((name, value))
         if name == b"upgrade":
             upgrade += b"," + value
