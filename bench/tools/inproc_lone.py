@@ -34,9 +34,9 @@ from uvicorn.server import ServerState
 
 from skillwire.protocol import EventType, format_time, lifecycle
 from skillwire.server._metrics import Metrics
-from skillwire.server.backbone._memory import MemoryBackbone
 from skillwire.server._ws_connection import WebSocketConnection
 from skillwire.server._ws_protocol import WebSocketProtocol
+from skillwire.server.backbone._memory import MemoryBackbone
 from skillwire.server.channels._websocket import WebSocketPump
 
 PASSES = 5
@@ -119,8 +119,7 @@ async def send_us(n: int, protocol: type[Any] | None = None) -> float:
         config=SimpleNamespace(send_queue=1000, heartbeat_interval=15.0), metrics=Metrics()
     )
     sockets = [
-        InstantSocket() if protocol is None else await accepted_socket(protocol)
-        for _ in range(100)
+        InstantSocket() if protocol is None else await accepted_socket(protocol) for _ in range(100)
     ]
     pumps = [WebSocketPump(socket, runtime) for socket in sockets]  # type: ignore[arg-type]
     best = float("inf")
