@@ -26,6 +26,7 @@ from skillwire.server._ws_connection import WebSocketConnection
 from skillwire.server._ws_frames import (
     HandshakeError,
     accept_key,
+    close_payload,
     frame,
     parse_close,
     parse_request,
@@ -584,3 +585,23 @@ def test_a_skillwire_server_serves_websockets_with_our_class() -> None:
         raw.close()
     finally:
         running.stop()
+
+
+def test_a_long_close_reason_is_cut_at_a_character() -> None:
+    """A close reason over 123 bytes is cut so the frame stays a valid control frame."""
+    payload = close_payload(4000, "é" * 100)
+    assert len(payload) == 2 + 122
+    assert parse_close(payload) == (4000, "é" * 61)
+
+
+async def test_bytes_after_a_refused_handshake_are_not_read() -> None:
+    """A connection whose handshake was refused reads nothing more (no second handshake)."""
+    transport = _Transport()
+    config = uvicorn.Config(_idle_app, ws=WebSocketConnection, log_config=None)
+    config.load()
+    connection = WebSocketConnection(config, uvicorn.server.ServerState(), {})
+    connection.connection_made(transport)
+    connection.data_received(b"GET / HTTP/1.1\r\nupgrade: websocket\r\n\r\n")
+    assert transport.written[0].startswith(b"HTTP/1.1 400 ") and transport.closed
+    connection.data_received(b"GET / HTTP/1.1\r\n\r\n")
+    assert len(transport.written) == 1

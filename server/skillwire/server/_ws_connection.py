@@ -189,6 +189,8 @@ class WebSocketConnection(asyncio.Protocol):
         self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        if self._state == CLOSED:
+            return  # refused, failed or closed: what still comes is not read
         if not self.scope:
             self._handshake(data)
             return

@@ -172,10 +172,14 @@ def frame(first: int, payload: bytes) -> bytes:
 
 
 def close_payload(code: int, reason: str = "") -> bytes:
-    """A close frame's payload; 1005 ("no code") is sent as an empty payload."""
+    """A close frame's payload; 1005 ("no code") is sent as an empty payload. A reason over
+    the 123 bytes a control frame leaves it is cut, at a character's boundary."""
     if code == 1005:
         return b""
-    return code.to_bytes(2, "big") + reason.encode("utf-8")
+    encoded = reason.encode("utf-8")
+    if len(encoded) > 123:
+        encoded = encoded[:123].decode("utf-8", "ignore").encode("utf-8")
+    return code.to_bytes(2, "big") + encoded
 
 
 def parse_close(payload: bytes) -> tuple[int, str]:
