@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 import uvicorn
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from uvicorn.protocols.utils import ClientDisconnected
 from websockets.protocol import State
 from websockets.server import ServerProtocol
@@ -605,3 +607,75 @@ async def test_bytes_after_a_refused_handshake_are_not_read() -> None:
     assert transport.written[0].startswith(b"HTTP/1.1 400 ") and transport.closed
     connection.data_received(b"GET / HTTP/1.1\r\n\r\n")
     assert len(transport.written) == 1
+
+
+async def test_a_send_on_a_writable_transport_never_suspends() -> None:
+    """The pump starts a send outside any task and expects it to finish in its first step."""
+    transport = _Transport()
+    connection = _opened(transport)
+    await connection.send({"type": "websocket.accept"})
+    sending = connection.send({"type": "websocket.send", "text": "now"})
+    with pytest.raises(StopIteration):
+        sending.send(None)
+    assert transport.written[-1] == b"\x81\x03now"
+
+
+def _client_frame(first: int, payload: bytes, mask: bytes) -> bytes:
+    size = len(payload)
+    if size < 126:
+        head = struct.pack("!BB", first, 0x80 | size)
+    elif size < 65536:
+        head = struct.pack("!BBH", first, 0x80 | 126, size)
+    else:
+        head = struct.pack("!BBQ", first, 0x80 | 127, size)
+    return head + mask + bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    messages=st.lists(
+        st.one_of(st.text(max_size=300), st.binary(max_size=300)), min_size=1, max_size=8
+    ),
+    pieces=st.lists(st.integers(min_value=1, max_value=5), min_size=8, max_size=8),
+    cuts=st.lists(st.integers(min_value=1, max_value=200), max_size=30),
+    mask=st.binary(min_size=4, max_size=4),
+)
+def test_messages_arrive_whole_in_order_however_the_bytes_are_cut(
+    messages: list[str | bytes], pieces: list[int], cuts: list[int], mask: bytes
+) -> None:
+    """Fragmented messages with pings between fragments, fed in arbitrary chunks, reach the
+    app each once, whole and in order; every ping is answered."""
+    stream = b""
+    pings = 0
+    for message, count in zip(messages, pieces, strict=False):
+        data = message.encode() if isinstance(message, str) else message
+        opcode = 0x1 if isinstance(message, str) else 0x2
+        step = max(1, -(-len(data) // count))
+        parts = [data[at : at + step] for at in range(0, len(data), step)] or [b""]
+        for index, part in enumerate(parts):
+            first = (opcode if index == 0 else 0x0) | (0x80 if index == len(parts) - 1 else 0)
+            stream += _client_frame(first, part, mask)
+            if index == 0 and len(parts) > 1:
+                stream += _client_frame(0x89, b"p%d" % pings, mask)
+                pings += 1
+
+    async def run() -> None:
+        transport = _Transport()
+        connection = _opened(transport)
+        await connection.send({"type": "websocket.accept"})
+        assert (await connection.receive())["type"] == "websocket.connect"
+        received: list[str | bytes] = []
+        at = 0
+        for cut in [*cuts, len(stream)]:
+            connection.data_received(stream[at : at + cut])
+            at += cut
+            while connection._inbox:
+                message = await connection.receive()
+                received.append(message.get("text", message.get("bytes")))
+            if at >= len(stream):
+                break
+        assert received == messages
+        pongs = [data for data in transport.written if data[:1] == b"\x8a"]
+        assert pongs == [b"\x8a" + bytes([len(b"p%d" % n)]) + b"p%d" % n for n in range(pings)]
+
+    asyncio.run(run())
