@@ -111,7 +111,7 @@ class WebSocketConnection(asyncio.Protocol):
         config: Config,
         server_state: ServerState,
         app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
+        _loop: asyncio.AbstractEventLoop | None = None,  # uvicorn's signature; unused
     ) -> None:
         if not config.loaded:
             config.load()  # pragma: no cover
@@ -121,7 +121,7 @@ class WebSocketConnection(asyncio.Protocol):
         self.scope: dict[str, Any] = {}  # the ASGI scope, from the opening handshake on
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self._state = CONNECTING
-        self._buffer: bytearray | None = None  # an incomplete frame's bytes, while one is
+        self._buffer: bytearray | None = None  # the bytes of a frame not complete yet
         self._fragments: _Fragments | None = None
         self._inbox: deque[dict[str, Any]] | None = None
         self._receiver: asyncio.Future[dict[str, Any]] | None = None
