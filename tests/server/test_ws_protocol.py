@@ -679,3 +679,17 @@ def test_messages_arrive_whole_in_order_however_the_bytes_are_cut(
         assert pongs == [b"\x8a" + bytes([len(b"p%d" % n)]) + b"p%d" % n for n in range(pings)]
 
     asyncio.run(run())
+
+
+async def test_pings_while_writing_is_paused_get_one_pong_after() -> None:
+    """A client that pings and does not read gets one pong, for its latest ping, on resume."""
+    transport = _Transport()
+    connection = _opened(transport)
+    await connection.send({"type": "websocket.accept"})
+    transport.written.clear()
+    connection.pause_writing()
+    mask = b"\x00\x00\x00\x00"
+    connection.data_received(b"".join(_client_frame(0x89, b"p%d" % n, mask) for n in range(3)))
+    assert transport.written == []
+    connection.resume_writing()
+    assert transport.written == [b"\x8a\x02p2"]

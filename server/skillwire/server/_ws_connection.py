@@ -94,6 +94,7 @@ class WebSocketConnection(asyncio.Protocol):
         "_disconnect",
         "_fragments",
         "_inbox",
+        "_pong",
         "_read_paused",
         "_receiver",
         "_response",
@@ -129,6 +130,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._response: tuple[int, list[tuple[bytes, bytes]], bytes] | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self._writable: asyncio.Future[None] | None = None
+        self._pong: bytes | None = None  # the last ping's payload, while writing is paused
         self._read_paused = False
         self._write_paused = False
 
@@ -169,6 +171,10 @@ class WebSocketConnection(asyncio.Protocol):
 
     def _resume(self) -> None:
         self._write_paused = False
+        if self._pong is not None:
+            if self._state == OPEN:
+                self._write(0x8A, self._pong)
+            self._pong = None
         if self._writable is not None:
             if not self._writable.done():
                 self._writable.set_result(None)
@@ -356,7 +362,13 @@ class WebSocketConnection(asyncio.Protocol):
 
     def _control(self, opcode: int, payload: bytes) -> None:
         if opcode == PING:
-            if self._state == OPEN:
+            if self._state != OPEN:
+                return
+            if self._write_paused:
+                # A client that pings and does not read must not grow our write buffer: only
+                # the latest ping is answered once writing resumes (RFC 6455 5.5.3 allows it).
+                self._pong = payload
+            else:
                 self._write(0x8A, payload)
             return
         if opcode != CLOSE:
