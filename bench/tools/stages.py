@@ -16,7 +16,12 @@ from pathlib import Path
 
 # (stage, substrings of a frame "function (file:line)"): the first rule a frame matches wins
 RULES: list[tuple[str, tuple[str, ...]]] = [
-    ("frame: websockets + uvicorn send/transport", ("websockets/", "uvicorn/protocols/websockets")),
+    # "websockets/" also matches starlette/websockets.py (WebSocket.send); _ws_connection.py
+    # and _ws_frames.py are our own protocol class, uvicorn/protocols/websockets uvicorn's.
+    (
+        "frame: WebSocket protocol send/transport",
+        ("websockets/", "uvicorn/protocols/websockets", "_ws_connection.py", "_ws_frames.py"),
+    ),
     ("writer task (channels/_websocket.py, asyncio tasks)", ("channels/_websocket.py",)),
     ("outbox hand-off (channels/_outbox.py)", ("channels/_outbox.py",)),
     ("fan-out (channels/_subscription.py)", ("channels/_subscription.py",)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -165,6 +166,29 @@ def test_connections_over_the_cap_get_503_and_the_server_recovers(limited: Runni
             if _read_until_closed(sock).startswith(b"HTTP/1.1 200"):
                 break
         assert time.monotonic() < deadline, "the server did not recover"
+
+
+def test_open_websockets_count_towards_the_cap_until_they_close(limited: RunningServer) -> None:
+    """A WebSocket handed over by the HTTP protocol is still a connection for max_connections."""
+    with contextlib.ExitStack() as opened:
+        for _ in range(8):
+            opened.enter_context(
+                connect(
+                    limited.ws_url + "/api/v1/ws",
+                    subprotocols=["skillwire.v1"],  # type: ignore[list-item]
+                    additional_headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+                )
+            )
+        with _connect(limited) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert _status_and_body(_read_until_closed(sock))[0] == 503
+    deadline = time.monotonic() + scaled(5)
+    while True:
+        with _connect(limited) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            if _read_until_closed(sock).startswith(b"HTTP/1.1 200"):
+                break
+        assert time.monotonic() < deadline, "closed WebSockets were still counted"
 
 
 def _ws_extensions(running: RunningServer) -> str | None:

@@ -104,6 +104,7 @@ def uvicorn_config(app: Any, config: Config) -> Any:
     import uvicorn
 
     from ._http_protocol import ConnectionLimits, limited_http_protocol
+    from ._ws_connection import WebSocketConnection
     from ._ws_protocol import WebSocketProtocol
 
     limits = ConnectionLimits(
@@ -117,7 +118,9 @@ def uvicorn_config(app: Any, config: Config) -> Any:
         host=config.host,
         port=config.port,
         http=limited_http_protocol(limits),
-        ws=WebSocketProtocol,
+        # Our own class (memory per idle connection, cost per frame: docs/architecture.md),
+        # uvicorn's where permessage-deflate is wanted: ours does not compress.
+        ws=WebSocketProtocol if config.ws_compression else WebSocketConnection,
         log_config=None,
         access_log=False,
         lifespan="on",
