@@ -10,7 +10,9 @@ backbone, for a running task whose skill streams one output word by word:
 - ``context``: the same through ``StreamedOutput.append`` → ``Context`` (the skill's side);
 - ``delta``: ``out.append(word)`` with one follower: a ``Subscription`` gone live pushes the
   WebSocket text into a ``WebSocketPump`` that sends it, one frame per delta, to a socket
-  stand-in that completes at once (the whole server path but the frame and the ``send()``).
+  stand-in that completes at once (the whole server path but the frame and the ``send()``);
+- ``merge``: on a shared backbone (Redis), ``out.append`` of 8 characters merged into the
+  delta queued behind the skill while the store lags (the write-behind's merge alone).
 
 Each word is ``"<i>:<time> "`` like ``bench/tokens``'s (about 20 bytes); the output grows to
 ``words`` words per pass, a new task each pass. Compare figures of the same run, or interleave
@@ -138,6 +140,38 @@ async def delta_us(n: int) -> float:
     return await _best(run, n)
 
 
+class LaggingStore:
+    """A shared backbone whose store answers once released: every append queues behind."""
+
+    batches_appends = True
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    async def append_batch(
+        self, task_id: str, index: int, batch: list[tuple[EventType, Any]]
+    ) -> tuple[int, list[Any]]:
+        await self.release.wait()
+        return len(batch), []
+
+
+async def merge_us(n: int) -> float:
+    stores: list[LaggingStore] = []
+
+    async def run(p: int) -> None:
+        store = LaggingStore()
+        stores.append(store)
+        ctx = Context(store, f"tsk_inproc_delta_m{p}", 0, "bench", "tokens", "o")  # type: ignore[arg-type]
+        ctx._outputs = 1  # output 0 emitted (its own event is not measured)
+        for _ in range(n):
+            await ctx.append(0, "text", "abcdefgh")
+
+    us = await _best(run, n)
+    for store in stores:
+        store.release.set()
+    return us
+
+
 async def main(n: int) -> None:
     turn = await turn_us(n)
     print(f"turn    {turn:.2f} us per loop turn (best of {PASSES})")
@@ -146,6 +180,7 @@ async def main(n: int) -> None:
     delta = await delta_us(n)
     print(f"delta   {delta:.2f} us per delta, out.append to one WebSocket follower, one turn each")
     print(f"        {delta - turn:.2f} us without the loop turn")
+    print(f"merge   {await merge_us(n):.2f} us per append merged behind a lagging store")
 
 
 if __name__ == "__main__":
