@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from typing import Any
+from unittest.mock import patch
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from skillwire.protocol import (
@@ -19,6 +21,7 @@ from skillwire.protocol import (
     RequestStatus,
     Task,
     TaskStatus,
+    _lifecycle,
     format_time,
     lifecycle,
     to_builtins,
@@ -691,3 +694,72 @@ def test_an_output_follows_the_rules_in_every_state() -> None:
     lifecycle.cancel(task, "T5")
     assert lifecycle.append(task, R.REQUEST_OUTPUT, 1, {"a": 2}, "T6") == []
     assert task.requests[0].output == [{"a": 1}]
+
+
+TEXT = {"type": "text", "text": ""}
+OUTPUTS = st.sampled_from([TEXT, {"type": "text", "text": "ab"}, {"i": 1}, "plain", [1]])
+APPENDS = st.sampled_from(["", "x", "é\u2028", 'q"\\'])
+DELTA_DATA = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "output": st.sampled_from([-1, 0, 1, 2, 3, True, None, 1.0]),
+            "field": st.sampled_from(["text", "i", "type", "none", 3, ["text"]]),
+            "append": st.one_of(APPENDS, st.sampled_from([3, None])),
+        }
+    ),
+    st.builds(
+        lambda n, text: {"output": n, "field": "text", "append": text, "extra": 1},
+        st.integers(0, 2),
+        APPENDS,
+    ),
+    st.builds(lambda n: {"output": n, "field": "text"}, st.integers(0, 2)),
+    st.sampled_from([None, "x", [0, "text", "x"]]),
+)
+
+
+def _never(*args: Any) -> bool:
+    return False
+
+
+def _apply_all(
+    outputs: list[Any], deltas: list[Any], max_outputs: int, *, short: bool
+) -> list[Any]:
+    """What each delta did (its events or its error) and then the task and its bounds."""
+    run = Run(1)
+    bounds = OutputBounds(max_outputs=max_outputs, max_output_bytes=60)
+    lifecycle.append(run.task, R.REQUEST_STARTED, 0, {}, "T", bounds)
+    for output in outputs:
+        lifecycle.append(run.task, R.REQUEST_OUTPUT, 0, output, "T", bounds)
+    results: list[Any] = []
+    for data in deltas:
+        try:
+            # The full rules: the short path declines every delta.
+            with contextlib.nullcontext() if short else patch.object(_lifecycle, "_grew", _never):
+                events = lifecycle.append(run.task, R.REQUEST_DELTA, 0, data, "T", bounds)
+            results.append(to_builtins(events))
+        except IllegalTransition as exc:
+            results.append((str(exc), exc.details))
+    return [*results, to_builtins(run.task), bounds.total_bytes]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    outputs=st.lists(OUTPUTS, max_size=4),
+    deltas=st.lists(DELTA_DATA, min_size=1, max_size=6),
+    max_outputs=st.integers(1, 4),
+)
+@example(
+    outputs=[TEXT, TEXT], deltas=[{"output": True, "field": "text", "append": "x"}], max_outputs=4
+)
+@example(
+    outputs=[TEXT], deltas=[{"output": 0, "field": "text", "append": "x", "n": 1}], max_outputs=4
+)
+def test_a_delta_on_the_short_path_matches_the_full_rules(
+    outputs: list[Any], deltas: list[Any], max_outputs: int
+) -> None:
+    """request.delta on a running request takes a short path: for every shape of delta, to
+    held, dropped or missing outputs and fields, it appends and changes what the full rules do
+    (the same events, task, output sizes and errors)."""
+    assert _apply_all(outputs, deltas, max_outputs, short=True) == _apply_all(
+        outputs, deltas, max_outputs, short=False
+    )

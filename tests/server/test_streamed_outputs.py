@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from skillwire.protocol import EventType, format_time, lifecycle
+from skillwire.protocol import EventType, decode_event, format_time, lifecycle
 from skillwire.server import App, Context
 from skillwire.server.backbone import MemoryBackbone
 from tests.conftest import RunningServer, scaled, wait_until
@@ -286,6 +286,25 @@ async def test_append_to_an_output_not_emitted_raises() -> None:
         await ctx.append(0, "text", 3)  # type: ignore[arg-type]
     log = await backbone.read_events("tsk_append", 0, 100)
     assert log is not None and all(e.type != "request.delta" for e in log.events)
+
+
+async def test_a_streamed_outputs_append_checks_like_ctx_append() -> None:
+    """out.append raises TypeError for a non-str text and ValueError once a rerun left its
+    number unemitted, as ctx.append does; an empty text sends nothing; nothing else is
+    appended."""
+    backbone, ctx = await started_context("tsk_out_append")
+    async with ctx.stream({"type": "text", "text": ""}) as out:
+        await out.append("a")
+        await out.append("")
+        with pytest.raises(TypeError):
+            await out.append(3)  # type: ignore[arg-type]
+        ctx.rerun()
+        with pytest.raises(ValueError, match="output 0"):
+            await out.append("b")
+    log = await backbone.read_events("tsk_out_append", 0, 100)
+    assert log is not None
+    deltas = [decode_event(e.json).data for e in log.events if e.type == "request.delta"]
+    assert deltas == [{"output": 0, "field": "text", "append": "a"}]
 
 
 @pytest.fixture

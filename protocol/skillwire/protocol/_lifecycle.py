@@ -192,12 +192,17 @@ def append(
     cancel, or a duplicate delivery, is discarded here, in one place. ``bounds`` (kept by the
     caller, one per task) limits the outputs the task holds; without it the task holds all.
     """
-    if type_ is EventType.REQUEST_OUTPUT and task.status is TaskStatus.RUNNING:
+    if task.status is TaskStatus.RUNNING and (
+        type_ is EventType.REQUEST_DELTA or type_ is EventType.REQUEST_OUTPUT
+    ):
         request = task.requests[index] if 0 <= index < len(task.requests) else None
         if request is not None and request.status is RequestStatus.RUNNING:
-            # The one event a skill sends most, on a running request of a running task: the
-            # rules below reduce to this (no transition, no terminal check); one state test.
-            return [_output(task, request, index, data, now, bounds)]
+            # The events a skill sends most, on a running request of a running task: the rules
+            # below reduce to this (no transition, no terminal check); one state test.
+            if type_ is EventType.REQUEST_OUTPUT:
+                return [_output(task, request, index, data, now, bounds)]
+            if _grew(task, request, index, data, bounds):
+                return [_event(task, type_, now, data, index)]
     rule = REQUEST_TRANSITIONS.get(type_)
     if rule is None:
         raise IllegalTransition(f"{type_} is not a request event")
@@ -271,21 +276,55 @@ def _output(
     return _event(task, EventType.REQUEST_OUTPUT, now, data, index)
 
 
+def _grew(
+    task: Task, request: RequestState, index: int, data: Any, bounds: OutputBounds | None
+) -> bool:
+    """Apply a token's delta as the full rules would, without converting it to ``Delta``;
+    False, with nothing changed, for any delta they must look at (wrong shape or types, an
+    output dropped or never emitted, a field that is not a string): they decide those."""
+    if type(data) is not dict:
+        return False
+    output, field, text = data.get("output"), data.get("field"), data.get("append")
+    if type(output) is not int or type(field) is not str or type(text) is not str:
+        return False
+    position = output - request.outputs_dropped
+    if not 0 <= position < len(request.output):
+        return False
+    item = request.output[position]
+    if type(item) is not dict or type(item.get(field)) is not str:
+        return False
+    if text:
+        _grow(task, index, item, field, position, text, bounds)
+    return True
+
+
+def _grow(
+    task: Task,
+    index: int,
+    item: dict[str, Any],
+    field: str,
+    position: int,
+    text: str,
+    bounds: OutputBounds | None,
+) -> None:
+    # In place, in amortised O(len(text)): with the dict's reference dropped, ``grown`` is the
+    # string's only reference and CPython grows it where it lies (a view shares the old string
+    # only after task_view copied the dict, and then the concatenation copies instead).
+    grown = item[field]
+    item[field] = None
+    grown += text
+    item[field] = grown
+    if bounds is not None:
+        bounds.grew(task, index, position, len(encode(text)) - 2)
+
+
 def _apply_delta(
     task: Task, index: int, delta: Delta, position: int | None, bounds: OutputBounds | None
 ) -> None:
     if position is None or not delta.append:
         return  # that output left the task: the delta is only in the log
     item = task.requests[index].output[position]
-    # In place, in amortised O(len(append)): with the dict's reference dropped, ``text`` is the
-    # string's only reference and CPython grows it where it lies (a view shares the old string
-    # only after task_view copied the dict, and then the concatenation copies instead).
-    text = item[delta.field]
-    item[delta.field] = None
-    text += delta.append
-    item[delta.field] = text
-    if bounds is not None:
-        bounds.grew(task, index, position, len(encode(delta.append)) - 2)
+    _grow(task, index, item, delta.field, position, delta.append, bounds)
 
 
 def cancel(task: Task, now: str) -> Event:

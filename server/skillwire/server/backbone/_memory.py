@@ -93,6 +93,7 @@ class MemoryBackbone(Backbone):
     ) -> None:
         self._max_events = max_events
         self._max_log_bytes = max_log_bytes
+        self._trim_events = max_events + max_events // 4
         self._max_outputs = max_outputs
         self._max_output_bytes = max_output_bytes
         self._retention = retention
@@ -264,7 +265,9 @@ class MemoryBackbone(Backbone):
             record.log_bytes += len(event.json)
             if event.terminal:
                 self._create_deliveries(record, plain)
-        self._trim(record)
+        # trim_log drops nothing below these: a token's append skips the call.
+        if len(log) > self._trim_events or record.log_bytes > self._max_log_bytes:
+            self._trim(record)
         if record.task.session_id is not None:
             # The session's log in the same step, before any listener hears of either.
             self._sessions.task_events(record.task.session_id, encoded, time.time())

@@ -38,32 +38,53 @@ class _WriteBehind:
     sub-request, so an ending event never overtakes an output.
     """
 
-    __slots__ = ("_backbone", "_error", "_flushing", "_index", "_queued", "_refused", "_task_id")
+    __slots__ = (
+        "_backbone",
+        "_error",
+        "_flushing",
+        "_index",
+        "_merged",
+        "_pieces",
+        "_queued",
+        "_refused",
+        "_task_id",
+    )
 
     def __init__(self, backbone: Backbone, task_id: str, index: int) -> None:
         self._backbone = backbone
         self._task_id = task_id
         self._index = index
         self._queued: list[tuple[EventType, Any]] = []
+        # The texts of the appends merged into the newest queued entry (a delta), and their
+        # length: joined once when the batch leaves, not copied at every append.
+        self._pieces: list[str] | None = None
+        self._merged = 0
         self._flushing: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
         self._refused = False
 
     async def add(self, type_: EventType, data: Any) -> None:
         self._check()
-        if type_ is EventType.REQUEST_DELTA and self._queued:
-            last_type, last = self._queued[-1]
-            if (
-                last_type is EventType.REQUEST_DELTA
-                and last["output"] == data["output"]
-                and last["field"] == data["field"]
-                and len(last["append"]) + len(data["append"]) <= MERGE_LIMIT
-            ):
-                # Consecutive appends to one output, not yet sent: one event (a flush of 50
-                # tokens is one delta, one PUBLISH). Only the newest queued entry is merged,
-                # so deltas are never reordered.
-                self._queued[-1] = (type_, {**last, "append": last["append"] + data["append"]})
-                return
+        if type_ is EventType.REQUEST_DELTA:
+            text: str = data["append"]
+            pieces = self._pieces
+            if pieces is not None:
+                last = self._queued[-1][1]
+                if (
+                    last["output"] == data["output"]
+                    and last["field"] == data["field"]
+                    and self._merged + len(text) <= MERGE_LIMIT
+                ):
+                    # Consecutive appends to one output, not yet sent: one event (a flush of
+                    # 50 tokens is one delta, one PUBLISH). Only the newest queued entry is
+                    # merged, so deltas are never reordered.
+                    pieces.append(text)
+                    self._merged += len(text)
+                    return
+            self._seal()
+            self._pieces, self._merged = [text], len(text)
+        else:
+            self._seal()
         self._queued.append((type_, data))
         if self._flushing is None:
             self._flushing = asyncio.create_task(self._flush())
@@ -82,7 +103,7 @@ class _WriteBehind:
         """The sub-request was stopped: what is not yet sent is dropped, a flush in flight
         stopped. Its work is requeued (or the task was cancelled), and a late batch must not
         land among the outputs of the run that replaces it."""
-        self._queued = []
+        self._queued, self._pieces = [], None
         self._refused = True
         if self._flushing is not None:
             self._flushing.cancel()
@@ -94,10 +115,25 @@ class _WriteBehind:
         if self._error is not None:
             raise self._error
 
+    def _seal(self) -> None:
+        """The newest queued delta takes no more appends: its merged texts joined, once."""
+        pieces = self._pieces
+        if pieces is not None:
+            self._pieces = None
+            if len(pieces) > 1:
+                type_, last = self._queued[-1]
+                self._queued[-1] = (type_, {**last, "append": "".join(pieces)})
+
+    def _take(self) -> list[tuple[EventType, Any]]:
+        """Everything queued, merged appends joined."""
+        self._seal()
+        batch, self._queued = self._queued, []
+        return batch
+
     async def _flush(self) -> None:
         try:
             while self._queued and not self._refused:
-                batch, self._queued = self._queued, []
+                batch = self._take()
                 applied, _ = await self._backbone.append_batch(self._task_id, self._index, batch)
                 if applied < len(batch):
                     self._refused = True  # the task finished (cancelled): drop the rest
@@ -128,9 +164,19 @@ class StreamedOutput:
 
     async def append(self, text: str) -> None:
         """Append ``text`` to the output's field (nothing is sent for an empty string)."""
-        if self.index < 0:
+        index = self.index
+        if index < 0:
             raise RuntimeError("append inside `async with ctx.stream(...) as out:` only")
-        await self._ctx.append(self.index, self.field, text)
+        ctx = self._ctx
+        if type(text) is str and index < ctx._outputs:
+            # A token's path: the field was checked when the output was made, the number when
+            # it was emitted (and stays valid until a rerun), so only the text is.
+            if text:
+                await ctx._append(
+                    EventType.REQUEST_DELTA, {"output": index, "field": self.field, "append": text}
+                )
+            return
+        await ctx.append(index, self.field, text)  # the checks, and the error they raise
 
     async def __aenter__(self) -> StreamedOutput:
         if self.index >= 0:

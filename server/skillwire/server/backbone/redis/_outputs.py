@@ -35,6 +35,10 @@ def group_args(type_: EventType, data: Any) -> tuple[bytes, bytes, bytes, bytes]
     if type_ is EventType.REQUEST_OUTPUT:
         return string_fields(data)
     if type_ is EventType.REQUEST_DELTA:
+        if type(data) is dict:  # a token's delta as a skill's append makes it: no conversion
+            output, field, text = data.get("output"), data.get("field"), data.get("append")
+            if type(output) is int and output >= 0 and type(field) is str and type(text) is str:
+                return encode(data), b"%d" % output, field.encode(), encode(text)[1:-1]
         try:
             delta = msgspec.convert(data, Delta)
         except msgspec.ValidationError as exc:  # the script refuses it where lifecycle would
