@@ -179,7 +179,7 @@ class Context:
         self._calls = calls
         self._appended = 0
         self._outputs = 0  # outputs emitted by this run: the next one's number
-        self._result: dict[str, Any] = {}
+        self._result: dict[str, Any] | None = None  # None until set: nothing kept while idle
         self._behind = _WriteBehind(backbone, task_id, index) if backbone.batches_appends else None
         self.task_id = task_id
         self.index = index
@@ -263,12 +263,12 @@ class Context:
         """The request starts again (``request.started`` once more, its worker lost): its
         outputs count from 0 again and the result set so far is forgotten."""
         self._outputs = 0
-        self._result = {}
+        self._result = None
 
     @property
     def result(self) -> dict[str, Any]:
         """The data set by ``set_result`` (``{}`` when none)."""
-        return self._result
+        return self._result if self._result is not None else {}
 
     async def flush(self) -> None:
         """Everything emitted so far is stored (the worker's step before it ends the request).
@@ -309,4 +309,4 @@ class Context:
         await asyncio.sleep(max(at - time.time(), 0.0))
         await self._append(EventType.REQUEST_STARTED, {})
         self._outputs = 0  # the new run numbers its outputs from 0, as request.started says
-        self._result = {}
+        self._result = None
