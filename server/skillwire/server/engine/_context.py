@@ -180,7 +180,8 @@ class Context:
         self._appended = 0
         self._outputs = 0  # outputs emitted by this run: the next one's number
         self._result: dict[str, Any] | None = None  # None until set: nothing kept while idle
-        self._behind = _WriteBehind(backbone, task_id, index) if backbone.batches_appends else None
+        # Made at the first emit: a skill that waits before emitting holds none.
+        self._behind: _WriteBehind | None = None
         self.task_id = task_id
         self.index = index
         self.app = app
@@ -283,7 +284,9 @@ class Context:
             self._behind.abandon()
 
     async def _append(self, type_: EventType, data: Any) -> None:
-        if self._behind is not None:
+        if self._backbone.batches_appends:
+            if self._behind is None:
+                self._behind = _WriteBehind(self._backbone, self.task_id, self.index)
             await self._behind.add(type_, data)
             return
         if not await self._backbone.append(self.task_id, type_, self.index, data):
