@@ -75,6 +75,13 @@ async def main(tasks: int, top: int, redis_url: str | None) -> None:
     )
     from skillwire.server import create_app
 
+    if redis_url:
+        import redis.asyncio
+
+        client = redis.asyncio.Redis.from_url(redis_url)
+        await client.flushdb()  # a worker group left from an earlier run would take the work
+        await client.aclose()
+
     app = create_app(None, ["bench.apps:bench"])
     lifespan = await inproc_e._start(app)
     for _ in range(50):  # warm-up: one-time costs stay out
@@ -103,6 +110,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--top", type=int, default=20)
-    parser.add_argument("--redis-url", default=None, help="a redis-server of your own (flushed)")
+    parser.add_argument(
+        "--redis-url", default=None, help="a redis-server of your own (its database is flushed)"
+    )
     args = parser.parse_args()
     uvloop.run(main(args.tasks, args.top, args.redis_url))

@@ -68,6 +68,13 @@ def _refused(exc: IllegalTransition) -> dict[str, Any]:
     return _failure(ErrorCode.INTERNAL_ERROR, f"the skill emitted an event refused: {exc.message}")
 
 
+def _input(spec: SkillSpec, raw: Any) -> Any:
+    """The skill's input, passed straight into its call (no local keeps it while it runs).
+
+    A remote skill's input goes to its worker as it came (checked at call time)."""
+    return raw if spec.remote else msgspec.convert(raw, spec.input_type)
+
+
 class WorkQueue(Protocol):
     """Where a pool's claims come from and go back to: the backbone's work queue, or a
     remote skill's queue (``RemoteQueue``)."""
@@ -182,15 +189,16 @@ class WorkerPool:
         # Claims of skills this process does not run (remote workers' skills): they wait for
         # a worker, not for this process, so they take no slot (nor block in-process work).
         self._elsewhere: dict[asyncio.Task[None], Claim] = {}
-        # The claims running a request of each task (a task's chains may run side by side).
-        self._running: dict[str, list[_Run]] = {}
+        # The claims running a request of each task: the claim itself while it is the only one
+        # (the usual case: no list per task), a list while a task's chains run side by side.
+        self._running: dict[str, _Run | list[_Run]] = {}
         self._slot_freed = asyncio.Event()
         self._deadlines = Deadlines()
         self._stopping = False
 
     @property
     def in_flight(self) -> int:
-        return sum(len(tasks) for tasks in self._running.values())
+        return sum(len(h) if isinstance(h, list) else 1 for h in self._running.values())
 
     async def start(self) -> None:
         self._backbone.add_cancel_listener(self._on_cancel)
@@ -225,7 +233,8 @@ class WorkerPool:
                 await job
 
     def _on_cancel(self, task_id: str) -> None:
-        for run in list(self._running.get(task_id, ())):
+        held = self._running.get(task_id)
+        for run in list(held) if isinstance(held, list) else [held] if held else []:
             run.interrupt()
 
     def timeout_for(self, spec: SkillSpec) -> float:
@@ -301,10 +310,7 @@ class WorkerPool:
                 # of its own: an idle running task holds as few frames as it can). Indexed, not
                 # zipped: nothing but the index is held while a request waits.
                 for i in range(len(item.indices)):
-                    running = self._running.get(item.task_id)
-                    if running is None:
-                        self._running[item.task_id] = running = []
-                    running.append(run)
+                    self._enter(run)
                     run.outcome = "discarded"
                     started = time.monotonic()
                     try:
@@ -314,9 +320,7 @@ class WorkerPool:
                             raise  # this claim is being stopped: it is requeued (or failed)
                         break  # the task was cancelled: the rest of this chain never starts
                     finally:
-                        running.remove(run)
-                        if not running:
-                            del self._running[item.task_id]
+                        self._leave(run)
                         self._observe(run, started)
                     if not run.settle():
                         raise asyncio.CancelledError  # a skill swallowed the stop: it still stops
@@ -345,6 +349,26 @@ class WorkerPool:
             self._claims.pop(run.job, None)
             self._elsewhere.pop(run.job, None)
             self._slot_freed.set()
+
+    def _enter(self, run: _Run) -> None:
+        task_id = run.claim.item.task_id
+        held = self._running.get(task_id)
+        if held is None:
+            self._running[task_id] = run
+        elif isinstance(held, list):
+            held.append(run)
+        else:
+            self._running[task_id] = [held, run]
+
+    def _leave(self, run: _Run) -> None:
+        task_id = run.claim.item.task_id
+        held = self._running[task_id]
+        if held is run:
+            del self._running[task_id]
+        elif isinstance(held, list):
+            held.remove(run)
+            if len(held) == 1:
+                self._running[task_id] = held[0]
 
     def _observe(self, run: _Run, started: float) -> None:
         if self._metrics is not None and run.outcome != "discarded":
@@ -433,15 +457,13 @@ class WorkerPool:
         ctx = Context(self._backbone, task_id, index, app, skill, item.owner, calls=self.calls)
         failure: dict[str, Any] | None = None  # None: the request completed
         try:
-            # A remote skill's input goes to its worker as it came (checked at call time).
-            value = raw if spec.remote else msgspec.convert(raw, spec.input_type)
             run.arm(self._deadlines, self.timeout_for(spec))
             try:
                 if spec.is_generator:
-                    async for output in spec.call(ctx, value):
+                    async for output in spec.call(ctx, _input(spec, raw)):
                         await ctx.output(output)
                 else:
-                    result = await spec.call(ctx, value)
+                    result = await spec.call(ctx, _input(spec, raw))
                     if result is not None:
                         await ctx.output(result)
             finally:
