@@ -9,9 +9,10 @@ from typing import Any
 
 from skillwire.protocol import Task, format_time, lifecycle
 from skillwire.server import App
-from skillwire.server.backbone import MemoryBackbone, WorkItem
+from skillwire.server.backbone import Backbone, MemoryBackbone, WorkItem
+from skillwire.server.backbone.redis import RedisBackbone
 from skillwire.server.engine import Registry, WorkerPool
-from tests.conftest import scaled
+from tests.conftest import RedisServer, scaled
 
 lab = App("lab")
 started: dict[str, asyncio.Event] = {}
@@ -47,10 +48,10 @@ async def slow(i: int) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def _pool(
-    *, requeue_on_stop: bool = False
-) -> AsyncIterator[tuple[MemoryBackbone, WorkerPool]]:
+    *, requeue_on_stop: bool = False, backbone: Backbone | None = None
+) -> AsyncIterator[tuple[Any, WorkerPool]]:
     started.clear()
-    backbone = MemoryBackbone()
+    backbone = backbone if backbone is not None else MemoryBackbone()
     await backbone.start()
     registry = Registry([lab], max_requests=5)
     pool = WorkerPool(
@@ -64,14 +65,14 @@ async def _pool(
         await backbone.close()
 
 
-async def _create(backbone: MemoryBackbone, task_id: str, skill: str, n: int) -> None:
+async def _create(backbone: Backbone, task_id: str, skill: str, n: int) -> None:
     """A task of ``n`` requests of lab/``skill`` ({"i": 0}, {"i": 1}...) in one chain."""
     task, first = lifecycle.new_task(task_id, "lab", skill, n, {}, format_time(0))
     item = WorkItem(task_id, "lab", skill, "u", list(range(n)), [{"i": i} for i in range(n)])
     await backbone.create_task(task, first, owner="u", webhook_url=None, work=[item])
 
 
-async def _finished(backbone: MemoryBackbone, task_id: str) -> Task:
+async def _finished(backbone: Backbone, task_id: str) -> Task:
     async def poll() -> Task:
         while True:
             stored = await backbone.get_task(task_id)
@@ -83,7 +84,7 @@ async def _finished(backbone: MemoryBackbone, task_id: str) -> Task:
     return await asyncio.wait_for(poll(), scaled(5))
 
 
-async def _types(backbone: MemoryBackbone, task_id: str) -> list[str]:
+async def _types(backbone: Backbone, task_id: str) -> list[str]:
     log = await backbone.read_events(task_id, 0, 100)
     assert log is not None
     return [str(event.type) for event in log.events]
@@ -151,3 +152,16 @@ async def test_a_stop_requeues_the_running_request_not_a_timeout() -> None:
         assert (await backbone.queue_stats())[0] == 1
         types = await _types(backbone, "tsk_stop")
         assert types[-1] == "request.started", types
+
+
+async def test_a_swallowed_timeout_on_redis_still_ends_the_request(
+    redis_server: RedisServer,
+) -> None:
+    """On Redis, whose commands raise a cancellation still pending on the caller's task, the
+    request a skill finished after swallowing its timeout still ends (completed), and so does
+    its chain: the timeout's cancel is taken back as the skill's call ends."""
+    redis_server.flush()
+    async with _pool(backbone=RedisBackbone(redis_server.url)) as (backbone, _):
+        await _create(backbone, "tsk_shrug_redis", "shrug", 2)
+        task = await _finished(backbone, "tsk_shrug_redis")
+        assert [r.status for r in task.requests] == ["completed", "completed"], task

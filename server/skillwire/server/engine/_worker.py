@@ -91,10 +91,12 @@ class WorkQueue(Protocol):
 class _Run:
     """One claim in flight: the asyncio task running its requests, and the cancels it made.
 
-    The task's cancel signal (``interrupt``) and a request's timeout (``expire``, from the
-    pool's ``Deadlines``) cancel the claim's own task and count it in ``owed``; the chain
-    takes them back (``settle``) and so tells them from a stop of the claim, whose cancel it
-    must never swallow.
+    The task's cancel signal (``interrupt``) cancels the claim's own task and counts it in
+    ``owed``; the chain takes those back (``settle``) and so tells them from a stop of the
+    claim, whose cancel it must never swallow. A request's timeout (``expire``, from the
+    pool's ``Deadlines``) cancels it too, and is taken back as the skill's call ends
+    (``disarm``), as ``asyncio.timeout`` would: what the request does next (its ending, on a
+    backbone whose commands raise a pending cancellation) does not see it.
     """
 
     __slots__ = ("cancelled", "claim", "job", "lane", "outcome", "owed", "timed_out")
@@ -103,7 +105,7 @@ class _Run:
 
     def __init__(self, claim: Claim) -> None:
         self.claim = claim
-        self.owed = 0  # cancels of ``job`` made here and not yet taken back
+        self.owed = 0  # the task's cancels of ``job`` not yet taken back
         self.cancelled = False  # the task was cancelled: the chain ends, nothing is requeued
         self.timed_out = False  # the running request's deadline passed
         self.lane: Lane | None = None  # the running request's deadline, while armed
@@ -113,38 +115,39 @@ class _Run:
         """The task was cancelled: stop its running request where it waits."""
         if not self.cancelled:
             self.cancelled = True
-            self._cancel()
+            self.owed += 1
+            self.job.cancel()
 
     def expire(self) -> None:
         """The running request's time is up."""
         self.lane = None
         self.timed_out = True
-        self._cancel()
+        self.job.cancel()
 
     def arm(self, deadlines: Deadlines, seconds: float) -> None:
         self.timed_out = False
         self.lane = deadlines.arm(self, seconds)
 
     def disarm(self) -> None:
+        """The skill's call ended: its deadline goes, or the cancel of one that passed is
+        taken back."""
         if self.lane is not None:
             Deadlines.disarm(self, self.lane)
             self.lane = None
+        elif self.timed_out:
+            self.job.uncancel()
 
     def expired(self) -> bool:
-        """Whether the CancelledError at hand is the request's timeout and nothing else
-        (then the cancel is taken back: the request fails with TIMEOUT)."""
-        return self.timed_out and not self.cancelled and self.settle()
+        """Whether the CancelledError at hand (after ``disarm``) is the request's timeout
+        and nothing else: then the request fails with TIMEOUT."""
+        return self.timed_out and not self.cancelled and self.job.cancelling() == 0
 
     def settle(self) -> bool:
-        """Take back the cancels made here; True when nothing else cancelled the claim."""
+        """Take back the task's cancels; True when nothing else cancelled the claim."""
         while self.owed:
             self.owed -= 1
             self.job.uncancel()
         return self.job.cancelling() == 0
-
-    def _cancel(self) -> None:
-        self.owed += 1
-        self.job.cancel()
 
 
 class WorkerPool:
