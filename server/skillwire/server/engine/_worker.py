@@ -4,7 +4,7 @@ One fetch loop per process claims as many items as there are free slots (``concu
 is the process's limit on sub-requests in flight); each claim runs as one asyncio task, its
 sub-requests one after the other inside it (no task per sub-request: an idle running task
 costs one asyncio task). A cancel signal and a sub-request's timeout cancel that task, and
-the claim tells them from a stop of the process by counting the cancels it made (``_Run``).
+the claim tells them from a stop of the process by counting the cancels it made (``Run``).
 A second loop renews the lease on everything in flight, so a slow sub-request is
 not taken over by another worker, while one whose worker died is.
 """
@@ -38,7 +38,7 @@ from ..backbone import Backbone, Claim
 from ._app import SkillSpec
 from ._calls import ChildCalls
 from ._context import Context, Discarded
-from ._deadlines import Deadlines, Lane
+from ._interrupts import Deadlines, Run
 from ._registry import Registry
 
 if TYPE_CHECKING:
@@ -88,68 +88,6 @@ class WorkQueue(Protocol):
     async def requeue(self, claim: Claim) -> None: ...
 
 
-class _Run:
-    """One claim in flight: the asyncio task running its requests, and the cancels it made.
-
-    The task's cancel signal (``interrupt``) cancels the claim's own task and counts it in
-    ``owed``; the chain takes those back (``settle``) and so tells them from a stop of the
-    claim, whose cancel it must never swallow. A request's timeout (``expire``, from the
-    pool's ``Deadlines``) cancels it too, and is taken back as the skill's call ends
-    (``disarm``), as ``asyncio.timeout`` would: what the request does next (its ending, on a
-    backbone whose commands raise a pending cancellation) does not see it.
-    """
-
-    __slots__ = ("cancelled", "claim", "job", "lane", "outcome", "owed", "timed_out")
-
-    job: asyncio.Task[None]  # set by the pool right after creating it
-
-    def __init__(self, claim: Claim) -> None:
-        self.claim = claim
-        self.owed = 0  # the task's cancels of ``job`` not yet taken back
-        self.cancelled = False  # the task was cancelled: the chain ends, nothing is requeued
-        self.timed_out = False  # the running request's deadline passed
-        self.lane: Lane | None = None  # the running request's deadline, while armed
-        self.outcome = "discarded"  # how the running request ended (its metric's label)
-
-    def interrupt(self) -> None:
-        """The task was cancelled: stop its running request where it waits."""
-        if not self.cancelled:
-            self.cancelled = True
-            self.owed += 1
-            self.job.cancel()
-
-    def expire(self) -> None:
-        """The running request's time is up."""
-        self.lane = None
-        self.timed_out = True
-        self.job.cancel()
-
-    def arm(self, deadlines: Deadlines, seconds: float) -> None:
-        self.timed_out = False
-        self.lane = deadlines.arm(self, seconds)
-
-    def disarm(self) -> None:
-        """The skill's call ended: its deadline goes, or the cancel of one that passed is
-        taken back."""
-        if self.lane is not None:
-            Deadlines.disarm(self, self.lane)
-            self.lane = None
-        elif self.timed_out:
-            self.job.uncancel()
-
-    def expired(self) -> bool:
-        """Whether the CancelledError at hand (after ``disarm``) is the request's timeout
-        and nothing else: then the request fails with TIMEOUT."""
-        return self.timed_out and not self.cancelled and self.job.cancelling() == 0
-
-    def settle(self) -> bool:
-        """Take back the task's cancels; True when nothing else cancelled the claim."""
-        while self.owed:
-            self.owed -= 1
-            self.job.uncancel()
-        return self.job.cancelling() == 0
-
-
 class WorkerPool:
     def __init__(
         self,
@@ -194,7 +132,7 @@ class WorkerPool:
         self._elsewhere: dict[asyncio.Task[None], Claim] = {}
         # The claims running a request of each task: the claim itself while it is the only one
         # (the usual case: no list per task), a list while a task's chains run side by side.
-        self._running: dict[str, _Run | list[_Run]] = {}
+        self._running: dict[str, Run | list[Run]] = {}
         self._slot_freed = asyncio.Event()
         self._deadlines = Deadlines()
         self._stopping = False
@@ -262,7 +200,7 @@ class WorkerPool:
         self._start(claim)
 
     def _start(self, claim: Claim) -> None:
-        run = _Run(claim)
+        run = Run(claim)
         run.job = job = asyncio.create_task(self._run_claim(run))
         if self._takes_slot(claim):
             self._claims[job] = claim
@@ -302,7 +240,7 @@ class WorkerPool:
                 claims = [*self._claims.values(), *self._elsewhere.values()]
                 await self._queue.touch(self.consumer, claims)
 
-    async def _run_claim(self, run: _Run) -> None:
+    async def _run_claim(self, run: Run) -> None:
         claim = run.claim
         item = claim.item
         try:
@@ -353,7 +291,7 @@ class WorkerPool:
             self._elsewhere.pop(run.job, None)
             self._slot_freed.set()
 
-    def _enter(self, run: _Run) -> None:
+    def _enter(self, run: Run) -> None:
         task_id = run.claim.item.task_id
         held = self._running.get(task_id)
         if held is None:
@@ -363,7 +301,7 @@ class WorkerPool:
         else:
             self._running[task_id] = [held, run]
 
-    def _leave(self, run: _Run) -> None:
+    def _leave(self, run: Run) -> None:
         task_id = run.claim.item.task_id
         held = self._running[task_id]
         if held is run:
@@ -373,7 +311,7 @@ class WorkerPool:
             if len(held) == 1:
                 self._running[task_id] = held[0]
 
-    def _observe(self, run: _Run, started: float) -> None:
+    def _observe(self, run: Run, started: float) -> None:
         if self._metrics is not None and run.outcome != "discarded":
             item = run.claim.item
             self._metrics.subrequest_seconds.labels(item.app, item.skill, run.outcome).observe(
@@ -424,7 +362,7 @@ class WorkerPool:
                 self._metrics.rate_limited.labels("provider").inc()
             await asyncio.sleep(wait)
 
-    async def _append(self, run: _Run, type_: EventType, index: int, data: Any) -> bool:
+    async def _append(self, run: Run, type_: EventType, index: int, data: Any) -> bool:
         item = run.claim.item
         events = await self._backbone.append(item.task_id, type_, index, data)
         if events and type_ in _ENDINGS:
@@ -436,7 +374,7 @@ class WorkerPool:
                     self._metrics.tasks_finished.labels(item.app, item.skill, status).inc()
         return bool(events)
 
-    async def _run_request(self, run: _Run, index: int, raw: Any) -> None:
+    async def _run_request(self, run: Run, index: int, raw: Any) -> None:
         item = run.claim.item
         task_id, app, skill = item.task_id, item.app, item.skill
         try:
@@ -503,7 +441,7 @@ class WorkerPool:
         else:
             await self._append(run, EventType.REQUEST_FAILED, index, failure)
 
-    def _timed_out(self, run: _Run, spec: SkillSpec) -> dict[str, Any]:
+    def _timed_out(self, run: Run, spec: SkillSpec) -> dict[str, Any]:
         item = run.claim.item
         limit = self.timeout_for(spec)
         message = f"{item.app}/{item.skill} did not finish within {limit:g} s"

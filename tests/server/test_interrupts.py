@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from skillwire.server.engine._deadlines import Deadlines
+from skillwire.server.engine._interrupts import Deadlines
 from tests.conftest import scaled
 
 
