@@ -44,3 +44,22 @@ async def test_a_disarmed_request_never_expires_and_the_next_still_does() -> Non
     Deadlines.disarm(first, lane)  # twice: a request disarmed after it expired
     await asyncio.wait_for(done.wait(), scaled(5))
     assert expired == ["last"]
+
+
+def test_deadlines_used_again_on_another_loop_still_expire() -> None:
+    """A limit whose timer was still pending when its loop ended does not keep the requests
+    armed with it on the next loop from expiring: a pool started again keeps its timeouts."""
+
+    async def first() -> None:
+        deadlines.arm(_Request("gone", [], asyncio.Event()), 0.05)  # ends before it fires
+
+    async def second() -> list[str]:
+        expired: list[str] = []
+        done = asyncio.Event()
+        deadlines.arm(_Request("last", expired, done), 0.05)
+        await asyncio.wait_for(done.wait(), scaled(5))
+        return expired
+
+    deadlines = Deadlines()
+    asyncio.run(first())
+    assert asyncio.run(second()) == ["last"]

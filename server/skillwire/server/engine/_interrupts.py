@@ -46,17 +46,22 @@ class Lane:
 class Deadlines:
     """The timeouts of one worker pool's sub-requests (all on one event loop)."""
 
-    __slots__ = ("_lanes",)
+    __slots__ = ("_lanes", "_loop")
 
     def __init__(self) -> None:
         self._lanes: dict[float, Lane] = {}  # limits are few: one per skill at most
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def arm(self, who: Expiring, seconds: float) -> Lane:
         """``who.expire()`` in ``seconds`` unless disarmed first; returns what disarms it."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            # A pool started again on another loop (a test client's second lifespan): timers
+            # still pending on the old one would never fire here.
+            self._lanes, self._loop = {}, loop
         lane = self._lanes.get(seconds)
         if lane is None:
             self._lanes[seconds] = lane = Lane()
-        loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         lane.waiting[who] = deadline
         if lane.timer is None:
