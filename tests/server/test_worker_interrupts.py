@@ -84,6 +84,11 @@ async def _finished(backbone: Backbone, task_id: str) -> Task:
     return await asyncio.wait_for(poll(), scaled(5))
 
 
+async def _drained(pool: WorkerPool) -> None:
+    while pool.in_flight:
+        await asyncio.sleep(0.01)
+
+
 async def _types(backbone: Backbone, task_id: str) -> list[str]:
     log = await backbone.read_events(task_id, 0, 100)
     assert log is not None
@@ -109,8 +114,7 @@ async def test_a_cancel_during_the_only_request_ends_the_task_cancelled_once() -
         await backbone.cancel("tsk_cancel")
         task = await _finished(backbone, "tsk_cancel")
         assert task.status == "cancelled"
-        while pool.in_flight:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(_drained(pool), scaled(5))
         types = await _types(backbone, "tsk_cancel")
         assert types.count("task.cancelled") == 1 and types[-1] == "task.cancelled", types
         assert await backbone.queue_stats() == (0, 0.0)
