@@ -4,15 +4,18 @@ Calls skillwire's app (memory backbone, started through its lifespan, the GC set
 ``skillwire serve``) and the bare Starlette endpoint of bench/baselines/bare_server.py, one
 call at a time on uvloop, and prints microseconds per call for each: what the Python on each
 side costs, with uvicorn, the loader and the sockets taken out. Same run, same process: compare
-the two figures, not figures from different runs.
+the two figures, not figures from different runs. The calls go in 7 blocks, alternating between
+the two apps, and each figure is the median block's, in wall-clock and in CPU time (this
+process's; on a loaded machine the CPU figure is the steadier).
 
-    .venv/bin/python bench/tools/inproc_e.py [calls]      # default 10,000
+    .venv/bin/python bench/tools/inproc_e.py [calls]      # default 10,000 (per app)
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -62,16 +65,30 @@ async def _call(app: Any) -> list[Message]:
     return sent
 
 
-async def _per_call_us(app: Any, calls: int) -> float:
-    for _ in range(min(calls // 10, 500)):  # warm-up
-        await _call(app)
-    started = time.perf_counter()
+async def _block_us(app: Any, calls: int) -> tuple[float, float]:
+    """Wall-clock and CPU microseconds per call over ``calls`` calls."""
+    wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(calls):
         sent = await _call(app)
-    elapsed = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     if sent[0]["status"] != 200:
         raise SystemExit(f"the call answered {sent[0]['status']}: {sent[1]['body'][:200]!r}")
-    return elapsed / calls * 1e6
+    return wall / calls * 1e6, cpu / calls * 1e6
+
+
+async def _compare(apps: dict[str, Any], calls: int) -> dict[str, tuple[float, float]]:
+    """Median wall and CPU µs per call of each app, over 7 interleaved blocks."""
+    for app in apps.values():  # warm-up
+        for _ in range(min(calls // 10, 500)):
+            await _call(app)
+    blocks: dict[str, list[tuple[float, float]]] = {name: [] for name in apps}
+    for _ in range(7):
+        for name, app in apps.items():
+            blocks[name].append(await _block_us(app, max(calls // 7, 1)))
+    return {
+        name: (statistics.median(w for w, _ in got), statistics.median(c for _, c in got))
+        for name, got in blocks.items()
+    }
 
 
 async def _start(app: Any) -> asyncio.Task[None]:
@@ -107,10 +124,13 @@ async def main(calls: int) -> None:
     _tune_gc()
     answer = await _call(skillwire)
     bare = bare_server.build(answer[1]["body"])  # answers the very bytes skillwire answered
-    bare_us = await _per_call_us(bare, calls)
-    skillwire_us = await _per_call_us(skillwire, calls)
-    print(f"bare Starlette endpoint  {bare_us:7.1f} us/call")
-    print(f"skillwire quick call     {skillwire_us:7.1f} us/call  ({skillwire_us / bare_us:.1f}x)")
+    figures = await _compare({"bare": bare, "skillwire": skillwire}, calls)
+    (bare_wall, bare_cpu), (sw_wall, sw_cpu) = figures["bare"], figures["skillwire"]
+    print(f"bare Starlette endpoint  {bare_wall:7.1f} us/call  {bare_cpu:7.1f} us CPU")
+    print(
+        f"skillwire quick call     {sw_wall:7.1f} us/call  {sw_cpu:7.1f} us CPU"
+        f"  ({sw_wall / bare_wall:.1f}x, CPU {sw_cpu / bare_cpu:.1f}x)"
+    )
     lifespan.cancel()
 
 

@@ -3,6 +3,7 @@ the audit line; a channel only names itself."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from skillwire.protocol import CallBody, Forbidden, NotFound
 from skillwire.server._config import Config, KeyConfig
 from skillwire.server._runtime import Runtime
+from tests.conftest import scaled
 
 KEYS = [
     KeyConfig(name="user", role="user", key="sk_user"),
@@ -97,3 +99,20 @@ async def test_callable_skill_refuses_what_the_key_may_not_call(runtime: Runtime
     assert out_of_scope.value.details == {"skill": "demo.countdown"}
     with pytest.raises(NotFound):
         await runtime.tasks.callable_skill(echoer, "demo", "nope")
+
+
+async def test_a_wait_on_the_task_just_created_still_sees_its_end(runtime: Runtime) -> None:
+    """wait(created=...) skips the first read, not the end: a task cancelled while it is waited
+    on comes back cancelled; with no time to wait, the created task comes back as it was."""
+    user = _principal(runtime, "sk_user")
+    spec = await runtime.tasks.callable_skill(user, "demo", "echo")
+    result = await runtime.tasks.call(
+        user, spec, CallBody(requests=[{"text": "hi"}]), channel="rest"
+    )
+    task_id = result.task.task_id
+    assert await runtime.tasks.wait(user, task_id, 0, created=result.task) is result.task
+    waiting = asyncio.create_task(runtime.tasks.wait(user, task_id, 30, created=result.task))
+    await asyncio.sleep(0)  # one turn: the wait is listening
+    await runtime.tasks.cancel(user, task_id, channel="rest")
+    task = await asyncio.wait_for(waiting, scaled(5))
+    assert task.status == "cancelled"

@@ -8,7 +8,6 @@ have expired) from one it never issued, without keeping a list of every id.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import re
 import secrets
@@ -35,7 +34,8 @@ _ENCODED = re.compile(r"[A-Za-z0-9_-]*")
 
 
 def _tag(secret: bytes, body: bytes) -> bytes:
-    return hmac.new(secret, body, hashlib.sha256).digest()[:_TAG_BYTES]
+    # hmac.digest: the one-shot C path, half the cost of an HMAC object (one per task created).
+    return hmac.digest(secret, body, "sha256")[:_TAG_BYTES]
 
 
 def new_task_id(secret: bytes, now: float) -> str:

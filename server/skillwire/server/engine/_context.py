@@ -225,8 +225,9 @@ class Context:
         self._calls = calls
         self._appended = 0
         self._outputs = 0  # outputs emitted by this run: the next one's number
-        self._result: dict[str, Any] = {}
-        self._behind = _WriteBehind(backbone, task_id, index) if backbone.batches_appends else None
+        self._result: dict[str, Any] | None = None  # None until set: nothing kept while idle
+        # Made at the first emit: a skill that waits before emitting holds none.
+        self._behind: _WriteBehind | None = None
         self.task_id = task_id
         self.index = index
         self.app = app
@@ -309,12 +310,12 @@ class Context:
         """The request starts again (``request.started`` once more, its worker lost): its
         outputs count from 0 again and the result set so far is forgotten."""
         self._outputs = 0
-        self._result = {}
+        self._result = None
 
     @property
     def result(self) -> dict[str, Any]:
         """The data set by ``set_result`` (``{}`` when none)."""
-        return self._result
+        return self._result if self._result is not None else {}
 
     async def flush(self) -> None:
         """Everything emitted so far is stored (the worker's step before it ends the request).
@@ -329,7 +330,9 @@ class Context:
             self._behind.abandon()
 
     async def _append(self, type_: EventType, data: Any) -> None:
-        if self._behind is not None:
+        if self._backbone.batches_appends:
+            if self._behind is None:
+                self._behind = _WriteBehind(self._backbone, self.task_id, self.index)
             await self._behind.add(type_, data)
             return
         if not await self._backbone.append(self.task_id, type_, self.index, data):
@@ -355,4 +358,4 @@ class Context:
         await asyncio.sleep(max(at - time.time(), 0.0))
         await self._append(EventType.REQUEST_STARTED, {})
         self._outputs = 0  # the new run numbers its outputs from 0, as request.started says
-        self._result = {}
+        self._result = None

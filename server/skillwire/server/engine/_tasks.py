@@ -246,11 +246,19 @@ class TaskService:
             raise await self._absent(task_id)
         return self._visible(principal, task_id, stored)
 
-    async def wait(self, principal: Principal, task_id: str, timeout: float) -> Task:
-        """The task once it is finished, or as it is after ``timeout`` seconds."""
-        stored = await self.get(principal, task_id)
-        if timeout <= 0 or stored.task.status in lifecycle.TERMINAL_TASK_STATUSES:
-            return stored.task
+    async def wait(
+        self, principal: Principal, task_id: str, timeout: float, *, created: Task | None = None
+    ) -> Task:
+        """The task once it is finished, or as it is after ``timeout`` seconds.
+
+        ``created``: the task as ``call`` just created it for this principal (its first read
+        is skipped: the principal may see it, and it is read again once listened to)."""
+        if created is None:
+            stored = await self.get(principal, task_id)
+            if timeout <= 0 or stored.task.status in lifecycle.TERMINAL_TASK_STATUSES:
+                return stored.task
+        elif timeout <= 0:
+            return created
         loop = asyncio.get_running_loop()
         finished = loop.create_future()
 

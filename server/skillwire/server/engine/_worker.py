@@ -1,9 +1,11 @@
 """Runs sub-requests: claims work from the backbone and turns skills into events.
 
 One fetch loop per process claims as many items as there are free slots (``concurrency``
-is the process's limit on sub-requests in flight); each claim runs as its own asyncio task
-and each sub-request inside it as another, so a cancel signal interrupts exactly the work of
-that task. A second loop renews the lease on everything in flight, so a slow sub-request is
+is the process's limit on sub-requests in flight); each claim runs as one asyncio task, its
+sub-requests one after the other inside it (no task per sub-request: an idle running task
+costs one asyncio task). A cancel signal and a sub-request's timeout cancel that task, and
+the claim tells them from a stop of the process by counting the cancels it made (``Run``).
+A second loop renews the lease on everything in flight, so a slow sub-request is
 not taken over by another worker, while one whose worker died is.
 """
 
@@ -15,7 +17,6 @@ import logging
 import os
 import random
 import time
-from collections import defaultdict
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
@@ -37,6 +38,7 @@ from ..backbone import Backbone, Claim
 from ._app import SkillSpec
 from ._calls import ChildCalls
 from ._context import Context, Discarded
+from ._interrupts import Deadlines, Run
 from ._registry import Registry
 
 if TYPE_CHECKING:
@@ -64,6 +66,13 @@ def _refused(exc: IllegalTransition) -> dict[str, Any]:
     """The failure of a request whose skill emitted an event the task cannot take (a delta
     to an output it never emitted, or to a field that is not a string)."""
     return _failure(ErrorCode.INTERNAL_ERROR, f"the skill emitted an event refused: {exc.message}")
+
+
+def _input(spec: SkillSpec, raw: Any) -> Any:
+    """The skill's input, passed straight into its call (no local keeps it while it runs).
+
+    A remote skill's input goes to its worker as it came (checked at call time)."""
+    return raw if spec.remote else msgspec.convert(raw, spec.input_type)
 
 
 class WorkQueue(Protocol):
@@ -121,13 +130,16 @@ class WorkerPool:
         # Claims of skills this process does not run (remote workers' skills): they wait for
         # a worker, not for this process, so they take no slot (nor block in-process work).
         self._elsewhere: dict[asyncio.Task[None], Claim] = {}
-        self._running: dict[str, set[asyncio.Task[None]]] = defaultdict(set)
+        # The claims running a request of each task: the claim itself while it is the only one
+        # (the usual case: no list per task), a list while a task's chains run side by side.
+        self._running: dict[str, Run | list[Run]] = {}
         self._slot_freed = asyncio.Event()
+        self._deadlines = Deadlines()
         self._stopping = False
 
     @property
     def in_flight(self) -> int:
-        return sum(len(tasks) for tasks in self._running.values())
+        return sum(len(h) if isinstance(h, list) else 1 for h in self._running.values())
 
     async def start(self) -> None:
         self._backbone.add_cancel_listener(self._on_cancel)
@@ -162,8 +174,9 @@ class WorkerPool:
                 await job
 
     def _on_cancel(self, task_id: str) -> None:
-        for running in list(self._running.get(task_id, ())):
-            running.cancel()
+        held = self._running.get(task_id)
+        for run in list(held) if isinstance(held, list) else [held] if held else []:
+            run.interrupt()
 
     def timeout_for(self, spec: SkillSpec) -> float:
         key = f"{spec.app}.{spec.name}"
@@ -187,7 +200,8 @@ class WorkerPool:
         self._start(claim)
 
     def _start(self, claim: Claim) -> None:
-        job = asyncio.create_task(self._run_claim(claim))
+        run = Run(claim)
+        run.job = job = asyncio.create_task(self._run_claim(run))
         if self._takes_slot(claim):
             self._claims[job] = claim
         else:
@@ -226,12 +240,33 @@ class WorkerPool:
                 claims = [*self._claims.values(), *self._elsewhere.values()]
                 await self._queue.touch(self.consumer, claims)
 
-    async def _run_claim(self, claim: Claim) -> None:
+    async def _run_claim(self, run: Run) -> None:
+        claim = run.claim
+        item = claim.item
         try:
             if claim.deliveries > self._max_deliveries:
                 await self._give_up(claim)
             else:
-                await self._run_chain(claim)
+                # The chain's requests one after the other, in this task and inline (no coroutine
+                # of its own: an idle running task holds as few frames as it can). Indexed, not
+                # zipped: nothing but the index is held while a request waits.
+                for i in range(len(item.indices)):
+                    self._enter(run)
+                    run.outcome = "discarded"
+                    started = time.monotonic()
+                    try:
+                        await self._run_request(run, item.indices[i], item.inputs[i])
+                    except asyncio.CancelledError:
+                        if not run.settle():
+                            raise  # this claim is being stopped: it is requeued (or failed)
+                        break  # the task was cancelled: the rest of this chain never starts
+                    finally:
+                        self._leave(run)
+                        self._observe(run, started)
+                    if not run.settle():
+                        raise asyncio.CancelledError  # a skill swallowed the stop: it still stops
+                    if run.cancelled:
+                        break  # the skill swallowed the task's cancel: the rest never starts
         except asyncio.CancelledError:
             with contextlib.suppress(BackboneUnavailable):
                 if self._requeue_on_stop:
@@ -240,22 +275,48 @@ class WorkerPool:
                     failure = _failure(
                         ErrorCode.SHUTDOWN, "the server shut down before this finished"
                     )
-                    for index in claim.item.indices:
+                    for index in item.indices:
                         await self._backbone.append(
-                            claim.item.task_id, EventType.REQUEST_FAILED, index, failure
+                            item.task_id, EventType.REQUEST_FAILED, index, failure
                         )
             raise
         except BackboneUnavailable as exc:
             # Not acked: the item is delivered again once its lease lapses.
-            log.warning("backbone lost while running %s: %s", claim.item.task_id, exc.message)
+            log.warning("backbone lost while running %s: %s", item.task_id, exc.message)
         else:
             with contextlib.suppress(BackboneUnavailable):
                 await self._queue.ack(claim)
         finally:
-            job = asyncio.current_task()
-            self._claims.pop(job, None)  # type: ignore[arg-type]
-            self._elsewhere.pop(job, None)  # type: ignore[arg-type]
+            self._claims.pop(run.job, None)
+            self._elsewhere.pop(run.job, None)
             self._slot_freed.set()
+
+    def _enter(self, run: Run) -> None:
+        task_id = run.claim.item.task_id
+        held = self._running.get(task_id)
+        if held is None:
+            self._running[task_id] = run
+        elif isinstance(held, list):
+            held.append(run)
+        else:
+            self._running[task_id] = [held, run]
+
+    def _leave(self, run: Run) -> None:
+        task_id = run.claim.item.task_id
+        held = self._running[task_id]
+        if held is run:
+            del self._running[task_id]
+        elif isinstance(held, list):
+            held.remove(run)
+            if len(held) == 1:
+                self._running[task_id] = held[0]
+
+    def _observe(self, run: Run, started: float) -> None:
+        if self._metrics is not None and run.outcome != "discarded":
+            item = run.claim.item
+            self._metrics.subrequest_seconds.labels(item.app, item.skill, run.outcome).observe(
+                time.monotonic() - started
+            )
 
     async def _give_up(self, claim: Claim) -> None:
         """An item whose worker was lost again and again: fail it so no task stays running."""
@@ -273,31 +334,6 @@ class WorkerPool:
             await self._backbone.append(
                 claim.item.task_id, EventType.REQUEST_FAILED, index, failure
             )
-
-    async def _run_chain(self, claim: Claim) -> None:
-        item = claim.item
-        claim_job = asyncio.current_task()
-        assert claim_job is not None
-        for index, raw in zip(item.indices, item.inputs, strict=True):
-            runner = asyncio.create_task(
-                self._run_request(item.task_id, item.app, item.skill, item.owner, index, raw)
-            )
-            self._running[item.task_id].add(runner)
-            try:
-                await runner
-            except asyncio.CancelledError:
-                if not runner.done() or claim_job.cancelling():
-                    # This claim is being stopped (awaiting the runner cancelled it too): let
-                    # the sub-request unwind before the claim is requeued.
-                    await asyncio.wait({runner})
-                    raise
-                return  # the task was cancelled: the rest of this chain never starts
-            finally:
-                self._running[item.task_id].discard(runner)
-                if not self._running[item.task_id]:
-                    del self._running[item.task_id]
-            if claim_job.cancelling():
-                raise asyncio.CancelledError  # a skill swallowed the stop: the claim still stops
 
     # -- one sub-request -----------------------------------------------------------------
     async def _provider_slot(self, spec: SkillSpec, task_id: str, index: int) -> bool:
@@ -326,49 +362,28 @@ class WorkerPool:
                 self._metrics.rate_limited.labels("provider").inc()
             await asyncio.sleep(wait)
 
-    async def _run_request(
-        self, task_id: str, app: str, skill: str, owner: str, index: int, raw: Any
-    ) -> None:
-        started = time.monotonic()
-        outcome = "discarded"
+    async def _append(self, run: Run, type_: EventType, index: int, data: Any) -> bool:
+        item = run.claim.item
+        events = await self._backbone.append(item.task_id, type_, index, data)
+        if events and type_ in _ENDINGS:
+            run.outcome = _ENDINGS[type_]
+        if self._metrics is not None:
+            for event in events:
+                if event.terminal:
+                    status = event.type.removeprefix("task.")
+                    self._metrics.tasks_finished.labels(item.app, item.skill, status).inc()
+        return bool(events)
 
-        async def append(task_id: str, type_: EventType, index: int, data: Any) -> bool:
-            nonlocal outcome
-            events = await self._backbone.append(task_id, type_, index, data)
-            if events and type_ in _ENDINGS:
-                outcome = _ENDINGS[type_]
-            if self._metrics is not None:
-                for event in events:
-                    if event.terminal:
-                        status = event.type.removeprefix("task.")
-                        self._metrics.tasks_finished.labels(app, skill, status).inc()
-            return bool(events)
-
-        try:
-            await self._run_request_body(task_id, app, skill, owner, index, raw, append)
-        finally:
-            if self._metrics is not None and outcome != "discarded":
-                self._metrics.subrequest_seconds.labels(app, skill, outcome).observe(
-                    time.monotonic() - started
-                )
-
-    async def _run_request_body(
-        self,
-        task_id: str,
-        app: str,
-        skill: str,
-        owner: str,
-        index: int,
-        raw: Any,
-        append: Any,
-    ) -> None:
+    async def _run_request(self, run: Run, index: int, raw: Any) -> None:
+        item = run.claim.item
+        task_id, app, skill = item.task_id, item.app, item.skill
         try:
             spec: SkillSpec | None = self._registry.get(app, skill)
         except NotFound:
             spec = await self._remote.find(app, skill) if self._remote is not None else None
         if spec is None:
-            await append(
-                task_id,
+            await self._append(
+                run,
                 EventType.REQUEST_FAILED,
                 index,
                 _failure(ErrorCode.INTERNAL_ERROR, f"no worker knows the skill {app}/{skill}"),
@@ -376,52 +391,58 @@ class WorkerPool:
             return
         if not await self._provider_slot(spec, task_id, index):
             return
-        if not spec.starts_itself and not await append(
-            task_id, EventType.REQUEST_STARTED, index, {}
+        if not spec.starts_itself and not await self._append(
+            run, EventType.REQUEST_STARTED, index, {}
         ):
             return
-        ctx = Context(self._backbone, task_id, index, app, skill, owner, calls=self.calls)
-        ending: tuple[EventType, dict[str, Any]] = (EventType.REQUEST_COMPLETED, {})
+        ctx = Context(self._backbone, task_id, index, app, skill, item.owner, calls=self.calls)
+        failure: dict[str, Any] | None = None  # None: the request completed
         try:
-            # A remote skill's input goes to its worker as it came (checked at call time).
-            value = raw if spec.remote else msgspec.convert(raw, spec.input_type)
-            async with asyncio.timeout(self.timeout_for(spec)):
+            run.arm(self._deadlines, self.timeout_for(spec))
+            try:
                 if spec.is_generator:
-                    async for output in spec.call(ctx, value):
+                    async for output in spec.call(ctx, _input(spec, raw)):
                         await ctx.output(output)
                 else:
-                    result = await spec.call(ctx, value)
+                    result = await spec.call(ctx, _input(spec, raw))
                     if result is not None:
                         await ctx.output(result)
+            finally:
+                run.disarm()
         except Discarded:
             return
         except BackboneUnavailable:
             raise
         except SkillError as exc:
             failure = _failure(exc.code, exc.message, to_builtins(exc.details))
-            ending = (EventType.REQUEST_FAILED, failure)
         except TimeoutError:
-            limit = self.timeout_for(spec)
-            message = f"{app}/{skill} did not finish within {limit:g} s"
-            ending = (EventType.REQUEST_FAILED, _failure(ErrorCode.TIMEOUT, message))
+            failure = self._timed_out(run, spec)
         except asyncio.CancelledError:
-            ctx.abandon()
-            raise
+            if not run.expired():
+                ctx.abandon()
+                raise
+            failure = self._timed_out(run, spec)
         except IllegalTransition as exc:
-            ending = (EventType.REQUEST_FAILED, _refused(exc))
+            failure = _refused(exc)
         except Exception:
             log.exception("skill %s/%s failed on task %s request %d", app, skill, task_id, index)
             failure = _failure(ErrorCode.INTERNAL_ERROR, "the skill raised an unexpected error")
-            ending = (EventType.REQUEST_FAILED, failure)
-        if ending[0] is EventType.REQUEST_COMPLETED:
-            ending = (EventType.REQUEST_COMPLETED, ctx.result)
         try:
             await ctx.flush()  # the outputs written behind the skill come before its end
         except Discarded:
             return
         except IllegalTransition as exc:  # written behind: refused after the skill went on
-            ending = (EventType.REQUEST_FAILED, _refused(exc))
+            failure = _refused(exc)
         except asyncio.CancelledError:
             ctx.abandon()
             raise
-        await append(task_id, ending[0], index, ending[1])
+        if failure is None:
+            await self._append(run, EventType.REQUEST_COMPLETED, index, ctx.result)
+        else:
+            await self._append(run, EventType.REQUEST_FAILED, index, failure)
+
+    def _timed_out(self, run: Run, spec: SkillSpec) -> dict[str, Any]:
+        item = run.claim.item
+        limit = self.timeout_for(spec)
+        message = f"{item.app}/{item.skill} did not finish within {limit:g} s"
+        return _failure(ErrorCode.TIMEOUT, message)

@@ -76,7 +76,7 @@ async def call_skill(request: Request) -> Response:
     else:
         wait = runtime.config.quick_wait if spec.mode is SkillMode.QUICK else 0.0
     if wait > 0:
-        task = await runtime.tasks.wait(principal, task.task_id, wait)
+        task = await runtime.tasks.wait(principal, task.task_id, wait, created=task)
     task = rooted_task(task, root_of(request.scope))
     if task.status in lifecycle.TERMINAL_TASK_STATUSES:
         return JSONResponse(task, status_code=200)

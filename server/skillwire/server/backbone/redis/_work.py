@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from sys import intern
 from typing import Any
 
 import msgspec
@@ -188,6 +189,7 @@ def _group_gone(exc: ResponseError) -> bool:
 
 
 def _claim(entry_id: bytes, fields: dict[bytes, bytes], deliveries: int) -> Claim:
-    return Claim(
-        item=_work_decoder.decode(fields[b"w"]), token=entry_id.decode(), deliveries=deliveries
-    )
+    item = _work_decoder.decode(fields[b"w"])
+    # Names shared by every item of a skill, held once: a worker keeps each claim it runs.
+    item.app, item.skill, item.owner = intern(item.app), intern(item.skill), intern(item.owner)
+    return Claim(item=item, token=entry_id.decode(), deliveries=deliveries)
