@@ -88,6 +88,7 @@ class RedisBackbone(Backbone):
         max_connections: int = 256,
         pool_timeout: float = 10.0,
         sweep_interval: float = 60.0,
+        pubsub_idle: float = 5.0,
     ) -> None:
         self._url = url
         self._retention = int(retention)
@@ -133,7 +134,7 @@ class RedisBackbone(Backbone):
             webhook_urls=lambda: self.webhook_urls,
             wake_dispatchers=self._wake_dispatchers,
         )
-        self._fanout = Fanout(self._client, self._on_control, self._events.newest)
+        self._fanout = Fanout(self._client, self._on_control, self._events.newest, idle=pubsub_idle)
         self._tokens = RedisTokens(self._client)
         self._work = RedisWork(
             self._client, self._blocking, self._batcher, self._lease_ms, self._tokens.restore_secret
