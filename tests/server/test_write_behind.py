@@ -141,7 +141,7 @@ class FailingBackbone(MemoryBackbone):
         return await super().append_batch(task_id, index, entries)
 
 
-async def _started(backbone: MemoryBackbone, task_id: str) -> Context:
+async def _started(backbone: MemoryBackbone | RedisBackbone, task_id: str) -> Context:
     task, first = lifecycle.new_task(task_id, "burst", "many", 1, {}, format_time(0))
     await backbone.create_task(task, first, owner="u", webhook_url=None, work=[])
     assert await backbone.append(task_id, EventType.REQUEST_STARTED, 0, {})
@@ -242,3 +242,42 @@ async def test_merged_appends_stay_bounded_while_the_store_lags() -> None:
     stored = await backbone.get_task("tsk_lag")
     assert stored is not None
     assert stored.task.requests[0].output == [{"type": "text", "text": token * 40_000}]
+
+
+async def test_lone_events_of_many_sub_requests_start_no_task_each(
+    backbone: RedisBackbone,
+) -> None:
+    """Fifty sub-requests each emit one output in the same turn of the loop: their flushes go
+    into the batcher's next round trip with no task each (only the batcher's own few start),
+    and every output is stored in its own task."""
+    ctxs = [await _started(backbone, f"tsk_lone{i}") for i in range(50)]
+    await ctxs[0].output({"i": -1})  # the first append loads the script
+    await ctxs[0].flush()
+    before = asyncio.all_tasks()
+    for ctx in ctxs:
+        await ctx.output({"i": 0})
+    started = asyncio.all_tasks() - before
+    assert 1 <= len(started) <= 4, [t.get_name() for t in started]
+    for ctx in ctxs:
+        await ctx.flush()
+    for i, ctx in enumerate(ctxs):
+        stored = await backbone.get_task(ctx.task_id)
+        assert stored is not None
+        assert stored.task.requests[0].output == ([{"i": -1}] if i == 0 else []) + [{"i": 0}]
+
+
+async def test_a_lone_event_abandoned_before_its_round_trip_is_not_stored(
+    backbone: RedisBackbone,
+) -> None:
+    """A sub-request stopped in the same turn as its emit: the append queued for the next
+    round trip is withdrawn, and nothing lands."""
+    ctx = await _started(backbone, "tsk_withdrawn")
+    await ctx.output({"i": 0})
+    await ctx.flush()
+    await ctx.output({"i": 1})
+    ctx.abandon()
+    with pytest.raises(Discarded):
+        await ctx.flush()
+    await asyncio.sleep(0.05)  # a round trip that would have carried it
+    stored = await backbone.get_task("tsk_withdrawn")
+    assert stored is not None and stored.task.requests[0].output == [{"i": 0}]

@@ -32,20 +32,32 @@ class _WriteBehind:
     """A sub-request's events on their way to a shared backbone, several per round trip.
 
     An emit queues its event and returns; one flush at a time stores everything queued
-    meanwhile in one step, in order. A skill that emits faster than the store keeps up
-    waits once ``WRITE_BEHIND_LIMIT`` events are queued. What the store refused or failed
-    surfaces at the skill's next emit, or when the worker flushes before it ends the
-    sub-request, so an ending event never overtakes an output.
+    meanwhile in one step, in order. A flush is the backbone's future when it can queue the
+    append itself (Redis: into the process's next pipelined round trip), else a task. A skill
+    that emits faster than the store keeps up waits once ``WRITE_BEHIND_LIMIT`` events are
+    queued. What the store refused or failed surfaces at the skill's next emit, or when the
+    worker flushes before it ends the sub-request, so an ending event never overtakes an
+    output.
     """
 
-    __slots__ = ("_backbone", "_error", "_flushing", "_index", "_queued", "_refused", "_task_id")
+    __slots__ = (
+        "_backbone",
+        "_error",
+        "_flushing",
+        "_index",
+        "_queued",
+        "_refused",
+        "_sent",
+        "_task_id",
+    )
 
     def __init__(self, backbone: Backbone, task_id: str, index: int) -> None:
         self._backbone = backbone
         self._task_id = task_id
         self._index = index
         self._queued: list[tuple[EventType, Any]] = []
-        self._flushing: asyncio.Task[None] | None = None
+        self._flushing: asyncio.Future[Any] | None = None
+        self._sent = 0  # events in the flush in flight, when it is the backbone's future
         self._error: BaseException | None = None
         self._refused = False
 
@@ -66,7 +78,7 @@ class _WriteBehind:
                 return
         self._queued.append((type_, data))
         if self._flushing is None:
-            self._flushing = asyncio.create_task(self._flush())
+            self._flush_next()
         elif len(self._queued) >= WRITE_BEHIND_LIMIT:
             await self.drain()
 
@@ -93,6 +105,30 @@ class _WriteBehind:
             raise Discarded(self._task_id)
         if self._error is not None:
             raise self._error
+
+    def _flush_next(self) -> None:
+        # No task per lone event when the backbone takes the append as it is.
+        stored = self._backbone.append_batch_soon(self._task_id, self._index, self._queued)
+        if stored is None:
+            self._flushing = asyncio.create_task(self._flush())
+            return
+        self._sent, self._queued = len(self._queued), []
+        self._flushing = stored
+        stored.add_done_callback(self._stored)
+
+    def _stored(self, stored: asyncio.Future[tuple[int, list[Any]]]) -> None:
+        error = None if stored.cancelled() else stored.exception()  # retrieved in any case
+        if self._flushing is not stored:  # abandoned meanwhile
+            return
+        self._flushing = None
+        if stored.cancelled():
+            self._error = BackboneUnavailable("the process stopped before the events were sent")
+        elif error is not None:
+            self._error = error
+        elif stored.result()[0] < self._sent:
+            self._refused = True  # the task finished (cancelled): drop the rest
+        elif self._queued:
+            self._flush_next()
 
     async def _flush(self) -> None:
         try:

@@ -230,6 +230,11 @@ class RedisBackbone(Backbone):
     ) -> tuple[int, list[EncodedEvent]]:
         return await self._events.append_batch(task_id, index, entries)
 
+    def append_batch_soon(
+        self, task_id: str, index: int, entries: list[tuple[EventType, Any]]
+    ) -> asyncio.Future[tuple[int, list[EncodedEvent]]] | None:
+        return self._events.append_batch_soon(task_id, index, entries)
+
     async def cancel(self, task_id: str) -> Task:
         return await self._events.cancel(task_id)
 

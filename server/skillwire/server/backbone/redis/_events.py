@@ -5,6 +5,8 @@ in the same script (``_deliveries.creation_keys``/``creation_args``).
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -27,7 +29,7 @@ from . import _keys as keys
 from . import _scripts as scripts
 from ._batching import CommandBatcher
 from ._deliveries import creation_args, creation_keys
-from ._errors import translated
+from ._errors import translate, translated
 from ._outputs import group_args
 from ._sessions import RedisSessions
 
@@ -63,28 +65,64 @@ class RedisEvents:
     async def append_batch(
         self, task_id: str, index: int, entries: list[tuple[EventType, Any]]
     ) -> tuple[int, list[EncodedEvent]]:
+        script_keys, args = self._append_call(task_id, index, entries)
+        async with translated():
+            flat = await self._batcher.script(scripts.APPEND, script_keys, args)
+        return self._appended(flat)
+
+    def append_batch_soon(
+        self, task_id: str, index: int, entries: list[tuple[EventType, Any]]
+    ) -> asyncio.Future[tuple[int, list[EncodedEvent]]] | None:
+        """``append_batch`` queued for the next round trip with no coroutine or task of its
+        own (a lone event's write-behind flush); None until the script is loaded."""
+        script_keys, args = self._append_call(task_id, index, entries)
+        reply = self._batcher.script_soon(scripts.APPEND, script_keys, args)
+        if reply is None:
+            return None
+        appended = _Appended(reply)
+        reply.add_done_callback(functools.partial(self._settle, appended))
+        return appended
+
+    def _settle(
+        self, appended: asyncio.Future[tuple[int, list[EncodedEvent]]], reply: asyncio.Future[Any]
+    ) -> None:
+        if reply.cancelled():
+            appended.cancel()
+        elif (exc := reply.exception()) is not None:
+            if not appended.done():
+                appended.set_exception(translate(exc))
+        elif not appended.done():
+            try:
+                appended.set_result(self._appended(reply.result()))
+            except Exception as unexpected:  # a reply of an unexpected shape
+                appended.set_exception(unexpected)
+
+    def _append_call(
+        self, task_id: str, index: int, entries: list[tuple[EventType, Any]]
+    ) -> tuple[list[str], list[Any]]:
+        """APPEND's keys and arguments."""
         groups: list[Any] = []
         for type_, data in entries:
             groups += (type_.value, index, *group_args(type_, data))
         now = time.time()
-        async with translated():
-            flat = await self._batcher.script(
-                scripts.APPEND,
-                [keys.task(task_id), keys.events(task_id), keys.live(task_id), *creation_keys()],
-                [
-                    task_id,
-                    keys.output_prefix(task_id),
-                    format_time(now),
-                    self._max_events,
-                    self._retention,
-                    self._retention,
-                    len(entries),
-                    self._max_outputs,
-                    self._max_output_bytes,
-                    *groups,
-                    *creation_args(task_id, now, self._webhook_urls()),
-                ],
-            )
+        return (
+            [keys.task(task_id), keys.events(task_id), keys.live(task_id), *creation_keys()],
+            [
+                task_id,
+                keys.output_prefix(task_id),
+                format_time(now),
+                self._max_events,
+                self._retention,
+                self._retention,
+                len(entries),
+                self._max_outputs,
+                self._max_output_bytes,
+                *groups,
+                *creation_args(task_id, now, self._webhook_urls()),
+            ],
+        )
+
+    def _appended(self, flat: list[Any]) -> tuple[int, list[EncodedEvent]]:
         events = _events(flat[1:])
         if events and events[-1].terminal:
             self._wake_dispatchers()
@@ -143,6 +181,20 @@ class RedisEvents:
             return await self._sessions.newest(task_id)
         entries = await self._client.xrevrange(keys.events(task_id), count=1)
         return _entry(*entries[0]) if entries else None
+
+
+class _Appended(asyncio.Future[tuple[int, list[EncodedEvent]]]):
+    """APPEND's outcome. Cancelled by its caller (a stopped sub-request), it withdraws the
+    script call at once: one not yet sent is then never sent (a done callback would come a
+    turn too late, after the batcher's flusher)."""
+
+    def __init__(self, reply: asyncio.Future[Any]) -> None:
+        super().__init__()
+        self._reply = reply
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        self._reply.cancel()
+        return super().cancel(msg)
 
 
 def _events(flat: list[Any]) -> list[EncodedEvent]:
