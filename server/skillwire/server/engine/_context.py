@@ -80,7 +80,18 @@ class _WriteBehind:
         if self._flushing is None:
             self._flush_next()
         elif len(self._queued) >= WRITE_BEHIND_LIMIT:
-            await self.drain()
+            await self._wait_for_room()
+
+    async def _wait_for_room(self) -> None:
+        """Until the flush in flight is stored. The backbone's future then has sent what is
+        queued already, and the skill fills the next batch while that one travels; a task
+        flushes until nothing is queued."""
+        flushing = self._flushing
+        if flushing is not None:
+            await asyncio.wait({flushing})
+            if self._flushing is flushing:  # cancelled before it ever ran: no finally of its own
+                self._flushing = None
+        self._check()
 
     async def drain(self) -> None:
         """Wait until everything queued is stored; raise what stopped it."""
