@@ -281,3 +281,21 @@ async def test_a_lone_event_abandoned_before_its_round_trip_is_not_stored(
     await asyncio.sleep(0.05)  # a round trip that would have carried it
     stored = await backbone.get_task("tsk_withdrawn")
     assert stored is not None and stored.task.requests[0].output == [{"i": 0}]
+
+
+async def test_a_batch_sent_without_its_events_still_wakes_the_webhook_dispatchers(
+    backbone: RedisBackbone,
+) -> None:
+    """append_batch_soon gets back only how many entries were applied, not the events; a
+    batch that ends the task still wakes the webhook dispatchers, as append_batch does."""
+    await _started(backbone, "tsk_soon_end")  # its first append loaded the script
+    woken: list[bool] = []
+    backbone._events._wake_dispatchers = lambda: woken.append(True)
+    ending = [(EventType.REQUEST_OUTPUT, {"i": 0}), (EventType.REQUEST_COMPLETED, {})]
+    applied = backbone.append_batch_soon("tsk_soon_end", 0, ending)
+    assert applied is not None
+    assert await applied == 2
+    assert woken == [True]
+    stored = await backbone.get_task("tsk_soon_end")
+    assert stored is not None and stored.task.status == "completed"
+    assert stored.task.requests[0].output == [{"i": 0}]

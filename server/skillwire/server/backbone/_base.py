@@ -241,10 +241,11 @@ class Backbone(abc.ABC):
 
     def append_batch_soon(
         self, task_id: str, index: int, entries: list[tuple[EventType, Any]]
-    ) -> asyncio.Future[tuple[int, list[EncodedEvent]]] | None:
-        """``append_batch`` started at once, with no task of its own: the future of its
-        result, or None when this backbone cannot (then ``append_batch``). ``entries`` is
-        read before it returns; cancelling the future stops the append if it can still."""
+    ) -> asyncio.Future[int] | None:
+        """``append_batch`` started at once, with no task of its own: the future of how many
+        entries were applied (not the events), or None when this backbone cannot (then
+        ``append_batch``). ``entries`` is read before it returns; cancelling the future stops
+        the append if it still can."""
         return None
 
     @abc.abstractmethod

@@ -127,7 +127,7 @@ class _WriteBehind:
         self._flushing = stored
         stored.add_done_callback(self._stored)
 
-    def _stored(self, stored: asyncio.Future[tuple[int, list[Any]]]) -> None:
+    def _stored(self, stored: asyncio.Future[int]) -> None:
         error = None if stored.cancelled() else stored.exception()  # retrieved in any case
         if self._flushing is not stored:  # abandoned meanwhile
             return
@@ -136,7 +136,7 @@ class _WriteBehind:
             self._error = BackboneUnavailable("the process stopped before the events were sent")
         elif error is not None:
             self._error = error
-        elif stored.result()[0] < self._sent:
+        elif stored.result() < self._sent:
             self._refused = True  # the task finished (cancelled): drop the rest
         elif self._queued:
             self._flush_next()

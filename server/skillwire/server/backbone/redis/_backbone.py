@@ -232,7 +232,7 @@ class RedisBackbone(Backbone):
 
     def append_batch_soon(
         self, task_id: str, index: int, entries: list[tuple[EventType, Any]]
-    ) -> asyncio.Future[tuple[int, list[EncodedEvent]]] | None:
+    ) -> asyncio.Future[int] | None:
         return self._events.append_batch_soon(task_id, index, entries)
 
     async def cancel(self, task_id: str) -> Task:

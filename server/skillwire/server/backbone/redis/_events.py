@@ -65,40 +65,42 @@ class RedisEvents:
     async def append_batch(
         self, task_id: str, index: int, entries: list[tuple[EventType, Any]]
     ) -> tuple[int, list[EncodedEvent]]:
-        script_keys, args = self._append_call(task_id, index, entries)
+        script_keys, args = self._append_call(task_id, index, entries, with_events=True)
         async with translated():
             flat = await self._batcher.script(scripts.APPEND, script_keys, args)
-        return self._appended(flat)
+        events = _events(flat[1:])
+        if events and events[-1].terminal:
+            self._wake_dispatchers()
+        return int(flat[0]), events
 
     def append_batch_soon(
         self, task_id: str, index: int, entries: list[tuple[EventType, Any]]
-    ) -> asyncio.Future[tuple[int, list[EncodedEvent]]] | None:
+    ) -> asyncio.Future[int] | None:
         """``append_batch`` queued for the next round trip with no coroutine or task of its
-        own (a lone event's write-behind flush); None until the script is loaded."""
-        script_keys, args = self._append_call(task_id, index, entries)
+        own (a lone event's write-behind flush), and only how many were applied coming back,
+        not the events; None until the script is loaded."""
+        script_keys, args = self._append_call(task_id, index, entries, with_events=False)
         reply = self._batcher.script_soon(scripts.APPEND, script_keys, args)
         if reply is None:
             return None
-        appended = _Appended(reply)
-        reply.add_done_callback(functools.partial(self._settle, appended))
-        return appended
+        applied = _Applied(reply)
+        reply.add_done_callback(functools.partial(self._settle, applied))
+        return applied
 
-    def _settle(
-        self, appended: asyncio.Future[tuple[int, list[EncodedEvent]]], reply: asyncio.Future[Any]
-    ) -> None:
+    def _settle(self, applied: asyncio.Future[int], reply: asyncio.Future[Any]) -> None:
         if reply.cancelled():
-            appended.cancel()
+            applied.cancel()
         elif (exc := reply.exception()) is not None:
-            if not appended.done():
-                appended.set_exception(translate(exc))
-        elif not appended.done():
-            try:
-                appended.set_result(self._appended(reply.result()))
-            except Exception as unexpected:  # a reply of an unexpected shape
-                appended.set_exception(unexpected)
+            if not applied.done():
+                applied.set_exception(translate(exc))
+        elif not applied.done():
+            count, finished = reply.result()
+            if finished:
+                self._wake_dispatchers()
+            applied.set_result(int(count))
 
     def _append_call(
-        self, task_id: str, index: int, entries: list[tuple[EventType, Any]]
+        self, task_id: str, index: int, entries: list[tuple[EventType, Any]], *, with_events: bool
     ) -> tuple[list[str], list[Any]]:
         """APPEND's keys and arguments."""
         groups: list[Any] = []
@@ -117,16 +119,11 @@ class RedisEvents:
                 len(entries),
                 self._max_outputs,
                 self._max_output_bytes,
+                b"1" if with_events else b"",
                 *groups,
                 *creation_args(task_id, now, self._webhook_urls()),
             ],
         )
-
-    def _appended(self, flat: list[Any]) -> tuple[int, list[EncodedEvent]]:
-        events = _events(flat[1:])
-        if events and events[-1].terminal:
-            self._wake_dispatchers()
-        return int(flat[0]), events
 
     async def cancel(self, task_id: str) -> Task:
         now = time.time()
@@ -183,10 +180,10 @@ class RedisEvents:
         return _entry(*entries[0]) if entries else None
 
 
-class _Appended(asyncio.Future[tuple[int, list[EncodedEvent]]]):
-    """APPEND's outcome. Cancelled by its caller (a stopped sub-request), it withdraws the
-    script call at once: one not yet sent is then never sent (a done callback would come a
-    turn too late, after the batcher's flusher)."""
+class _Applied(asyncio.Future[int]):
+    """How many events APPEND applied. Cancelled by its caller (a stopped sub-request), it
+    withdraws the script call at once: one not yet sent is then never sent (a done callback
+    would come a turn too late, after the batcher's flusher)."""
 
     def __init__(self, reply: asyncio.Future[Any]) -> None:
         super().__init__()

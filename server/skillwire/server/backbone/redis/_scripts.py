@@ -225,7 +225,7 @@ end
 
 # KEYS: task hash, events stream, live channel, deliveries due, deliveries pending
 # ARGV: task_id, outputs prefix, now, maxlen, retention ttl, live ttl, count,
-#       max outputs per request, max output bytes per task,
+#       max outputs per request, max output bytes per task, "1" to have the events back,
 #       count groups of (type, index, data json, x1, x2, x3), where by type
 #         request.progress:  x1 = progress json, or "" to keep it
 #         request.failed:    x2 = error json
@@ -235,7 +235,8 @@ end
 #         request.completed: x1 = result json (null for {}), or "" when not an object
 #       now ms, delivery prefix, delivery id prefix, configured webhook URLs...
 # Returns {applied, seq, type, json, seq, type, json, ...}: the groups applied, in order,
-# stopping at the first one refused (task or request already finished), and their events.
+# stopping at the first one refused (task or request already finished), and their events;
+# without the events asked for, {applied, 1 if the task finished else 0}.
 APPEND = (
     _COMMON
     + r"""
@@ -243,7 +244,8 @@ local h, stream, channel = KEYS[1], KEYS[2], KEYS[3]
 local task_id, outp, now, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ttl, live_ttl, count = ARGV[5], ARGV[6], tonumber(ARGV[7])
 local max_outputs, max_bytes = tonumber(ARGV[8]), tonumber(ARGV[9])
-local GROUP, FIRST = 6, 10
+local with_events = ARGV[10] == '1'
+local GROUP, FIRST = 6, 11
 local wh = webhooks_from(KEYS[4], KEYS[5], FIRST + GROUP * count)
 session_of(h, now, maxlen, ttl)
 
@@ -359,6 +361,7 @@ if out[1] > 0 and outcome ~= 'finished' then
   expire_all(h, stream, outp, tonumber(redis.call('HGET', h, 'n')), live_ttl)
 end
 publish(channel)
+if not with_events then return {out[1], outcome == 'finished' and 1 or 0} end
 return out
 """
 )
