@@ -36,6 +36,15 @@ from ._sessions import RedisSessions
 __all__ = ["RedisEvents"]
 
 
+# The events after which a request is finished: only a batch holding one can end the task
+# and create its webhook deliveries; APPEND gets the deliveries' arguments for those only.
+_ENDING = frozenset(
+    type_
+    for type_, (_, to) in lifecycle.REQUEST_TRANSITIONS.items()
+    if to in lifecycle.TERMINAL_REQUEST_STATUSES
+)
+
+
 class RedisEvents:
     """Each task's log: APPEND and CANCEL scripts, reads, and its newest event."""
 
@@ -104,8 +113,10 @@ class RedisEvents:
     ) -> tuple[list[str], list[Any]]:
         """APPEND's keys and arguments."""
         groups: list[Any] = []
+        ending = False
         for type_, data in entries:
             groups += (type_.value, index, *group_args(type_, data))
+            ending = ending or type_ in _ENDING
         now = time.time()
         return (
             [keys.task(task_id), keys.events(task_id), keys.live(task_id), *creation_keys()],
@@ -121,7 +132,7 @@ class RedisEvents:
                 self._max_output_bytes,
                 b"1" if with_events else b"",
                 *groups,
-                *creation_args(task_id, now, self._webhook_urls()),
+                *(creation_args(task_id, now, self._webhook_urls()) if ending else ()),
             ],
         )
 

@@ -233,7 +233,8 @@ end
 #         request.delta:     x1 = output n ("" when malformed, x3 the message), x2 = field,
 #                            x3 = the appended text as escaped in JSON, without quotes
 #         request.completed: x1 = result json (null for {}), or "" when not an object
-#       now ms, delivery prefix, delivery id prefix, configured webhook URLs...
+#       now ms, delivery prefix, delivery id prefix, configured webhook URLs... (only when
+#       a group may finish its request: no other batch can end the task)
 # Returns {applied, seq, type, json, seq, type, json, ...}: the groups applied, in order,
 # stopping at the first one refused (task or request already finished), and their events;
 # without the events asked for, {applied, 1 if the task finished else 0}.
