@@ -43,14 +43,14 @@ async def texts(ctx: Context, n: int) -> None:
         await ctx.output({"type": "text", "text": f"word {i}"})
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
 
 
-def _cpu_s(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -78,7 +78,7 @@ async def _one(backbone: RedisBackbone, skill: str, n: int, run: int) -> float:
     return elapsed
 
 
-async def _commands(client: Any) -> tuple[int, int]:
+async def redis_commands(client: Any) -> tuple[int, int]:
     """Commands Redis ran so far (those of scripts included) and the EVALSHA calls."""
     stats = await client.info("commandstats")
     calls = {name: int(value["calls"]) for name, value in stats.items()}
@@ -98,11 +98,11 @@ async def main(args: argparse.Namespace, url: str, redis_pid: int) -> None:
         await _one(backbone, "numbers", 100, -1)  # warm: scripts loaded, connections open
         for run in range(args.repeat):
             for skill in ("numbers", "texts"):
-                commands0, scripts0 = await _commands(stats)
-                cpu0, rcpu0 = time.process_time(), _cpu_s(redis_pid)
+                commands0, scripts0 = await redis_commands(stats)
+                cpu0, rcpu0 = time.process_time(), cpu_seconds(redis_pid)
                 elapsed = await _one(backbone, skill, args.n, run)
-                cpu, rcpu = time.process_time() - cpu0, _cpu_s(redis_pid) - rcpu0
-                commands1, scripts1 = await _commands(stats)
+                cpu, rcpu = time.process_time() - cpu0, cpu_seconds(redis_pid) - rcpu0
+                commands1, scripts1 = await redis_commands(stats)
                 print(
                     f"{skill:8} n={args.n} {args.n / elapsed:9,.0f} outputs/s  "
                     f"{elapsed:6.2f} s  cpu {1e6 * cpu / args.n:5.1f} us/output  "
@@ -125,7 +125,7 @@ def _args() -> argparse.Namespace:
 
 if __name__ == "__main__":
     arguments = _args()
-    port = _free_port()
+    port = free_port()
     directory = tempfile.mkdtemp(prefix="skillwire-outputs-")
     redis: Any = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
