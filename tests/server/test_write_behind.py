@@ -299,3 +299,23 @@ async def test_a_batch_sent_without_its_events_still_wakes_the_webhook_dispatche
     stored = await backbone.get_task("tsk_soon_end")
     assert stored is not None and stored.task.status == "completed"
     assert stored.task.requests[0].output == [{"i": 0}]
+
+
+class RefusingSoonBackbone(FailingBackbone):
+    """Cannot even build the append it is handed (as an encoding error would)."""
+
+    def append_batch_soon(
+        self, task_id: str, index: int, entries: list[tuple[EventType, Any]]
+    ) -> asyncio.Future[int] | None:
+        raise ValueError("cannot encode")
+
+
+async def test_an_append_that_cannot_be_started_surfaces_like_a_failed_flush() -> None:
+    """An error raised while handing a batch to the backbone reaches the skill at its next
+    emit and the worker at its flush, as one raised by a flush task does."""
+    ctx = await _started(RefusingSoonBackbone(), "tsk_unbuildable")
+    await ctx.output({"i": 0})
+    with pytest.raises(ValueError):
+        await ctx.output({"i": 1})
+    with pytest.raises(ValueError):
+        await ctx.flush()

@@ -119,7 +119,12 @@ class _WriteBehind:
 
     def _flush_next(self) -> None:
         # No task per lone event when the backbone takes the append as it is.
-        stored = self._backbone.append_batch_soon(self._task_id, self._index, self._queued)
+        try:
+            stored = self._backbone.append_batch_soon(self._task_id, self._index, self._queued)
+        except Exception as exc:  # as a flush task would: the batch is lost, the skill told
+            self._queued = []
+            self._error = exc
+            return
         if stored is None:
             self._flushing = asyncio.create_task(self._flush())
             return
@@ -133,7 +138,7 @@ class _WriteBehind:
             return
         self._flushing = None
         if stored.cancelled():
-            self._error = BackboneUnavailable("the process stopped before the events were sent")
+            self._error = BackboneUnavailable("the process stopped before the events were stored")
         elif error is not None:
             self._error = error
         elif stored.result() < self._sent:
