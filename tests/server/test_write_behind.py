@@ -315,7 +315,7 @@ async def test_an_append_that_cannot_be_started_surfaces_like_a_failed_flush() -
     emit and the worker at its flush, as one raised by a flush task does."""
     ctx = await _started(RefusingSoonBackbone(), "tsk_unbuildable")
     await ctx.output({"i": 0})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="cannot encode"):
         await ctx.output({"i": 1})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="cannot encode"):
         await ctx.flush()
