@@ -149,6 +149,13 @@ def profile_r(bench: Bench, args: argparse.Namespace, backbones: list[str]) -> N
                 },
                 **top_frames(raw),
             }
+        worker_raw = raw.with_stem(raw.stem + "-worker0")  # the redis backbone's worker
+        if worker_raw.exists():
+            bench.profiles[f"{name} R worker0"] = {
+                "raw": str(worker_raw),
+                "run": bench.profiles.get(f"{name} R", {}).get("run"),
+                **top_frames(worker_raw),
+            }
     if args.c_tasks:
         n = min(args.c_tasks, 1000)
         for what, title in (("ws+task", "idle WebSocket with its own task"), ("task", "idle task")):

@@ -48,6 +48,13 @@ def attach(hook: PySpyHook | None, pid: int, logdir: Path) -> subprocess.Popen[b
     return spy
 
 
+def for_worker(hook: PySpyHook | None) -> PySpyHook | None:
+    """The same profile of the first worker process, next to the server's: ``<name>-worker0``."""
+    if hook is None:
+        return None
+    return PySpyHook(hook.pyspy, hook.format, hook.path.with_stem(hook.path.stem + "-worker0"))
+
+
 def detach(spy: subprocess.Popen[bytes] | None) -> None:
     if spy is None:
         return

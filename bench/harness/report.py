@@ -417,7 +417,7 @@ def report(result: dict[str, Any]) -> str:
             continue
         out += [
             "",
-            f"profile {name if name.endswith((' E', ' R')) else name + ' A WS K=1000'}"
+            f"profile {name if name.endswith((' E', ' R', ' R worker0')) else name + ' A WS K=1000'}"
             f" ({prof['samples']} samples, {prof['run']}):",
             "  self time:",
         ]

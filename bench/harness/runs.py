@@ -149,6 +149,14 @@ def stream_run(
         if bench.redis is not None and system_name not in ("redis-pubsub", "skillwire-memory"):
             watched["redis"] = bench.redis.proc
         spy = pyspy.attach(bench.profile_hook, system.server.pid, bench.tmp)
+        # The redis backbone's first worker too (relay skills, appends): its own stacks file.
+        worker_spy = (
+            pyspy.attach(
+                pyspy.for_worker(bench.profile_hook), system.procs["worker0"].pid, bench.tmp
+            )
+            if "worker0" in system.procs
+            else None
+        )
         window = [time.time(), 0.0]
         cpu0 = {name: p.cpu_ticks() for name, p in watched.items()}
         own_procs = list(system.procs.values())
@@ -164,6 +172,7 @@ def stream_run(
             window[1] = time.time()
             cpu1 = {name: p.cpu_ticks() for name, p in watched.items()}
             pyspy.detach(spy)
+            pyspy.detach(worker_spy)
             peak.stop()
         run["cpu_pct"] = {
             name: round(100 * (cpu1[name] - cpu0[name]) / CLK_TCK / wall, 1) for name in watched

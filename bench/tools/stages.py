@@ -41,18 +41,42 @@ RULES: list[tuple[str, tuple[str, ...]]] = [
     ("relay input: its asyncio.Queue (caller not seen)", ("asyncio/queues.py",)),
     ("HTTP, uvicorn other", ("uvicorn/", "starlette/", "httptools")),
 ]
+# The redis backbone's worker (``--worker``, profile-R-redis-worker0.txt): the relay skill's
+# input, its emit, the APPEND call's arguments, and the batcher's round trips.
+WORKER_RULES: list[tuple[str, tuple[str, ...]]] = [
+    ("round trips: batcher (packing, socket write, replies)", ("backbone/redis/_batching.py",)),
+    (
+        "APPEND's arguments (group_args, string_fields, encode, time) and reply",
+        ("backbone/redis/", "backbone/_deliveries.py", "protocol/"),
+    ),
+    ("write-behind (engine/_context.py)", ("engine/_context.py",)),
+    ("skill's run (engine/_worker.py)", ("engine/_worker.py",)),
+    ("relay input: bench skill's pub/sub read (bench/apps.py)", (" (apps.py", "bench/apps.py")),
+    ("other skillwire (engine, worker loop)", ("skillwire/server/",)),
+    # Only for a sample with no frame above: a library frame counts for its caller's stage.
+    ("redis-py, caller not seen (mostly the relay's pub/sub read)", ("redis/", "hiredis")),
+    ("relay input: its asyncio.Queue (caller not seen)", ("asyncio/queues.py",)),
+]
+WORKER_FALLBACK = 2  # the last rules of WORKER_RULES
 LOOP = "event loop only (uvloop, asyncio callbacks, GC)"
 
 
-def stage_of(frames: list[str]) -> str:
-    for frame in reversed(frames):  # innermost first
-        for stage, needles in RULES:
-            if any(n in frame for n in needles):
-                return stage
+def stage_of(
+    frames: list[str], rules: list[tuple[str, tuple[str, ...]]] = RULES, fallback: int = 0
+) -> str:
+    """The stage of the innermost frame a rule names; with ``fallback``, the last rules only
+    when no frame matches the others."""
+    for group in (rules[: len(rules) - fallback], rules[len(rules) - fallback :]):
+        for frame in reversed(frames):  # innermost first
+            for stage, needles in group:
+                if any(n in frame for n in needles):
+                    return stage
     return LOOP
 
 
-def stages(raw: Path) -> tuple[int, dict[str, int]]:
+def stages(
+    raw: Path, rules: list[tuple[str, tuple[str, ...]]] = RULES, fallback: int = 0
+) -> tuple[int, dict[str, int]]:
     counts: dict[str, int] = {}
     total = 0
     for line in raw.read_text(errors="replace").splitlines():
@@ -61,7 +85,7 @@ def stages(raw: Path) -> tuple[int, dict[str, int]]:
             continue
         count = int(count_s)
         total += count
-        stage = stage_of(stack.split(";"))
+        stage = stage_of(stack.split(";"), rules, fallback)
         counts[stage] = counts.get(stage, 0) + count
     return total, counts
 
@@ -70,8 +94,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("raw", type=Path, help="py-spy collapsed stacks (--format raw)")
     parser.add_argument("--us", type=float, default=0.0, help="server CPU us per delivery")
+    parser.add_argument(
+        "--worker", action="store_true", help="a redis backbone worker's stacks (worker0)"
+    )
     args = parser.parse_args()
-    total, counts = stages(args.raw)
+    if args.worker:
+        total, counts = stages(args.raw, WORKER_RULES, WORKER_FALLBACK)
+    else:
+        total, counts = stages(args.raw)
     print(f"{total} samples")
     for stage, count in sorted(counts.items(), key=lambda kv: -kv[1]):
         share = count / total if total else 0.0

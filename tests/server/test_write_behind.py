@@ -141,7 +141,7 @@ class FailingBackbone(MemoryBackbone):
         return await super().append_batch(task_id, index, entries)
 
 
-async def _started(backbone: MemoryBackbone, task_id: str) -> Context:
+async def _started(backbone: MemoryBackbone | RedisBackbone, task_id: str) -> Context:
     task, first = lifecycle.new_task(task_id, "burst", "many", 1, {}, format_time(0))
     await backbone.create_task(task, first, owner="u", webhook_url=None, work=[])
     assert await backbone.append(task_id, EventType.REQUEST_STARTED, 0, {})
@@ -243,3 +243,112 @@ async def test_merged_appends_stay_bounded_while_the_store_lags() -> None:
     stored = await backbone.get_task("tsk_lag")
     assert stored is not None
     assert stored.task.requests[0].output == [{"type": "text", "text": token * 40_000}]
+
+
+async def test_lone_events_of_many_sub_requests_start_no_task_each(
+    backbone: RedisBackbone,
+) -> None:
+    """Fifty sub-requests each emit one output in the same turn of the loop: their flushes go
+    into the batcher's next round trip with no task each (only the batcher's own few start),
+    and every output is stored in its own task."""
+    ctxs = [await _started(backbone, f"tsk_lone{i}") for i in range(50)]
+    await ctxs[0].output({"i": -1})  # the first append loads the script
+    await ctxs[0].flush()
+    before = asyncio.all_tasks()
+    for ctx in ctxs:
+        await ctx.output({"i": 0})
+    started = asyncio.all_tasks() - before
+    assert 1 <= len(started) <= 4, [t.get_name() for t in started]
+    for ctx in ctxs:
+        await ctx.flush()
+    for i, ctx in enumerate(ctxs):
+        stored = await backbone.get_task(ctx.task_id)
+        assert stored is not None
+        assert stored.task.requests[0].output == ([{"i": -1}] if i == 0 else []) + [{"i": 0}]
+
+
+async def test_a_lone_event_abandoned_before_its_round_trip_is_not_stored(
+    backbone: RedisBackbone,
+) -> None:
+    """A sub-request stopped in the same turn as its emit: the append queued for the next
+    round trip is withdrawn, and nothing lands."""
+    ctx = await _started(backbone, "tsk_withdrawn")
+    await ctx.output({"i": 0})
+    await ctx.flush()
+    await ctx.output({"i": 1})
+    ctx.abandon()
+    with pytest.raises(Discarded):
+        await ctx.flush()
+    await asyncio.sleep(0.05)  # a round trip that would have carried it
+    stored = await backbone.get_task("tsk_withdrawn")
+    assert stored is not None and stored.task.requests[0].output == [{"i": 0}]
+
+
+async def test_a_batch_sent_without_its_events_still_wakes_the_webhook_dispatchers(
+    backbone: RedisBackbone,
+) -> None:
+    """append_batch_soon gets back only how many entries were applied, not the events; a
+    batch that ends the task still wakes the webhook dispatchers, as append_batch does."""
+    await _started(backbone, "tsk_soon_end")  # its first append loaded the script
+    woken: list[bool] = []
+    backbone._events._wake_dispatchers = lambda: woken.append(True)
+    ending = [(EventType.REQUEST_OUTPUT, {"i": 0}), (EventType.REQUEST_COMPLETED, {})]
+    applied = backbone.append_batch_soon("tsk_soon_end", 0, ending)
+    assert applied is not None
+    assert await applied == 2
+    assert woken == [True]
+    stored = await backbone.get_task("tsk_soon_end")
+    assert stored is not None and stored.task.status == "completed"
+    assert stored.task.requests[0].output == [{"i": 0}]
+
+
+class RefusingSoonBackbone(FailingBackbone):
+    """Cannot even build the append it is handed (as an encoding error would)."""
+
+    def append_batch_soon(
+        self, task_id: str, index: int, entries: list[tuple[EventType, Any]]
+    ) -> asyncio.Future[int] | None:
+        raise ValueError("cannot encode")
+
+
+async def test_an_append_that_cannot_be_started_surfaces_like_a_failed_flush() -> None:
+    """An error raised while handing a batch to the backbone reaches the skill at its next
+    emit and the worker at its flush, as one raised by a flush task does."""
+    ctx = await _started(RefusingSoonBackbone(), "tsk_unbuildable")
+    await ctx.output({"i": 0})
+    with pytest.raises(ValueError, match="cannot encode"):
+        await ctx.output({"i": 1})
+    with pytest.raises(ValueError, match="cannot encode"):
+        await ctx.flush()
+
+
+async def test_appends_behind_a_lone_flush_merge_into_the_next_batch_only(
+    backbone: RedisBackbone,
+) -> None:
+    """On Redis the first append of a run leaves at once (the batcher's next round trip);
+    the appends queued while it travels merge into one delta of the next batch, never into
+    the one already sent, and the text arrives whole and in order."""
+    ctx = await _started(backbone, "tsk_soon_merge")
+    answer = await ctx.output({"type": "text", "text": ""})
+    call = await ctx.output({"type": "tool_call", "arguments": ""})
+    await ctx.flush()
+    for token in ["He", "l", "lo"]:
+        await ctx.append(answer, "text", token)
+    await ctx.append(call, "arguments", "{}")
+    await ctx.append(answer, "text", "!")
+    await ctx.flush()
+    log = await backbone.read_events("tsk_soon_merge", 0, 100)
+    assert log is not None
+    deltas = [decode_event(e.json).data for e in log.events if e.type == "request.delta"]
+    assert deltas == [
+        {"output": 0, "field": "text", "append": "He"},
+        {"output": 0, "field": "text", "append": "llo"},
+        {"output": 1, "field": "arguments", "append": "{}"},
+        {"output": 0, "field": "text", "append": "!"},
+    ]
+    stored = await backbone.get_task("tsk_soon_merge")
+    assert stored is not None
+    assert stored.task.requests[0].output == [
+        {"type": "text", "text": "Hello!"},
+        {"type": "tool_call", "arguments": "{}"},
+    ]

@@ -21,6 +21,7 @@ What a backbone promises:
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -237,6 +238,15 @@ class Backbone(abc.ABC):
                 return applied, appended
             appended.extend(events)
         return len(entries), appended
+
+    def append_batch_soon(
+        self, task_id: str, index: int, entries: list[tuple[EventType, Any]]
+    ) -> asyncio.Future[int] | None:
+        """``append_batch`` started at once, with no task of its own: the future of how many
+        entries were applied (not the events), or None when this backbone cannot (then
+        ``append_batch``). ``entries`` is read before it returns; cancelling the future stops
+        the append if it still can."""
+        return None
 
     @abc.abstractmethod
     async def cancel(self, task_id: str) -> Task:

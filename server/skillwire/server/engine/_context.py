@@ -32,10 +32,12 @@ class _WriteBehind:
     """A sub-request's events on their way to a shared backbone, several per round trip.
 
     An emit queues its event and returns; one flush at a time stores everything queued
-    meanwhile in one step, in order. A skill that emits faster than the store keeps up
-    waits once ``WRITE_BEHIND_LIMIT`` events are queued. What the store refused or failed
-    surfaces at the skill's next emit, or when the worker flushes before it ends the
-    sub-request, so an ending event never overtakes an output.
+    meanwhile in one step, in order. A flush is the backbone's future when it can queue the
+    append itself (Redis: into the process's next pipelined round trip), else a task. A skill
+    that emits faster than the store keeps up waits once ``WRITE_BEHIND_LIMIT`` events are
+    queued. What the store refused or failed surfaces at the skill's next emit, or when the
+    worker flushes before it ends the sub-request, so an ending event never overtakes an
+    output.
     """
 
     __slots__ = (
@@ -47,6 +49,7 @@ class _WriteBehind:
         "_pieces",
         "_queued",
         "_refused",
+        "_sent",
         "_task_id",
     )
 
@@ -59,7 +62,8 @@ class _WriteBehind:
         # length: joined once when the batch leaves, not copied at every append.
         self._pieces: list[str] | None = None
         self._merged = 0
-        self._flushing: asyncio.Task[None] | None = None
+        self._flushing: asyncio.Future[Any] | None = None
+        self._sent = 0  # events in the flush in flight, when it is the backbone's future
         self._error: BaseException | None = None
         self._refused = False
 
@@ -87,9 +91,20 @@ class _WriteBehind:
             self._seal()
         self._queued.append((type_, data))
         if self._flushing is None:
-            self._flushing = asyncio.create_task(self._flush())
+            self._flush_next()
         elif len(self._queued) >= WRITE_BEHIND_LIMIT:
-            await self.drain()
+            await self._wait_for_room()
+
+    async def _wait_for_room(self) -> None:
+        """Until the flush in flight is stored. The backbone's future then has sent what is
+        queued already, and the skill fills the next batch while that one travels; a task
+        flushes until nothing is queued."""
+        flushing = self._flushing
+        if flushing is not None:
+            await asyncio.wait({flushing})
+            if self._flushing is flushing:  # cancelled before it ever ran: no finally of its own
+                self._flushing = None
+        self._check()
 
     async def drain(self) -> None:
         """Wait until everything queued is stored; raise what stopped it."""
@@ -129,6 +144,40 @@ class _WriteBehind:
         self._seal()
         batch, self._queued = self._queued, []
         return batch
+
+    def _flush_next(self) -> None:
+        # No task per lone event when the backbone takes the append as it is. What is queued
+        # leaves now, so the newest delta takes no more appends.
+        merging = self._pieces is not None
+        self._seal()
+        try:
+            stored = self._backbone.append_batch_soon(self._task_id, self._index, self._queued)
+        except Exception as exc:  # as a flush task would: the batch is lost, the skill told
+            self._queued = []
+            self._error = exc
+            return
+        if stored is None:
+            if merging:  # the batch waits for a task: its newest delta merges until it leaves
+                self._pieces = [self._queued[-1][1]["append"]]
+            self._flushing = asyncio.create_task(self._flush())
+            return
+        self._sent, self._queued = len(self._queued), []
+        self._flushing = stored
+        stored.add_done_callback(self._stored)
+
+    def _stored(self, stored: asyncio.Future[int]) -> None:
+        error = None if stored.cancelled() else stored.exception()  # retrieved in any case
+        if self._flushing is not stored:  # abandoned meanwhile
+            return
+        self._flushing = None
+        if stored.cancelled():
+            self._error = BackboneUnavailable("the process stopped before the events were stored")
+        elif error is not None:
+            self._error = error
+        elif stored.result() < self._sent:
+            self._refused = True  # the task finished (cancelled): drop the rest
+        elif self._queued:
+            self._flush_next()
 
     async def _flush(self) -> None:
         try:

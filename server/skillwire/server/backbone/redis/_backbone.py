@@ -88,6 +88,7 @@ class RedisBackbone(Backbone):
         max_connections: int = 256,
         pool_timeout: float = 10.0,
         sweep_interval: float = 60.0,
+        pubsub_idle: float = 5.0,
     ) -> None:
         self._url = url
         self._retention = int(retention)
@@ -133,7 +134,7 @@ class RedisBackbone(Backbone):
             webhook_urls=lambda: self.webhook_urls,
             wake_dispatchers=self._wake_dispatchers,
         )
-        self._fanout = Fanout(self._client, self._on_control, self._events.newest)
+        self._fanout = Fanout(self._client, self._on_control, self._events.newest, idle=pubsub_idle)
         self._tokens = RedisTokens(self._client)
         self._work = RedisWork(
             self._client, self._blocking, self._batcher, self._lease_ms, self._tokens.restore_secret
@@ -228,6 +229,11 @@ class RedisBackbone(Backbone):
         self, task_id: str, index: int, entries: list[tuple[EventType, Any]]
     ) -> tuple[int, list[EncodedEvent]]:
         return await self._events.append_batch(task_id, index, entries)
+
+    def append_batch_soon(
+        self, task_id: str, index: int, entries: list[tuple[EventType, Any]]
+    ) -> asyncio.Future[int] | None:
+        return self._events.append_batch_soon(task_id, index, entries)
 
     async def cancel(self, task_id: str) -> Task:
         return await self._events.cancel(task_id)

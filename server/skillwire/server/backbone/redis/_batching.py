@@ -71,6 +71,16 @@ class CommandBatcher:
             sha = self._shas[source] = await self._load(source)
         return await self._queue(("EVALSHA", sha, len(keys), *keys, *args), source, repeatable)
 
+    def script_soon(
+        self, source: str, keys: list[str], args: list[Any]
+    ) -> asyncio.Future[Any] | None:
+        """``script`` without a coroutine: its reply's future, or None while ``source`` was
+        never loaded (then ``script`` it is)."""
+        sha = self._shas.get(source)
+        if sha is None:
+            return None
+        return self._queue(("EVALSHA", sha, len(keys), *keys, *args), source, False)
+
     async def _load(self, source: str) -> str:
         """SCRIPT LOAD, which is safe to repeat: once more if the pooled connection died with
         a restarted Redis (the failed one is dropped; the pool checks the next before use)."""

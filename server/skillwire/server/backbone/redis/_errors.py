@@ -14,7 +14,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from skillwire.protocol import BackboneUnavailable, IllegalTransition
 
-__all__ = ["translated"]
+__all__ = ["translate", "translated"]
 
 
 @contextlib.asynccontextmanager
@@ -30,18 +30,31 @@ async def translated() -> AsyncIterator[None]:
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             raise asyncio.CancelledError
-    except ResponseError as exc:
-        if str(exc).startswith("ILLEGAL"):
-            raise IllegalTransition(str(exc)[8:]) from exc
-        raise BackboneUnavailable(f"redis error: {exc}") from exc
-    except (RedisError, OSError) as exc:
-        raise BackboneUnavailable(f"redis unavailable: {exc}") from exc
-    except RuntimeError as exc:
-        # uvloop refuses a write on a transport Redis has just closed (a CLIENT KILL during
-        # the connection's handshake) with a RuntimeError, not an OSError: it was a 500.
-        if _CLOSED_TRANSPORT not in str(exc):
+    except (RedisError, OSError, RuntimeError) as exc:
+        translation = translate(exc)
+        if translation is exc:
             raise
-        raise BackboneUnavailable(f"redis unavailable: {exc}") from exc
+        raise translation from exc
+
+
+def translate(exc: BaseException) -> BaseException:
+    """What ``translated`` raises for ``exc`` (``exc`` itself when it is not Redis's); for a
+    reply that settles a future rather than a raise in a coroutine."""
+    if isinstance(exc, ResponseError):
+        if str(exc).startswith("ILLEGAL"):
+            translation: BaseException = IllegalTransition(str(exc)[8:])
+        else:
+            translation = BackboneUnavailable(f"redis error: {exc}")
+    # uvloop refuses a write on a transport Redis has just closed (a CLIENT KILL during the
+    # connection's handshake) with a RuntimeError, not an OSError: it was a 500.
+    elif isinstance(exc, RedisError | OSError) or (
+        isinstance(exc, RuntimeError) and _CLOSED_TRANSPORT in str(exc)
+    ):
+        translation = BackboneUnavailable(f"redis unavailable: {exc}")
+    else:
+        return exc
+    translation.__cause__ = exc
+    return translation
 
 
 _CLOSED_TRANSPORT = "the handler is closed"

@@ -5,6 +5,8 @@ in the same script (``_deliveries.creation_keys``/``creation_args``).
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -27,11 +29,20 @@ from . import _keys as keys
 from . import _scripts as scripts
 from ._batching import CommandBatcher
 from ._deliveries import creation_args, creation_keys
-from ._errors import translated
+from ._errors import translate, translated
 from ._outputs import group_args
 from ._sessions import RedisSessions
 
 __all__ = ["RedisEvents"]
+
+
+# The events after which a request is finished: only a batch holding one can end the task
+# and create its webhook deliveries; APPEND gets the deliveries' arguments for those only.
+_ENDING = frozenset(
+    type_
+    for type_, (_, to) in lifecycle.REQUEST_TRANSITIONS.items()
+    if to in lifecycle.TERMINAL_REQUEST_STATUSES
+)
 
 
 class RedisEvents:
@@ -63,32 +74,67 @@ class RedisEvents:
     async def append_batch(
         self, task_id: str, index: int, entries: list[tuple[EventType, Any]]
     ) -> tuple[int, list[EncodedEvent]]:
-        groups: list[Any] = []
-        for type_, data in entries:
-            groups += (type_.value, index, *group_args(type_, data))
-        now = time.time()
+        script_keys, args = self._append_call(task_id, index, entries, with_events=True)
         async with translated():
-            flat = await self._batcher.script(
-                scripts.APPEND,
-                [keys.task(task_id), keys.events(task_id), keys.live(task_id), *creation_keys()],
-                [
-                    task_id,
-                    keys.output_prefix(task_id),
-                    format_time(now),
-                    self._max_events,
-                    self._retention,
-                    self._retention,
-                    len(entries),
-                    self._max_outputs,
-                    self._max_output_bytes,
-                    *groups,
-                    *creation_args(task_id, now, self._webhook_urls()),
-                ],
-            )
+            flat = await self._batcher.script(scripts.APPEND, script_keys, args)
         events = _events(flat[1:])
         if events and events[-1].terminal:
             self._wake_dispatchers()
         return int(flat[0]), events
+
+    def append_batch_soon(
+        self, task_id: str, index: int, entries: list[tuple[EventType, Any]]
+    ) -> asyncio.Future[int] | None:
+        """``append_batch`` queued for the next round trip with no coroutine or task of its
+        own (a lone event's write-behind flush), and only how many were applied coming back,
+        not the events; None until the script is loaded."""
+        script_keys, args = self._append_call(task_id, index, entries, with_events=False)
+        reply = self._batcher.script_soon(scripts.APPEND, script_keys, args)
+        if reply is None:
+            return None
+        applied = _Applied(reply)
+        reply.add_done_callback(functools.partial(self._settle, applied))
+        return applied
+
+    def _settle(self, applied: asyncio.Future[int], reply: asyncio.Future[Any]) -> None:
+        if reply.cancelled():
+            applied.cancel()
+        elif (exc := reply.exception()) is not None:
+            if not applied.done():
+                applied.set_exception(translate(exc))
+        elif not applied.done():
+            count, finished = reply.result()
+            if finished:
+                self._wake_dispatchers()
+            applied.set_result(int(count))
+
+    def _append_call(
+        self, task_id: str, index: int, entries: list[tuple[EventType, Any]], *, with_events: bool
+    ) -> tuple[list[str], list[Any]]:
+        """APPEND's keys and arguments."""
+        groups: list[Any] = []
+        ending = False
+        for type_, data in entries:
+            groups += (type_.value, index, *group_args(type_, data))
+            ending = ending or type_ in _ENDING
+        now = time.time()
+        return (
+            [keys.task(task_id), keys.events(task_id), keys.live(task_id), *creation_keys()],
+            [
+                task_id,
+                keys.output_prefix(task_id),
+                format_time(now),
+                self._max_events,
+                self._retention,
+                self._retention,
+                len(entries),
+                self._max_outputs,
+                self._max_output_bytes,
+                b"1" if with_events else b"",
+                *groups,
+                *(creation_args(task_id, now, self._webhook_urls()) if ending else ()),
+            ],
+        )
 
     async def cancel(self, task_id: str) -> Task:
         now = time.time()
@@ -143,6 +189,20 @@ class RedisEvents:
             return await self._sessions.newest(task_id)
         entries = await self._client.xrevrange(keys.events(task_id), count=1)
         return _entry(*entries[0]) if entries else None
+
+
+class _Applied(asyncio.Future[int]):
+    """How many events APPEND applied. Cancelled by its caller (a stopped sub-request), it
+    withdraws the script call at once: one not yet sent is then never sent (a done callback
+    would come a turn too late, after the batcher's flusher)."""
+
+    def __init__(self, reply: asyncio.Future[Any]) -> None:
+        super().__init__()
+        self._reply = reply
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        self._reply.cancel()
+        return super().cancel(msg)
 
 
 def _events(flat: list[Any]) -> list[EncodedEvent]:

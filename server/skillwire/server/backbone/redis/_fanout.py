@@ -6,6 +6,13 @@ once Redis has confirmed the subscription: a log read after it cannot miss an ev
 After a reconnect every channel is subscribed again and each task's newest logged event is
 handed to its listeners, so a subscription that missed something finds the gap and reads it
 from the log.
+
+The reader waits for the next message with no timeout (an ``asyncio.Timeout`` per message
+cost the gateway 4 % of its time). A watchdog per connection notices a connection that went
+away silently (no FIN, no RST: a dead peer, a stuck proxy): when nothing has arrived for
+``idle`` seconds it sends a PING on the pub/sub connection, and when nothing has arrived
+``idle`` seconds after that either, it stops the reader, which reconnects as for any lost
+connection.
 """
 
 from __future__ import annotations
@@ -62,8 +69,13 @@ class Fanout:
         client: Any,  # redis.asyncio.Redis; its reply types are too loose to be useful
         on_control: Callable[[bytes], None],
         resync: Callable[[str], Awaitable[EncodedEvent | None]],
+        *,
+        idle: float = 5.0,
     ) -> None:
         self._client = client
+        self._idle = idle  # silence before a PING, and again before the connection is given up
+        self._heard = 0  # messages read on the current connection (the watchdog compares)
+        self._silent = False  # the watchdog stopped the reader: a lost connection, not a close
         self._on_control = on_control
         self._resync = resync
         self._listeners: dict[str, list[EventListener]] = {}
@@ -182,12 +194,57 @@ class Fanout:
             self._confirm[channel.encode()] = asyncio.get_running_loop().create_future()
         await pubsub.subscribe(*channels)
         _skip_push_debug_log(pubsub)
+        reader = asyncio.current_task()
+        assert reader is not None
+        self._silent = False
+        watchdog = asyncio.get_running_loop().create_task(
+            self._watch(pubsub, reader), name="skillwire-redis-fanout-watchdog"
+        )
+        try:
+            await self._read(pubsub, channels)
+        except asyncio.CancelledError:
+            # The watchdog's cancel alone (not also a close's): a connection lost like any other.
+            if self._silent and reader.uncancel() == 0:
+                raise OSError(f"redis pub/sub: no answer to a PING in {self._idle:g} s") from None
+            raise
+        finally:
+            watchdog.cancel()
+
+    async def _watch(self, pubsub: Any, reader: asyncio.Task[None]) -> None:
+        """Every ``idle`` seconds: has anything arrived? If not, PING; if still nothing an
+        ``idle`` later, the connection is dead though its socket is open: stop the reader."""
+        while True:
+            heard = self._heard
+            await asyncio.sleep(self._idle)
+            if self._heard != heard:
+                continue
+            # Its answer is read by the reader like any message. A failed send is the
+            # reader's to notice (its read fails too); a send stuck on a full socket buffer
+            # counts as no answer.
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self._idle
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout_at(deadline):
+                    await pubsub.ping()
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+            if self._heard == heard:
+                log.warning(
+                    "redis pub/sub: nothing heard for %g s, not even a PONG; reconnecting",
+                    2 * self._idle,
+                )
+                self._silent = True
+                reader.cancel()
+                return
+
+    async def _read(self, pubsub: Any, channels: list[str]) -> None:
         # Confirmations still awaited for this connection's first SUBSCRIBE; at none, resync.
         unconfirmed = {channel.encode() for channel in channels}
         resynced = False
         while True:
-            message = await pubsub.get_message(timeout=1.0)
-            if message is None:
+            # No timeout: the watchdog stands for redis-py's health check (see the docstring).
+            message = await pubsub.get_message(timeout=None)
+            self._heard += 1
+            if message is None:  # the answer to redis-py's own health check
                 if pubsub.connection is None:
                     raise OSError("pub/sub connection closed")
                 continue

@@ -137,10 +137,15 @@ end
 -- Append one event: the next seq, the log (capped), and a record for the live channel,
 -- published once per script by publish(). data_fn builds the data after the seq is taken,
 -- so a terminal task's data carries its own last_seq.
+-- A script appends to one task at one time: 'updated_at' is written by its first event only.
 local LIVE = {}
+local TOUCHED = false
 local function emit(h, stream, channel, task_id, now, maxlen, etype, index, data_fn, out)
   local seq = redis.call('HINCRBY', h, 'last_seq', 1)
-  redis.call('HSET', h, 'updated_at', now)
+  if not TOUCHED then
+    redis.call('HSET', h, 'updated_at', now)
+    TOUCHED = true
+  end
   local json = '{"task_id":"' .. task_id .. '","seq":' .. seq .. ',"type":"' .. etype ..
     '","time":"' .. now .. '","data":' .. data_fn()
   if index ~= nil then json = json .. ',"index":' .. index end
@@ -220,7 +225,7 @@ end
 
 # KEYS: task hash, events stream, live channel, deliveries due, deliveries pending
 # ARGV: task_id, outputs prefix, now, maxlen, retention ttl, live ttl, count,
-#       max outputs per request, max output bytes per task,
+#       max outputs per request, max output bytes per task, "1" to have the events back,
 #       count groups of (type, index, data json, x1, x2, x3), where by type
 #         request.progress:  x1 = progress json, or "" to keep it
 #         request.failed:    x2 = error json
@@ -228,9 +233,11 @@ end
 #         request.delta:     x1 = output n ("" when malformed, x3 the message), x2 = field,
 #                            x3 = the appended text as escaped in JSON, without quotes
 #         request.completed: x1 = result json (null for {}), or "" when not an object
-#       now ms, delivery prefix, delivery id prefix, configured webhook URLs...
+#       now ms, delivery prefix, delivery id prefix, configured webhook URLs... (only when
+#       a group may finish its request: no other batch can end the task)
 # Returns {applied, seq, type, json, seq, type, json, ...}: the groups applied, in order,
-# stopping at the first one refused (task or request already finished), and their events.
+# stopping at the first one refused (task or request already finished), and their events;
+# without the events asked for, {applied, 1 if the task finished else 0}.
 APPEND = (
     _COMMON
     + r"""
@@ -238,28 +245,40 @@ local h, stream, channel = KEYS[1], KEYS[2], KEYS[3]
 local task_id, outp, now, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ttl, live_ttl, count = ARGV[5], ARGV[6], tonumber(ARGV[7])
 local max_outputs, max_bytes = tonumber(ARGV[8]), tonumber(ARGV[9])
-local GROUP, FIRST = 6, 10
+local with_events = ARGV[10] == '1'
+local GROUP, FIRST = 6, 11
 local wh = webhooks_from(KEYS[4], KEYS[5], FIRST + GROUP * count)
 session_of(h, now, maxlen, ttl)
 
 """
     + OUTPUTS
     + r"""
+-- What this script reads of the task hash more than once, read once: its status and its
+-- requests' (kept in step with each HSET below; a status ending the task ends the script),
+-- and n, which never changes. A batch of outputs costs fewer commands each.
+local STATUS, N, REQ = nil, nil, {}
+
 -- One request event: 'ok', 'refused' (already finished), 'finished' (it ended the task),
 -- or an error reply for an illegal transition.
 -- The checks come in lifecycle.append's order, so both backbones answer bad input alike.
 local function apply(etype, index, data, x1, x2, x3, out)
-  local status = redis.call('HGET', h, 'status')
+  if STATUS == nil then STATUS = redis.call('HGET', h, 'status') end
+  local status = STATUS
   if not status then return 'refused' end
   local rule = RULES[etype]
   if rule == nil then return redis.error_reply('ILLEGAL ' .. etype .. ' is not a request event') end
-  local n = tonumber(redis.call('HGET', h, 'n'))
+  if N == nil then N = tonumber(redis.call('HGET', h, 'n')) end
+  local n = N
   local i = tonumber(index)
   if i == nil or i < 0 or i >= n then
     return redis.error_reply('ILLEGAL request index ' .. index .. ' out of range')
   end
   if TERMINAL_TASK[status] then return 'refused' end
-  local rs = redis.call('HGET', h, 's:' .. index)
+  local rs = REQ[index]
+  if rs == nil then
+    rs = redis.call('HGET', h, 's:' .. index)
+    REQ[index] = rs
+  end
   if TERMINAL_REQ[rs] then return 'refused' end
   if not rule[1][rs] then
     return redis.error_reply('ILLEGAL ' .. etype .. ' cannot follow request status ' .. rs)
@@ -273,10 +292,14 @@ local function apply(etype, index, data, x1, x2, x3, out)
   if etype == 'request.started' and status == 'queued' then
     reindex(h, task_id, status, 'running')
     redis.call('HSET', h, 'status', 'running')
+    STATUS = 'running'
     emit(h, stream, channel, task_id, now, maxlen, 'task.started', nil,
       function() return '{}' end, out)
   end
-  redis.call('HSET', h, 's:' .. index, rule[2])
+  if rs ~= rule[2] then  -- an output or a delta leaves a running request running
+    redis.call('HSET', h, 's:' .. index, rule[2])
+    REQ[index] = rule[2]
+  end
   if etype == 'request.started' then
     forget_outputs(index)
     redis.call('HSET', h, 'p:' .. index, '0.0', 'r:' .. index, 'null')
@@ -339,6 +362,7 @@ if out[1] > 0 and outcome ~= 'finished' then
   expire_all(h, stream, outp, tonumber(redis.call('HGET', h, 'n')), live_ttl)
 end
 publish(channel)
+if not with_events then return {out[1], outcome == 'finished' and 1 or 0} end
 return out
 """
 )
