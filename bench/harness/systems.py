@@ -63,6 +63,9 @@ def skillwire_env(bench: Bench, backbone: str, **extra: Any) -> dict[str, str]:
         "SKILLWIRE_BACKBONE": backbone,
         "SKILLWIRE_RATE_LIMIT": "0",
         "SKILLWIRE_LOG_LEVEL": "warning",
+        # Nothing is measured after a run's SIGTERM: without this each stop waits out the
+        # 3 s drain period (half of a smoke run's time).
+        "SKILLWIRE_DRAIN_PERIOD": "0",
     }
     # always our own redis-server (or a dead port): never the machine's default instance
     env["SKILLWIRE_REDIS_URL"] = bench.redis.url if bench.redis is not None else NO_REDIS
