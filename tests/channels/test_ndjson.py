@@ -27,7 +27,9 @@ def test_one_event_per_line_until_terminal(server: RunningServer) -> None:
 def test_empty_line_heartbeat(heartbeat_server: RunningServer) -> None:
     """An empty line is the heartbeat when nothing else was sent for one interval."""
     server = heartbeat_server
-    task_id = start_task(server, "countdown", [{"n": 1, "interval": 3 * HEARTBEAT}])
+    # A gap of 20 intervals: with 3, a busy machine could connect after the gap had passed,
+    # and the whole log then came at once, with no heartbeat to see.
+    task_id = start_task(server, "countdown", [{"n": 1, "interval": 20 * HEARTBEAT}])
     with (
         server.client() as client,
         client.stream(

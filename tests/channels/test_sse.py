@@ -36,7 +36,9 @@ def test_stream_frames_retry_first_and_ends_after_terminal(server: RunningServer
 def test_heartbeat_comment_when_idle(heartbeat_server: RunningServer) -> None:
     """A `: heartbeat` comment is sent whenever nothing else was sent for one interval (0.1 s here)."""
     server = heartbeat_server
-    task_id = start_task(server, "countdown", [{"n": 2, "interval": 3 * HEARTBEAT}])
+    # A gap of 20 intervals: with 3, a busy machine could connect after the gap had passed,
+    # and the whole log then came at once, with no heartbeat to see.
+    task_id = start_task(server, "countdown", [{"n": 1, "interval": 20 * HEARTBEAT}])
     with (
         server.client() as client,
         client.stream("GET", f"/api/v1/tasks/{task_id}/events") as response,

@@ -88,6 +88,10 @@ def _env(redis_url: str) -> dict[str, str]:
             "SKILLWIRE_WORK_LEASE": "2",
             "SKILLWIRE_HEARTBEAT_INTERVAL": "0.5",
             "SKILLWIRE_SHUTDOWN_GRACE": "1",
+            # No test here is about the drain period (tests/server/test_shutdown.py is): a
+            # stopped gateway exits at once instead of listening 3 s more, which each module's
+            # teardown and each restart here used to wait out.
+            "SKILLWIRE_DRAIN_PERIOD": "0",
             # on, so the limiter runs against redis (and must fail open while redis is down)
             "SKILLWIRE_RATE_LIMIT": "1000000/minute",
             "SKILLWIRE_APPS": "tests.multiprocess.sample_apps:lab",
@@ -112,11 +116,23 @@ def _wait_ready(proc: Proc) -> None:
     raise RuntimeError(f"{proc.name} did not become ready")
 
 
-def start_worker(topology: Topology, name: str, logs: Path) -> Proc:
+def stop_all(procs: list[Proc]) -> None:
+    """Stop processes together: each shutdown (grace, lease release) overlaps the others'."""
+    for proc in procs:
+        if proc.process is not None and proc.process.poll() is None:
+            proc.process.terminate()
+    for proc in procs:
+        proc.stop()
+
+
+def start_worker(
+    topology: Topology, name: str, logs: Path, env: dict[str, str] | None = None
+) -> Proc:
+    """A `worker` process, once it runs; ``env`` defaults to ``_env`` of the topology's redis."""
     worker = Proc(
         name,
         [SKILLWIRE, "worker", "--concurrency", "16"],
-        _env(topology.redis_url),
+        _env(topology.redis_url) if env is None else env,
         logs / f"{name}.log",
     )
     worker.start()
@@ -152,8 +168,7 @@ def topology() -> Iterator[Topology]:
             _wait_ready(gateway)
         yield topo
     finally:
-        for proc in [*topo.gateways, *topo.workers]:
-            proc.stop()
+        stop_all([*topo.gateways, *topo.workers])
         if topo.redis.poll() is None:
             topo.redis.send_signal(signal.SIGTERM)
             topo.redis.wait(scaled(10))

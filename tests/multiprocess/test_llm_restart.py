@@ -18,7 +18,7 @@ from tests.conftest import _spawn_redis, free_port, scaled
 from tests.llm.test_chat import outputs_from
 from tests.llm.upstream import FakeUpstream, Plan, running_upstream
 
-from .conftest import SKILLWIRE, Proc, Topology, _env, _wait_ready, start_worker
+from .conftest import SKILLWIRE, Proc, Topology, _env, _wait_ready, start_worker, stop_all
 
 FIRST = [f"first{i} " for i in range(60)]
 
@@ -53,23 +53,14 @@ def llm_topology(upstream: FakeUpstream) -> Iterator[tuple[Topology, Path]]:
         _wait_ready(gateway)
         yield topo, logs
     finally:
-        for proc in [*topo.gateways, *topo.workers]:
-            proc.stop()
+        stop_all([*topo.gateways, *topo.workers])
         if topo.redis.poll() is None:
             topo.redis.send_signal(signal.SIGTERM)
             topo.redis.wait(scaled(10))
 
 
 def _llm_worker(topo: Topology, name: str, logs: Path, env: dict[str, str]) -> Proc:
-    worker = start_worker(topo, name, logs)  # starts with the base environment: restart it
-    worker.stop()
-    worker.env = env
-    worker.start()
-    deadline = time.monotonic() + scaled(20)
-    while worker.log.read_text().count("running") < 2:
-        assert time.monotonic() < deadline, worker.log.read_text()[-2000:]
-        time.sleep(0.05)
-    return worker
+    return start_worker(topo, name, logs, env)
 
 
 def _task(client: httpx.Client, task_id: str, **params: Any) -> dict[str, Any]:

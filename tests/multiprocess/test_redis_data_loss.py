@@ -12,7 +12,15 @@ import httpx
 import pytest
 
 from tests.conftest import _spawn_redis, free_port, scaled, wait_until
-from tests.multiprocess.conftest import SKILLWIRE, Proc, Topology, _env, _wait_ready, start_worker
+from tests.multiprocess.conftest import (
+    SKILLWIRE,
+    Proc,
+    Topology,
+    _env,
+    _wait_ready,
+    start_worker,
+    stop_all,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -39,8 +47,7 @@ def deployment() -> Iterator[Topology]:
         topology.workers.append(start_worker(topology, "worker", logs))
         yield topology
     finally:
-        for proc in [*topology.gateways, *topology.workers]:
-            proc.stop()
+        stop_all([*topology.gateways, *topology.workers])
         if topology.redis.poll() is None:
             topology.stop_redis()
 
