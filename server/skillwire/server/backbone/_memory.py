@@ -17,7 +17,7 @@ import contextlib
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from skillwire.protocol import (
@@ -67,10 +67,12 @@ class _Record:
     owner: str
     webhook_url: str | None
     log: list[EncodedEvent]
-    bounds: OutputBounds
+    # Made at the first output (None until then), and the list at the first listener: a
+    # running task nobody follows, whose skill emitted nothing yet, holds neither.
+    bounds: OutputBounds | None = None
     log_bytes: int = 0
     first_seq: int = 1
-    listeners: list[EventListener] = field(default_factory=list)
+    listeners: list[EventListener] | None = None
 
 
 def _lean(event: EncodedEvent) -> EncodedEvent:
@@ -162,7 +164,6 @@ class MemoryBackbone(Backbone):
             owner=owner,
             webhook_url=webhook_url,
             log=[first],
-            bounds=OutputBounds(self._max_outputs, self._max_output_bytes),
             log_bytes=len(first.json),
         )
         now = time.time()
@@ -240,9 +241,13 @@ class MemoryBackbone(Backbone):
         record = self._records.get(task_id)
         if record is None:
             return []
-        events = lifecycle.append(
-            record.task, type_, index, data, format_time(time.time()), record.bounds
-        )
+        bounds = record.bounds
+        if bounds is None and (
+            type_ is EventType.REQUEST_OUTPUT or type_ is EventType.REQUEST_DELTA
+        ):
+            # Before this no output was counted: nothing for a restarted request to reset.
+            bounds = record.bounds = OutputBounds(self._max_outputs, self._max_output_bytes)
+        events = lifecycle.append(record.task, type_, index, data, format_time(time.time()), bounds)
         return self._publish(record, events)
 
     async def cancel(self, task_id: str) -> Task:
@@ -272,6 +277,8 @@ class MemoryBackbone(Backbone):
             # The session's log in the same step, before any listener hears of either.
             self._sessions.task_events(record.task.session_id, encoded, time.time())
         listeners = record.listeners
+        if not listeners:
+            return encoded
         for event in encoded:
             if len(listeners) == 1:
                 listeners[0](event)  # a lone follower: no copy of the list
@@ -308,17 +315,20 @@ class MemoryBackbone(Backbone):
         record = self._live(task_id)
         if record is None:
             return lambda: None
-        record.listeners.append(listener)
+        if record.listeners is None:
+            record.listeners = []
+        listeners = record.listeners
+        listeners.append(listener)
 
         def undo() -> None:
             with contextlib.suppress(ValueError):
-                record.listeners.remove(listener)
+                listeners.remove(listener)
 
         return undo
 
     def listener_count(self) -> int:
         """Live listeners across all tasks and sessions (tests check that streams clean up)."""
-        return sum(len(r.listeners) for r in self._records.values()) + (
+        return sum(len(r.listeners or ()) for r in self._records.values()) + (
             self._sessions.listener_count()
         )
 
