@@ -1,0 +1,48 @@
+"""The memory backbone's per-task record: what a running task nobody follows holds."""
+
+from __future__ import annotations
+
+from skillwire.protocol import EncodedEvent, EventType, format_time, lifecycle
+from skillwire.server.backbone import MemoryBackbone
+
+
+async def _running(backbone: MemoryBackbone, task_id: str) -> None:
+    task, first = lifecycle.new_task(task_id, "lab", "s", 1, {}, format_time(0))
+    await backbone.create_task(task, first, owner="u", webhook_url=None, work=[])
+    assert await backbone.append(task_id, EventType.REQUEST_STARTED, 0, {})
+
+
+async def test_a_running_task_holds_no_bounds_nor_listener_list_until_used() -> None:
+    """A running task whose skill emitted nothing and nobody follows has neither its output
+    bounds nor a listener list; its first output and its first listener make them."""
+    backbone = MemoryBackbone()
+    await _running(backbone, "tsk_idle")
+    record = backbone._records["tsk_idle"]
+    assert record.bounds is None and record.listeners is None
+    heard: list[EncodedEvent] = []
+    undo = await backbone.listen("tsk_idle", heard.append)
+    await backbone.append("tsk_idle", EventType.REQUEST_OUTPUT, 0, {"i": 0})
+    assert record.bounds is not None and record.listeners == [heard.append]
+    assert [e.type for e in heard] == [EventType.REQUEST_OUTPUT]
+    undo()
+    assert backbone.listener_count() == 0
+
+
+async def test_bounds_made_at_the_first_output_bound_the_outputs() -> None:
+    """The bounds made late hold the task to ``max_outputs`` as before, and a request that
+    starts again (redelivered) counts its outputs afresh."""
+    backbone = MemoryBackbone(max_outputs=2)
+    await _running(backbone, "tsk_b")
+    for i in range(3):
+        await backbone.append("tsk_b", EventType.REQUEST_OUTPUT, 0, {"i": i})
+    stored = await backbone.get_task("tsk_b")
+    assert stored is not None
+    request = stored.task.requests[0]
+    assert request.output == [{"i": 1}, {"i": 2}] and request.outputs_dropped == 1
+    await backbone.append("tsk_b", EventType.REQUEST_STARTED, 0, {})
+    for i in range(2):
+        await backbone.append("tsk_b", EventType.REQUEST_OUTPUT, 0, {"i": 10 + i})
+    stored = await backbone.get_task("tsk_b")
+    assert stored is not None
+    request = stored.task.requests[0]
+    assert request.output == [{"i": 10}, {"i": 11}] and request.outputs_dropped == 0
