@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from skillwire.protocol import EncodedEvent, EventType, format_time, lifecycle
+from skillwire.protocol import EncodedEvent, EventType, decode_event, format_time, lifecycle
 from skillwire.server.backbone import MemoryBackbone
 
 
@@ -46,3 +46,26 @@ async def test_bounds_made_at_the_first_output_bound_the_outputs() -> None:
     assert stored is not None
     request = stored.task.requests[0]
     assert request.output == [{"i": 10}, {"i": 11}] and request.outputs_dropped == 0
+
+
+async def test_a_stored_task_holds_no_links_and_every_answer_has_them() -> None:
+    """The record's Task shares one empty ``UNLINKED`` value instead of two strings; the
+    task read back, listed, and in its terminal event carries its links all the same."""
+    backbone = MemoryBackbone()
+    await _running(backbone, "tsk_links")
+    assert backbone._records["tsk_links"].task.links is lifecycle.UNLINKED
+    expected = lifecycle.task_links("tsk_links")
+    assert expected.self == "/api/v1/tasks/tsk_links"
+    stored = await backbone.get_task("tsk_links")
+    assert stored is not None and stored.task.links == expected
+    listed, _ = await backbone.list_tasks(
+        owner="u", status=None, app=None, skill=None, limit=10, offset=0
+    )
+    assert [t.links for t in listed] == [expected]
+    cancelled = await backbone.cancel("tsk_links")
+    assert cancelled.links == expected
+    log = await backbone.read_events("tsk_links", 0, 10)
+    assert log is not None
+    terminal = decode_event(log.events[-1].json)
+    assert terminal.type == EventType.TASK_CANCELLED
+    assert terminal.data["links"] == {"self": expected.self, "events": expected.events}

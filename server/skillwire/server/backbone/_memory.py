@@ -158,6 +158,7 @@ class MemoryBackbone(Backbone):
         if idempotency is not None:
             self._idempotency[idempotency.key] = (task.task_id, idempotency.fingerprint, deadline)
         first = EncodedEvent.of(first_event)
+        task.links = lifecycle.UNLINKED  # every answer is a task_view, which derives them
         self._by_owner.setdefault(owner, {})[task.task_id] = None
         self._records[task.task_id] = _Record(
             task=task,
