@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from skillwire.protocol import EncodedEvent, EventType, decode_event, format_time, lifecycle
 from skillwire.server.backbone import MemoryBackbone
 
@@ -69,3 +71,19 @@ async def test_a_stored_task_holds_no_links_and_every_answer_has_them() -> None:
     terminal = decode_event(log.events[-1].json)
     assert terminal.type == EventType.TASK_CANCELLED
     assert terminal.data["links"] == {"self": expected.self, "events": expected.events}
+
+
+async def test_the_log_keeps_events_smaller_than_a_reader_gets_them() -> None:
+    """Each log entry holds the event's JSON, seq and type only (no room for frames, which
+    readers cache on events of their own): smaller than the ``EncodedEvent`` a reader gets."""
+    backbone = MemoryBackbone()
+    await _running(backbone, "tsk_log")
+    entries = backbone._records["tsk_log"].log
+    first = await backbone.read_events("tsk_log", 0, 10)
+    again = await backbone.read_events("tsk_log", 0, 10)
+    assert first is not None and again is not None
+    assert [e.json for e in first.events] == [e.json for e in again.events]
+    assert [e.type for e in first.events] == ["task.queued", "task.started", "request.started"]
+    assert first.events[0].sse and again.events[0]._sse is None  # frames stay the reader's
+    assert all(e.json is f.json for e, f in zip(entries, first.events, strict=True))
+    assert sys.getsizeof(entries[0]) < sys.getsizeof(first.events[0])

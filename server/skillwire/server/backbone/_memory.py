@@ -66,7 +66,7 @@ class _Record:
     task: Task
     owner: str
     webhook_url: str | None
-    log: list[EncodedEvent]
+    log: list[_Logged]
     # Made at the first output (None until then), and the list at the first listener: a
     # running task nobody follows, whose skill emitted nothing yet, holds neither.
     bounds: OutputBounds | None = None
@@ -75,9 +75,19 @@ class _Record:
     listeners: list[EventListener] | None = None
 
 
-def _lean(event: EncodedEvent) -> EncodedEvent:
-    """The same event without any frame built yet (sharing the JSON bytes)."""
-    return EncodedEvent(event.seq, event.type, event.json)
+class _Logged:
+    """An event as a task's log keeps it: its JSON, seq and type, and no room for frames (a
+    reader gets an ``EncodedEvent`` made from it, and caches its frames on that)."""
+
+    __slots__ = ("json", "seq", "type")
+
+    def __init__(self, event: EncodedEvent) -> None:
+        self.seq = event.seq
+        self.type = event.type
+        self.json = event.json  # shared, not copied
+
+    def event(self) -> EncodedEvent:
+        return EncodedEvent(self.seq, self.type, self.json)
 
 
 class MemoryBackbone(Backbone):
@@ -164,7 +174,7 @@ class MemoryBackbone(Backbone):
             task=task,
             owner=owner,
             webhook_url=webhook_url,
-            log=[first],
+            log=[_Logged(first)],
             log_bytes=len(first.json),
         )
         now = time.time()
@@ -267,7 +277,7 @@ class MemoryBackbone(Backbone):
         for plain in events:
             event = EncodedEvent.of(plain)
             encoded.append(event)
-            log.append(_lean(event))
+            log.append(_Logged(event))
             record.log_bytes += len(event.json)
             if event.terminal:
                 self._create_deliveries(record, plain)
@@ -305,8 +315,8 @@ class MemoryBackbone(Backbone):
             return None
         start = max(after + 1 - record.first_seq, 0)
         return LogSlice(
-            # Copies: a reader caches its frames on them, and the log stays lean.
-            events=[_lean(e) for e in record.log[start : start + limit]],
+            # Events of the reader's own, made from the log's entries: it caches its frames on them.
+            events=[e.event() for e in record.log[start : start + limit]],
             first_seq=record.first_seq,
             last_seq=record.task.last_seq,
             finished=record.task.status in lifecycle.TERMINAL_TASK_STATUSES,
