@@ -249,8 +249,10 @@ class WorkerPool:
                 # The chain's requests one after the other, in this task and inline: the skill is
                 # called from this coroutine (what comes before and after its call are coroutines
                 # of their own, done before it waits), so an idle running task holds this one
-                # frame besides the skill's. Indexed, not zipped: nothing but the index is held.
-                for i in range(len(claim.item.indices)):
+                # frame besides the skill's. Indexed (not zipped, nor a range's iterator): nothing
+                # but the index is held.
+                i = -1
+                while (i := i + 1) < len(claim.item.indices):
                     self._enter(run)
                     run.outcome = "discarded"
                     started = time.monotonic()
