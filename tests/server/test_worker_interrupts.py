@@ -105,6 +105,23 @@ async def test_an_idle_running_task_holds_one_asyncio_task() -> None:
         assert len(asyncio.all_tasks()) == before + 1
 
 
+async def test_an_idle_running_task_holds_one_coroutine_of_the_pool() -> None:
+    """While a skill waits, its claim's coroutine awaits the skill's directly: the request
+    runs inline in the claim's coroutine, not in a coroutine of its own."""
+    async with _pool() as (backbone, _):
+        before = asyncio.all_tasks()
+        await _create(backbone, "tsk_frames", "wait", 1)
+        await asyncio.wait_for(_started("wait0").wait(), scaled(5))
+        (job,) = asyncio.all_tasks() - before
+        chain: list[str] = []
+        awaited: Any = job.get_coro()
+        while hasattr(awaited, "cr_code"):
+            chain.append(awaited.cr_code.co_qualname)
+            awaited = awaited.cr_await
+        pool_frames = [name for name in chain if name.startswith("WorkerPool.")]
+        assert pool_frames == ["WorkerPool._run_claim"], chain
+
+
 async def test_a_cancel_during_the_only_request_ends_the_task_cancelled_once() -> None:
     """Cancelling a task while its request runs ends it cancelled with one event, nothing
     after it; the claim ends (acked, not requeued) and the pool runs the next claim."""

@@ -39,9 +39,11 @@ __all__ = [
     "TASK_TERMINAL_EVENTS",
     "TERMINAL_REQUEST_STATUSES",
     "TERMINAL_TASK_STATUSES",
+    "UNLINKED",
     "append",
     "cancel",
     "new_task",
+    "task_links",
     "task_view",
 ]
 
@@ -82,6 +84,16 @@ TASK_TERMINAL_EVENTS: dict[TaskStatus, EventType] = {
 }
 
 
+# What a Task a backbone keeps in memory holds instead of its links (one shared value, not two
+# strings per task): its links follow from its id, and ``task_view`` puts them back.
+UNLINKED = TaskLinks(self="", events="")
+
+
+def task_links(task_id: str) -> TaskLinks:
+    """A task's links, relative to the app (``_links`` roots them where it is mounted)."""
+    return TaskLinks(self=f"/api/v1/tasks/{task_id}", events=f"/api/v1/tasks/{task_id}/events")
+
+
 def new_task(
     task_id: str, app: str, skill: str, n_requests: int, metadata: dict[str, Any], now: str
 ) -> tuple[Task, Event]:
@@ -99,13 +111,14 @@ def new_task(
         error=None,
         last_seq=1,
         metadata=metadata,
-        links=TaskLinks(self=f"/api/v1/tasks/{task_id}", events=f"/api/v1/tasks/{task_id}/events"),
+        links=task_links(task_id),
     )
     return task, Event(task_id=task_id, seq=1, type=EventType.TASK_QUEUED, time=now, data={})
 
 
 def task_view(task: Task) -> Task:
-    """The task as clients see it: ``previews`` filled from the requests' outputs in order.
+    """The task as clients see it: ``previews`` filled from the requests' outputs in order,
+    and its links when it holds ``UNLINKED``.
 
     Each output dict is copied (shallowly), once, shared by ``output`` and ``previews``: deltas
     grow the task's own dicts in place, never a view's."""
@@ -115,8 +128,9 @@ def task_view(task: Task) -> Task:
         output = [dict(o) if type(o) is dict else o for o in request.output]
         previews.extend(output)
         requests.append(msgspec.structs.replace(request, output=output))
+    links = task_links(task.task_id) if task.links is UNLINKED else task.links
     return msgspec.structs.replace(
-        task, requests=requests, previews=previews, children=list(task.children)
+        task, requests=requests, previews=previews, children=list(task.children), links=links
     )
 
 

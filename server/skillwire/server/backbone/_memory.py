@@ -17,7 +17,7 @@ import contextlib
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from skillwire.protocol import (
@@ -66,16 +66,28 @@ class _Record:
     task: Task
     owner: str
     webhook_url: str | None
-    log: list[EncodedEvent]
-    bounds: OutputBounds
+    log: list[_Logged]
+    # Made at the first output (None until then), and the list at the first listener: a
+    # running task nobody follows, whose skill emitted nothing yet, holds neither.
+    bounds: OutputBounds | None = None
     log_bytes: int = 0
     first_seq: int = 1
-    listeners: list[EventListener] = field(default_factory=list)
+    listeners: list[EventListener] | None = None
 
 
-def _lean(event: EncodedEvent) -> EncodedEvent:
-    """The same event without any frame built yet (sharing the JSON bytes)."""
-    return EncodedEvent(event.seq, event.type, event.json)
+class _Logged:
+    """An event as a task's log keeps it: its JSON, seq and type, and no room for frames (a
+    reader gets an ``EncodedEvent`` made from it, and caches its frames on that)."""
+
+    __slots__ = ("json", "seq", "type")
+
+    def __init__(self, event: EncodedEvent) -> None:
+        self.seq = event.seq
+        self.type = event.type
+        self.json = event.json  # shared, not copied
+
+    def event(self) -> EncodedEvent:
+        return EncodedEvent(self.seq, self.type, self.json)
 
 
 class MemoryBackbone(Backbone):
@@ -156,13 +168,13 @@ class MemoryBackbone(Backbone):
         if idempotency is not None:
             self._idempotency[idempotency.key] = (task.task_id, idempotency.fingerprint, deadline)
         first = EncodedEvent.of(first_event)
+        task.links = lifecycle.UNLINKED  # every answer is a task_view, which derives them
         self._by_owner.setdefault(owner, {})[task.task_id] = None
         self._records[task.task_id] = _Record(
             task=task,
             owner=owner,
             webhook_url=webhook_url,
-            log=[first],
-            bounds=OutputBounds(self._max_outputs, self._max_output_bytes),
+            log=[_Logged(first)],
             log_bytes=len(first.json),
         )
         now = time.time()
@@ -240,9 +252,13 @@ class MemoryBackbone(Backbone):
         record = self._records.get(task_id)
         if record is None:
             return []
-        events = lifecycle.append(
-            record.task, type_, index, data, format_time(time.time()), record.bounds
-        )
+        bounds = record.bounds
+        if bounds is None and (
+            type_ is EventType.REQUEST_OUTPUT or type_ is EventType.REQUEST_DELTA
+        ):
+            # Before this no output was counted: nothing for a restarted request to reset.
+            bounds = record.bounds = OutputBounds(self._max_outputs, self._max_output_bytes)
+        events = lifecycle.append(record.task, type_, index, data, format_time(time.time()), bounds)
         return self._publish(record, events)
 
     async def cancel(self, task_id: str) -> Task:
@@ -261,7 +277,7 @@ class MemoryBackbone(Backbone):
         for plain in events:
             event = EncodedEvent.of(plain)
             encoded.append(event)
-            log.append(_lean(event))
+            log.append(_Logged(event))
             record.log_bytes += len(event.json)
             if event.terminal:
                 self._create_deliveries(record, plain)
@@ -272,6 +288,8 @@ class MemoryBackbone(Backbone):
             # The session's log in the same step, before any listener hears of either.
             self._sessions.task_events(record.task.session_id, encoded, time.time())
         listeners = record.listeners
+        if not listeners:
+            return encoded
         for event in encoded:
             if len(listeners) == 1:
                 listeners[0](event)  # a lone follower: no copy of the list
@@ -297,8 +315,8 @@ class MemoryBackbone(Backbone):
             return None
         start = max(after + 1 - record.first_seq, 0)
         return LogSlice(
-            # Copies: a reader caches its frames on them, and the log stays lean.
-            events=[_lean(e) for e in record.log[start : start + limit]],
+            # Events of the reader's own, made from the log's entries: it caches its frames on them.
+            events=[e.event() for e in record.log[start : start + limit]],
             first_seq=record.first_seq,
             last_seq=record.task.last_seq,
             finished=record.task.status in lifecycle.TERMINAL_TASK_STATUSES,
@@ -308,17 +326,20 @@ class MemoryBackbone(Backbone):
         record = self._live(task_id)
         if record is None:
             return lambda: None
-        record.listeners.append(listener)
+        if record.listeners is None:
+            record.listeners = []
+        listeners = record.listeners
+        listeners.append(listener)
 
         def undo() -> None:
             with contextlib.suppress(ValueError):
-                record.listeners.remove(listener)
+                listeners.remove(listener)
 
         return undo
 
     def listener_count(self) -> int:
         """Live listeners across all tasks and sessions (tests check that streams clean up)."""
-        return sum(len(r.listeners) for r in self._records.values()) + (
+        return sum(len(r.listeners or ()) for r in self._records.values()) + (
             self._sessions.listener_count()
         )
 

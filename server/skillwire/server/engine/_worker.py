@@ -242,20 +242,62 @@ class WorkerPool:
 
     async def _run_claim(self, run: Run) -> None:
         claim = run.claim
-        item = claim.item
         try:
             if claim.deliveries > self._max_deliveries:
                 await self._give_up(claim)
             else:
-                # The chain's requests one after the other, in this task and inline (no coroutine
-                # of its own: an idle running task holds as few frames as it can). Indexed, not
-                # zipped: nothing but the index is held while a request waits.
-                for i in range(len(item.indices)):
+                # The chain's requests one after the other, in this task and inline: the skill is
+                # called from this coroutine (what comes before and after its call are coroutines
+                # of their own, done before it waits), so an idle running task holds this one
+                # frame besides the skill's. Indexed (not zipped, nor a range's iterator): nothing
+                # but the index is held.
+                i = -1
+                while (i := i + 1) < len(claim.item.indices):
                     self._enter(run)
                     run.outcome = "discarded"
                     started = time.monotonic()
                     try:
-                        await self._run_request(run, item.indices[i], item.inputs[i])
+                        index = claim.item.indices[i]
+                        spec = await self._prepare(run, index)
+                        if spec is not None:  # None: it failed, or never starts
+                            ctx = self._context(run, index)
+                            failure: dict[str, Any] | None = None  # None: it completed
+                            discarded = False
+                            try:
+                                run.arm(self._deadlines, self.timeout_for(spec))
+                                try:
+                                    if spec.is_generator:
+                                        async for output in spec.call(
+                                            ctx, _input(spec, claim.item.inputs[i])
+                                        ):
+                                            await ctx.output(output)
+                                    else:
+                                        output = await spec.call(
+                                            ctx, _input(spec, claim.item.inputs[i])
+                                        )
+                                        if output is not None:
+                                            await ctx.output(output)
+                                finally:
+                                    run.disarm()
+                            except Discarded:
+                                discarded = True  # the task finished meanwhile
+                            except BackboneUnavailable:
+                                raise
+                            except SkillError as exc:
+                                failure = _failure(exc.code, exc.message, to_builtins(exc.details))
+                            except TimeoutError:
+                                failure = self._timed_out(run, spec)
+                            except asyncio.CancelledError:
+                                if not run.expired():
+                                    ctx.abandon()
+                                    raise
+                                failure = self._timed_out(run, spec)
+                            except IllegalTransition as exc:
+                                failure = _refused(exc)
+                            except Exception:
+                                failure = self._crashed(run, index)
+                            if not discarded:
+                                await self._end(run, ctx, index, failure)
                     except asyncio.CancelledError:
                         if not run.settle():
                             raise  # this claim is being stopped: it is requeued (or failed)
@@ -275,14 +317,14 @@ class WorkerPool:
                     failure = _failure(
                         ErrorCode.SHUTDOWN, "the server shut down before this finished"
                     )
-                    for index in item.indices:
+                    for index in claim.item.indices:
                         await self._backbone.append(
-                            item.task_id, EventType.REQUEST_FAILED, index, failure
+                            claim.item.task_id, EventType.REQUEST_FAILED, index, failure
                         )
             raise
         except BackboneUnavailable as exc:
             # Not acked: the item is delivered again once its lease lapses.
-            log.warning("backbone lost while running %s: %s", item.task_id, exc.message)
+            log.warning("backbone lost while running %s: %s", claim.item.task_id, exc.message)
         else:
             with contextlib.suppress(BackboneUnavailable):
                 await self._queue.ack(claim)
@@ -374,7 +416,10 @@ class WorkerPool:
                     self._metrics.tasks_finished.labels(item.app, item.skill, status).inc()
         return bool(events)
 
-    async def _run_request(self, run: Run, index: int, raw: Any) -> None:
+    async def _prepare(self, run: Run, index: int) -> SkillSpec | None:
+        """The skill of a request about to run, once it may start (``request.started``
+        appended); None when it never starts: no such skill (the request failed), or the
+        task finished meanwhile."""
         item = run.claim.item
         task_id, app, skill = item.task_id, item.app, item.skill
         try:
@@ -388,45 +433,20 @@ class WorkerPool:
                 index,
                 _failure(ErrorCode.INTERNAL_ERROR, f"no worker knows the skill {app}/{skill}"),
             )
-            return
+            return None
         if not await self._provider_slot(spec, task_id, index):
-            return
+            return None
         if not spec.starts_itself and not await self._append(
             run, EventType.REQUEST_STARTED, index, {}
         ):
-            return
-        ctx = Context(self._backbone, task_id, index, app, skill, item.owner, calls=self.calls)
-        failure: dict[str, Any] | None = None  # None: the request completed
-        try:
-            run.arm(self._deadlines, self.timeout_for(spec))
-            try:
-                if spec.is_generator:
-                    async for output in spec.call(ctx, _input(spec, raw)):
-                        await ctx.output(output)
-                else:
-                    result = await spec.call(ctx, _input(spec, raw))
-                    if result is not None:
-                        await ctx.output(result)
-            finally:
-                run.disarm()
-        except Discarded:
-            return
-        except BackboneUnavailable:
-            raise
-        except SkillError as exc:
-            failure = _failure(exc.code, exc.message, to_builtins(exc.details))
-        except TimeoutError:
-            failure = self._timed_out(run, spec)
-        except asyncio.CancelledError:
-            if not run.expired():
-                ctx.abandon()
-                raise
-            failure = self._timed_out(run, spec)
-        except IllegalTransition as exc:
-            failure = _refused(exc)
-        except Exception:
-            log.exception("skill %s/%s failed on task %s request %d", app, skill, task_id, index)
-            failure = _failure(ErrorCode.INTERNAL_ERROR, "the skill raised an unexpected error")
+            return None
+        return spec
+
+    async def _end(
+        self, run: Run, ctx: Context, index: int, failure: dict[str, Any] | None
+    ) -> None:
+        """After the skill's call: its outputs written behind, then the request's ending
+        (``failure`` None: it completed)."""
         try:
             await ctx.flush()  # the outputs written behind the skill come before its end
         except Discarded:
@@ -440,6 +460,21 @@ class WorkerPool:
             await self._append(run, EventType.REQUEST_COMPLETED, index, ctx.result)
         else:
             await self._append(run, EventType.REQUEST_FAILED, index, failure)
+
+    def _context(self, run: Run, index: int) -> Context:
+        item = run.claim.item
+        return Context(
+            self._backbone, item.task_id, index, item.app, item.skill, item.owner, calls=self.calls
+        )
+
+    def _crashed(self, run: Run, index: int) -> dict[str, Any]:
+        """The failure of a request whose skill raised something unexpected (logged here,
+        inside the ``except`` that caught it)."""
+        item = run.claim.item
+        log.exception(
+            "skill %s/%s failed on task %s request %d", item.app, item.skill, item.task_id, index
+        )
+        return _failure(ErrorCode.INTERNAL_ERROR, "the skill raised an unexpected error")
 
     def _timed_out(self, run: Run, spec: SkillSpec) -> dict[str, Any]:
         item = run.claim.item
