@@ -37,7 +37,7 @@ from ..engine import App
 from ._auth import authenticate
 from ._docs_page import docs_asset, docs_page
 from ._middleware import RequestContextMiddleware, assign_request_id, request_id_of
-from ._ratelimit import RateLimitMiddleware
+from ._ratelimit import HttpRateLimit
 from ._responses import error_response, is_openai_path
 from ._routes_health import health, ready
 from ._routes_openai import openai_routes
@@ -233,8 +233,8 @@ def create_app(config: Config | None = None, apps: Sequence[App | str] = ()) -> 
             RequestContextMiddleware,
             draining=lambda: runtime.draining,
             metrics=runtime.metrics,
+            limit=HttpRateLimit(lambda: runtime),
         ),
-        Middleware(RateLimitMiddleware, runtime=lambda: runtime),
     ]
     if runtime.config.cors.allow_origins:
         # Outermost, so that every answer (a 503 while draining, a 500) carries CORS headers.
