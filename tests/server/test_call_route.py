@@ -1,4 +1,5 @@
-"""The call route's lean ASGI endpoint answers as Starlette's general path would."""
+"""The quick call's lean path: its endpoint answers as Starlette's general path would, and
+the one request-context layer (ids, log, metrics, rate limit) heads every response."""
 
 from __future__ import annotations
 
@@ -153,3 +154,18 @@ async def test_receive_chunks_raises_client_disconnect_as_request_stream_does() 
         await _chunks_of(messages)
     with pytest.raises(ClientDisconnect):
         await _stream_of(messages)
+
+
+async def test_a_500_carries_the_rate_limit_headers(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last-resort 500 is a response like any other: while a limit is on, it carries the
+    X-RateLimit-* headers (API.md), the rate limit being counted in the same layer."""
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("broken on purpose")
+
+    monkeypatch.setattr(app.state.skillwire.tasks, "list", broken)
+    status, headers, _ = await _call(app, "GET", "/api/v1/tasks")
+    assert status == 500
+    assert {k for k, _ in headers} >= {b"x-ratelimit-limit", b"x-ratelimit-reset"}
