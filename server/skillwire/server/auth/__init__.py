@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from ._credentials import Tickets, authenticate, credentials_of, offers_credentials, require
+from ._credentials import (
+    Tickets,
+    authenticate,
+    authenticate_key,
+    credentials_of,
+    offers_credentials,
+    require,
+)
 from ._keys import KeyStore, check_roles, digest
 from ._permissions import DEFAULT_ROLES, Permission, resolve_roles
 from ._principal import Principal
@@ -14,6 +21,7 @@ __all__ = [
     "Principal",
     "Tickets",
     "authenticate",
+    "authenticate_key",
     "check_roles",
     "credentials_of",
     "digest",

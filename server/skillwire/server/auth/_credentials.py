@@ -7,8 +7,8 @@ routes, the streams, the WebSocket handshake and the rate limiter all ask here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Protocol
+from collections.abc import Mapping, MutableMapping
+from typing import Any, Protocol
 
 from starlette.requests import HTTPConnection
 
@@ -18,7 +18,14 @@ from ._keys import KeyStore
 from ._permissions import Permission
 from ._principal import Principal
 
-__all__ = ["Tickets", "authenticate", "credentials_of", "offers_credentials", "require"]
+__all__ = [
+    "Tickets",
+    "authenticate",
+    "authenticate_key",
+    "credentials_of",
+    "offers_credentials",
+    "require",
+]
 
 
 class Tickets(Protocol):
@@ -47,9 +54,20 @@ def offers_credentials(conn: HTTPConnection) -> bool:
     )
 
 
-def _remember(conn: HTTPConnection, principal: Principal) -> Principal:
-    conn.scope.setdefault("state", {})["principal"] = principal.name  # for the access log
+def _remember(scope: MutableMapping[str, Any], principal: Principal) -> Principal:
+    scope.setdefault("state", {})["principal"] = principal.name  # for the access log
     return principal
+
+
+def authenticate_key(scope: MutableMapping[str, Any], key: str | None, keys: KeyStore) -> Principal:
+    """The principal ``key`` (as ``credentials_of`` read it) names; else Unauthorized (401).
+    For an endpoint that holds the raw ASGI scope, no ``Request`` (the quick call's)."""
+    if key:
+        principal = keys.lookup(key)
+        if principal is None:
+            raise Unauthorized("invalid API key")
+        return _remember(scope, principal)
+    raise Unauthorized("credentials required: Authorization: Bearer <key> or X-API-Key")
 
 
 async def authenticate(
@@ -58,18 +76,13 @@ async def authenticate(
     """The principal the connection's key (or, given ``tickets``, its ticket) names; else
     Unauthorized (401)."""
     key = credentials_of(conn.headers)
-    if key:
-        principal = keys.lookup(key)
-        if principal is None:
-            raise Unauthorized("invalid API key")
-        return _remember(conn, principal)
     if key is None and tickets is not None and (ticket := conn.query_params.get("ticket")):
         name = await tickets.take_ticket(ticket)
         principal = keys.by_name(name) if name else None
         if principal is None:
             raise Unauthorized("invalid, expired or already used ticket")
-        return _remember(conn, principal)
-    raise Unauthorized("credentials required: Authorization: Bearer <key> or X-API-Key")
+        return _remember(conn.scope, principal)
+    return authenticate_key(conn.scope, key, keys)
 
 
 async def require(

@@ -37,13 +37,13 @@ from ..engine import App
 from ._auth import authenticate
 from ._docs_page import docs_asset, docs_page
 from ._middleware import RequestContextMiddleware, assign_request_id, request_id_of
-from ._ratelimit import RateLimitMiddleware
+from ._ratelimit import HttpRateLimit
 from ._responses import error_response, is_openai_path
 from ._routes_health import health, ready
 from ._routes_openai import openai_routes
 from ._routes_ops import asyncapi, metrics, openapi
 from ._routes_sessions import close_session, create_session, get_session, list_sessions
-from ._routes_skills import call_skill, get_skill, list_apps
+from ._routes_skills import SkillRoute, list_apps
 from ._routes_tasks import cancel_task, get_task, list_tasks
 from ._routes_tickets import issue_ticket
 from ._routes_webhooks import list_deliveries, retry_delivery
@@ -104,11 +104,7 @@ def _routes() -> list[BaseRoute]:
     # Starlette tries routes in order: the API's own (calls, tasks, streams) come first, so a
     # call is matched at the first try rather than after the ops and docs pages.
     return [
-        Route(
-            "/api/v1/apps/{app}/{skill}",
-            _by_method(GET=get_skill, HEAD=get_skill, POST=call_skill),
-            methods=["GET", "POST"],
-        ),
+        Route("/api/v1/apps/{app}/{skill}", SkillRoute(), methods=["GET", "POST"]),
         Route(
             "/api/v1/tasks/{task_id}",
             _by_method(GET=get_task, HEAD=get_task, DELETE=cancel_task),
@@ -237,8 +233,8 @@ def create_app(config: Config | None = None, apps: Sequence[App | str] = ()) -> 
             RequestContextMiddleware,
             draining=lambda: runtime.draining,
             metrics=runtime.metrics,
+            limit=HttpRateLimit(lambda: runtime),
         ),
-        Middleware(RateLimitMiddleware, runtime=lambda: runtime),
     ]
     if runtime.config.cors.allow_origins:
         # Outermost, so that every answer (a 503 while draining, a 500) carries CORS headers.

@@ -1,6 +1,10 @@
-"""The outermost layer: request ids, the access log line, and the last-resort 500.
+"""The outermost layer: request ids, the access log line, metrics, the client rate limit and
+the last-resort 500.
 
-Pure ASGI (no BaseHTTPMiddleware), so streaming responses pass through untouched.
+Pure ASGI (no BaseHTTPMiddleware), so streaming responses pass through untouched. One layer
+for all of them, not one each: every layer is a coroutine frame and, where it adds headers, a
+wrapped ``send`` per request, which a quick call pays for (docs/performance.md, "The quick
+call, layer by layer").
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import random
 import re
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -17,6 +22,9 @@ from skillwire.protocol import InternalError, ServiceUnavailable
 
 from .._metrics import Metrics
 from ._responses import error_response, is_openai_path
+
+if TYPE_CHECKING:
+    from ._ratelimit import HttpRateLimit
 
 __all__ = ["RequestContextMiddleware", "assign_request_id", "request_id_of"]
 
@@ -46,10 +54,12 @@ class RequestContextMiddleware:
         app: ASGIApp,
         draining: Callable[[], bool] = lambda: False,
         metrics: Metrics | None = None,
+        limit: HttpRateLimit | None = None,
     ) -> None:
         self.app = app
         self.draining = draining
         self.metrics = metrics
+        self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -59,6 +69,7 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = 0
         response_started = False
+        limit_headers: list[tuple[bytes, bytes]] = []
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, response_started
@@ -67,6 +78,7 @@ class RequestContextMiddleware:
                 status = message["status"]
                 message["headers"] = [
                     *message.get("headers", []),
+                    *limit_headers,
                     (b"x-request-id", request_id.encode("latin-1")),
                 ]
             await send(message)
@@ -84,8 +96,20 @@ class RequestContextMiddleware:
                 )
                 await response(scope, receive, send_with_id)
                 return
-            # WebSocket frames skip the wrapper: it only adds a header to HTTP responses.
-            await self.app(scope, receive, send_with_id if scope["type"] == "http" else send)
+            if scope["type"] == "websocket":
+                # Frames skip the wrapper (it only adds headers to HTTP responses), and the
+                # channel's own limit answers a handshake over it.
+                if self.limit is None or not await self.limit.refuses_websocket(
+                    scope, receive, send
+                ):
+                    await self.app(scope, receive, send)
+                return
+            if self.limit is not None:
+                refusal, limit_headers = await self.limit.check(scope, request_id)
+                if refusal is not None:
+                    await refusal(scope, receive, send_with_id)
+                    return
+            await self.app(scope, receive, send_with_id)
         except Exception:
             errors.exception("unhandled error; request_id=%s", request_id)
             if scope["type"] == "http" and not response_started:

@@ -1,5 +1,6 @@
 """The client rate limit on HTTP: everything under ``/api/v1``, per key, or per IP without a
-valid key (the rate-limit service, ``_ratelimit.py``, decides; this is its HTTP edge).
+valid key (the rate-limit service, ``_ratelimit.py``, decides; this is its HTTP edge, which
+the request-context layer, ``_middleware.py``, runs in its own step: no layer of its own).
 
 The check runs before authentication (so floods of bad keys are limited by IP too), adds
 ``X-RateLimit-*`` headers to every response while a limit is on, and answers 429 with
@@ -12,50 +13,44 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from .._runtime import Runtime
 from ..channels import websocket_refused
-from ._middleware import request_id_of
 from ._responses import error_response, is_openai_path
 
-__all__ = ["RateLimitMiddleware"]
+__all__ = ["HttpRateLimit"]
+
+RawHeaders = list[tuple[bytes, bytes]]
+_NONE: RawHeaders = []
 
 
-class RateLimitMiddleware:
-    def __init__(self, app: ASGIApp, runtime: Callable[[], Runtime]) -> None:
-        self.app = app
+class HttpRateLimit:
+    def __init__(self, runtime: Callable[[], Runtime]) -> None:
         self.runtime = runtime
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def refuses_websocket(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """True when the handshake was over its limit (and has been answered)."""
+        return await websocket_refused(self.runtime(), WebSocket(scope, receive, send))
+
+    async def check(self, scope: Scope, request_id: str) -> tuple[Response | None, RawHeaders]:
+        """An HTTP request counted: the 429 to answer past the limit, else the headers to
+        add to its response (none while no limit applies)."""
         runtime = self.runtime()
-        if scope["type"] == "websocket":
-            if not await websocket_refused(runtime, WebSocket(scope, receive, send)):
-                await self.app(scope, receive, send)  # no headers to add: the frame path stays bare
-            return
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
         decision = await runtime.limits.check_request(scope, runtime.keys)
         if decision is None:
-            await self.app(scope, receive, send)
-            return
+            return None, _NONE
         headers = decision.headers
         if not decision.allowed:
-            response = error_response(
+            refusal = error_response(
                 decision.refusal(),
-                request_id_of(scope),
+                request_id,
                 headers={**headers, "Retry-After": str(decision.retry_after)},
                 openai=is_openai_path(scope),
             )
-            await response(scope, receive, send)
-            return
-        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *raw]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+            return refusal, _NONE
+        return None, [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
+        ]
