@@ -23,7 +23,12 @@ bulk = App("bulk")
 
 
 @bulk.skill(mode="long")
-async def blob(ctx: Context, n: int = 2000, size: int = 16_000) -> AsyncIterator[dict[str, Any]]:
+async def blob(
+    ctx: Context, n: int = 2000, size: int = 16_000, pause: float = 0.0
+) -> AsyncIterator[dict[str, Any]]:
+    # ``pause``: time for a streaming call's subscription to go live first. Events stored
+    # before it is live are replayed, and a replay waits for the reader instead of cutting it.
+    await asyncio.sleep(pause)
     payload = "x" * size
     for i in range(n):
         yield {"i": i, "payload": payload}
@@ -147,7 +152,7 @@ async def test_sse_client_that_stops_reading_has_its_stream_ended(server_factory
     """An SSE reader that stops reading has its stream ended; Last-Event-ID then resumes losslessly."""
     server = server_factory({"send_queue": 32, **WHOLE_LOG}, apps=[bulk])
     reader, writer = await asyncio.open_connection(sock=_small_buffer_socket(server))
-    body = json.dumps({"requests": [{"n": 2000, "size": 8000}]}).encode()
+    body = json.dumps({"requests": [{"n": 2000, "size": 8000, "pause": scaled(0.5)}]}).encode()
     writer.write(
         b"POST /api/v1/apps/bulk/blob HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n"
         b"Authorization: Bearer " + ADMIN_KEY.encode() + b"\r\nContent-Type: application/json\r\n"
