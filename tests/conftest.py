@@ -246,18 +246,28 @@ def _spawn_redis(port: int, directory: str, *, persistent: bool = False) -> subp
         time.sleep(0.05)
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """A redis-server for the whole session, on a free port of 127.0.0.1."""
+@contextlib.contextmanager
+def own_redis_server(prefix: str = "skillwire-redis-") -> Iterator[RedisServer]:
+    """A redis-server (no persistence) on a free port of 127.0.0.1, stopped and its directory
+    removed on exit: the session's, or a module's own that its tests may stop and restart."""
     port = free_port()
-    directory = tempfile.mkdtemp(prefix="skillwire-redis-")
+    directory = tempfile.mkdtemp(prefix=prefix)
     server = RedisServer(
         f"redis://127.0.0.1:{port}/0", port, _spawn_redis(port, directory), directory
     )
-    yield server
-    if server.process.poll() is None:
-        server.stop()
-    shutil.rmtree(directory, ignore_errors=True)
+    try:
+        yield server
+    finally:
+        if server.process.poll() is None:
+            server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A redis-server for the whole session, on a free port of 127.0.0.1."""
+    with own_redis_server() as server:
+        yield server
 
 
 BACKBONES = ["memory", "redis"]

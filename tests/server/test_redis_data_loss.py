@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -16,21 +14,14 @@ from skillwire.protocol import BackboneUnavailable, format_time, lifecycle
 from skillwire.server.backbone import WorkItem
 from skillwire.server.backbone.redis import RedisBackbone
 from skillwire.server.backbone.redis import _keys as keys
-from tests.conftest import RedisServer, _spawn_redis, free_port, scaled, start_server
+from tests.conftest import RedisServer, own_redis_server, scaled, start_server
 
 
 @pytest.fixture(scope="module")
 def own_redis() -> Iterator[RedisServer]:
     """A redis-server of this module's own (without persistence), which the tests restart."""
-    port = free_port()
-    directory = tempfile.mkdtemp(prefix="skillwire-redis-loss-")
-    server = RedisServer(
-        f"redis://127.0.0.1:{port}/0", port, _spawn_redis(port, directory), directory
-    )
-    yield server
-    if server.process.poll() is None:
-        server.stop()
-    shutil.rmtree(directory, ignore_errors=True)
+    with own_redis_server("skillwire-redis-loss-") as server:
+        yield server
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -18,7 +16,7 @@ from skillwire.protocol import EncodedEvent
 from skillwire.server.backbone.redis import _keys as keys
 from skillwire.server.backbone.redis._connections import pool_options
 from skillwire.server.backbone.redis._fanout import Fanout
-from tests.conftest import RedisServer, _spawn_redis, eventually, free_port, scaled
+from tests.conftest import RedisServer, eventually, own_redis_server, scaled
 
 
 class FreezingProxy:
@@ -68,15 +66,8 @@ async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> Non
 @pytest.fixture(scope="module")
 def own_redis() -> Iterator[RedisServer]:
     """A redis-server of this module's own, which a test restarts."""
-    port = free_port()
-    directory = tempfile.mkdtemp(prefix="skillwire-redis-fanout-")
-    server = RedisServer(
-        f"redis://127.0.0.1:{port}/0", port, _spawn_redis(port, directory), directory
-    )
-    yield server
-    if server.process.poll() is None:
-        server.stop()
-    shutil.rmtree(directory, ignore_errors=True)
+    with own_redis_server("skillwire-redis-fanout-") as server:
+        yield server
 
 
 @pytest.fixture
