@@ -12,16 +12,10 @@ arguments, the batcher's round trips and the script.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
-from typing import Any
 
 import redis.asyncio as aioredis
-from redis_outputs import cpu_seconds, free_port, redis_commands  # this directory
+from redis_outputs import cpu_seconds, redis_commands, with_own_redis  # this directory
 
 from skillwire.protocol import EventType, format_time, lifecycle
 from skillwire.server import Context
@@ -80,21 +74,4 @@ def _args() -> argparse.Namespace:
 
 if __name__ == "__main__":
     arguments = _args()
-    port = free_port()
-    directory = tempfile.mkdtemp(prefix="skillwire-lone-")
-    redis: Any = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", directory],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        for _ in range(100):
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
-        asyncio.run(main(arguments, f"redis://127.0.0.1:{port}/0", redis.pid))
-    finally:
-        redis.terminate()
-        redis.wait(10)
-        shutil.rmtree(directory, ignore_errors=True)
+    with_own_redis("skillwire-lone-", lambda url, pid: main(arguments, url, pid))

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -123,10 +124,11 @@ def _args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-if __name__ == "__main__":
-    arguments = _args()
+def with_own_redis(prefix: str, run: Callable[[str, int], Coroutine[Any, Any, None]]) -> None:
+    """Start a redis-server of this tool's own on a free port, ``run(url, pid)`` against it in
+    a new event loop, then stop it and remove its directory."""
     port = free_port()
-    directory = tempfile.mkdtemp(prefix="skillwire-outputs-")
+    directory = tempfile.mkdtemp(prefix=prefix)
     redis: Any = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--dir", directory],
@@ -138,8 +140,13 @@ if __name__ == "__main__":
                 if probe.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.05)
-        asyncio.run(main(arguments, f"redis://127.0.0.1:{port}/0", redis.pid))
+        asyncio.run(run(f"redis://127.0.0.1:{port}/0", redis.pid))
     finally:
         redis.terminate()
         redis.wait(10)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    arguments = _args()
+    with_own_redis("skillwire-outputs-", lambda url, pid: main(arguments, url, pid))
