@@ -195,11 +195,12 @@ async def test_a_stopped_sub_request_leaves_no_late_outputs() -> None:
     assert backbone.batches == []
 
 
-async def test_consecutive_appends_to_one_output_merge_never_reorder() -> None:
-    """Appends queued while a batch is stored merge into one delta per run of the same output
-    and field; an append to another output (or an output) between them keeps them apart."""
-    backbone = FailingBackbone()
-    ctx = await _started(backbone, "tsk_merge")
+async def _hello_with_a_call_between(
+    backbone: MemoryBackbone | RedisBackbone, task_id: str
+) -> list[Any]:
+    """Appends "He", "l", "lo" to a text output, "{}" to a tool call's arguments, then "!" and
+    "" to the text, behind a flushed pair of outputs; the deltas the log then holds."""
+    ctx = await _started(backbone, task_id)
     answer = await ctx.output({"type": "text", "text": ""})
     call = await ctx.output({"type": "tool_call", "arguments": ""})
     await ctx.flush()
@@ -209,9 +210,16 @@ async def test_consecutive_appends_to_one_output_merge_never_reorder() -> None:
     await ctx.append(answer, "text", "!")
     await ctx.append(answer, "text", "")  # nothing to send
     await ctx.flush()
-    log = await backbone.read_events("tsk_merge", 0, 100)
+    log = await backbone.read_events(task_id, 0, 100)
     assert log is not None
-    deltas = [decode_event(e.json).data for e in log.events if e.type == "request.delta"]
+    return [decode_event(e.json).data for e in log.events if e.type == "request.delta"]
+
+
+async def test_consecutive_appends_to_one_output_merge_never_reorder() -> None:
+    """Appends queued while a batch is stored merge into one delta per run of the same output
+    and field; an append to another output (or an output) between them keeps them apart."""
+    backbone = FailingBackbone()
+    deltas = await _hello_with_a_call_between(backbone, "tsk_merge")
     assert deltas == [
         {"output": 0, "field": "text", "append": "Hello"},
         {"output": 1, "field": "arguments", "append": "{}"},
@@ -328,18 +336,7 @@ async def test_appends_behind_a_lone_flush_merge_into_the_next_batch_only(
     """On Redis the first append of a run leaves at once (the batcher's next round trip);
     the appends queued while it travels merge into one delta of the next batch, never into
     the one already sent, and the text arrives whole and in order."""
-    ctx = await _started(backbone, "tsk_soon_merge")
-    answer = await ctx.output({"type": "text", "text": ""})
-    call = await ctx.output({"type": "tool_call", "arguments": ""})
-    await ctx.flush()
-    for token in ["He", "l", "lo"]:
-        await ctx.append(answer, "text", token)
-    await ctx.append(call, "arguments", "{}")
-    await ctx.append(answer, "text", "!")
-    await ctx.flush()
-    log = await backbone.read_events("tsk_soon_merge", 0, 100)
-    assert log is not None
-    deltas = [decode_event(e.json).data for e in log.events if e.type == "request.delta"]
+    deltas = await _hello_with_a_call_between(backbone, "tsk_soon_merge")
     assert deltas == [
         {"output": 0, "field": "text", "append": "He"},
         {"output": 0, "field": "text", "append": "llo"},
