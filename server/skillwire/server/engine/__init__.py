@@ -9,7 +9,7 @@ from ._registry import Registry, load_app
 from ._remote import HandedOff, RemoteQueue, RemoteSkills
 from ._remote_pool import RemotePool
 from ._remote_worker import RemoteWorker, WorkerLost
-from ._schemas import RawInput, check_schema, schema_checker
+from ._schemas import RawInput, check_schema, declared_skill, schema_checker
 from ._tasks import CallResult, TaskService
 from ._worker import WorkerPool
 
@@ -30,6 +30,7 @@ __all__ = [
     "WorkerLost",
     "WorkerPool",
     "check_schema",
+    "declared_skill",
     "demo",
     "load_app",
     "schema_checker",

@@ -41,7 +41,6 @@ from skillwire.protocol import (
     Skill,
     SkillDeclaration,
     SkillError,
-    SkillMode,
     SkillwireError,
     Work,
     WorkCompleted,
@@ -59,7 +58,7 @@ from ._app import SkillSpec
 from ._context import Context, Discarded
 from ._registry import Registry
 from ._remote_worker import RemoteWork, RemoteWorker, WorkerLost
-from ._schemas import RawInput, check_schema, schema_checker
+from ._schemas import check_schema, declared_skill
 
 if TYPE_CHECKING:
     from ..backbone import Backbone, Claim
@@ -211,25 +210,7 @@ class RemoteSkills:
 
     @staticmethod
     def _build(declaration: SkillDeclaration, fn: Callable[..., Any]) -> SkillSpec:
-        return SkillSpec(
-            app=declaration.app,
-            name=declaration.skill,
-            description=declaration.description,
-            mode=SkillMode(declaration.mode),
-            fn=fn,
-            input_type=RawInput,
-            input_schema=declaration.input_schema,
-            spread=False,
-            context_param="ctx",
-            is_generator=False,
-            max_requests=declaration.max_requests,
-            timeout=declaration.timeout,
-            provider=None,
-            model=None,
-            remote=True,
-            check=schema_checker(declaration.input_schema),
-            starts_itself=True,
-        )
+        return declared_skill(declaration, fn, starts_itself=True)
 
     async def find(self, app: str, skill: str, *, local_only: bool = False) -> SkillSpec | None:
         """The remote skill ``app/skill`` if some worker declared it (here or elsewhere)."""

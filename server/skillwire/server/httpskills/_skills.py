@@ -14,7 +14,6 @@ from skillwire.protocol import (
     InvalidWorkerMessage,
     SkillDeclaration,
     SkillError,
-    SkillMode,
     ValidationError,
     WorkCompleted,
     WorkDelta,
@@ -25,7 +24,7 @@ from skillwire.protocol import (
 )
 
 from .._config import HttpSkillConfig
-from ..engine import App, Context, RawInput, SkillSpec, check_schema, schema_checker
+from ..engine import App, Context, check_schema, declared_skill
 from ..webhooks import UnsafeUrl, UrlGuard
 from ..webhooks._transport import make_client
 from ._messages import ndjson_lines, sse_data
@@ -147,24 +146,7 @@ class HttpSkills:
             app = apps.setdefault(entry.app, App(entry.app))
             if entry.skill in app.skills:
                 raise ValueError(f"http_skills: {entry.app}/{entry.skill} is declared twice")
-            app.skills[entry.skill] = SkillSpec(
-                app=entry.app,
-                name=entry.skill,
-                description=entry.description,
-                mode=SkillMode(entry.mode),
-                fn=skill.run,
-                input_type=RawInput,
-                input_schema=entry.input_schema,
-                spread=False,
-                context_param="ctx",
-                is_generator=False,
-                max_requests=entry.max_requests,
-                timeout=entry.timeout,
-                provider=None,
-                model=None,
-                remote=True,
-                check=schema_checker(entry.input_schema),
-            )
+            app.skills[entry.skill] = declared_skill(entry, skill.run)
         return list(apps.values())
 
     async def close(self) -> None:
